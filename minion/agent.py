@@ -1,0 +1,256 @@
+"""The minion daemon: one owner object; its main loop fits on a screen.
+
+It pins the master's key, connects, says hello until accepted, then sends heartbeats, runs
+the commands it receives (signed, for it, not expired, never twice) and re-sends returns
+until acknowledged. It never exits because the master is away or misbehaves: it logs and
+tries again with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from minion import grains as grains_mod
+from minion import pinning
+from minion.config import MinionConfig
+from minion.connection import MasterConnection
+from minion.errors import MasterKeyError
+from minion.executor import Executor
+from minion.functions import BUILTINS
+from minion.state import MinionState
+from reactord.protocol import __version__
+from reactord.protocol import messages as m
+from reactord.protocol.errors import DecodeError, SignatureError
+from reactord.protocol.keys import CurveKeys, fingerprint, verify_signature
+
+log = logging.getLogger("minion")
+
+
+class Agent:
+    def __init__(
+        self,
+        config: MinionConfig,
+        *,
+        ctx: zmq.asyncio.Context | None = None,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> None:
+        self.config = config
+        self._own_ctx = ctx is None
+        self.ctx = ctx or zmq.asyncio.Context()
+        self.keys = CurveKeys.load_or_create(config.pki_dir, "minion")
+        self.state = MinionState(config.database)
+        self.grains = grains_mod.collect(config.grains)
+        self.functions = dict(functions if functions is not None else BUILTINS)
+        self.executor = Executor(config.id, self.functions, self.grains, config.job_workers)
+        self.stop_event = asyncio.Event()
+        self.status = "connecting"  # connecting | pending | rejected | denied | accepted
+        self.heartbeat = 5.0
+        self.signing_key: bytes | None = None
+        self.last_answer = 0.0
+        self._welcomed = asyncio.Event()
+        self.conn: MasterConnection | None = None
+        self.master_key: bytes | None = None
+
+    # -- main loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        log.info("minion %s %s starting (key %s)", self.config.id, __version__, self.keys.finger)
+        try:
+            self.master_key = await self._obtain_master_key()
+            if self.master_key is None:
+                return
+            self.conn = MasterConnection(self.ctx, self.config, self.keys, self.master_key)
+            async with asyncio.TaskGroup() as tasks:
+                services = [
+                    tasks.create_task(self._receive(), name="receive"),
+                    tasks.create_task(self._session(), name="session"),
+                ]
+                await self.stop_event.wait()
+                for task in services:
+                    task.cancel()
+        finally:
+            self.close()
+            log.info("minion %s stopped", self.config.id)
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP: nothing to reload yet"))
+
+    def close(self) -> None:
+        self.executor.cancel_all()
+        if self.conn is not None:
+            self.conn.close()
+        self.state.close()
+        if self._own_ctx:
+            self.ctx.term()
+
+    # -- master key ---------------------------------------------------------------------------
+
+    async def _obtain_master_key(self) -> bytes | None:
+        pinned = pinning.load_pinned(self.config)
+        if pinned is not None:
+            return pinned
+        delay = 0.5
+        while not self.stop_event.is_set():
+            try:
+                offered = await pinning.fetch_master_key(self.ctx, self.config.key_endpoint, 2.0)
+                return pinning.pin(self.config, offered)
+            except MasterKeyError as exc:
+                log.warning("%s; retrying in %.1fs", exc, delay)
+            await self._sleep(delay)
+            delay = min(delay * 2, self.config.retry_max)
+        return None
+
+    async def _diagnose_master_key(self) -> None:
+        """After the master stopped answering: is it another key on the other end?"""
+        try:
+            offered = await pinning.fetch_master_key(self.ctx, self.config.key_endpoint, 1.0)
+        except MasterKeyError:
+            return
+        if offered != self.master_key:
+            log.error(
+                "the master at %s offers key %s, not the pinned %s: refusing it (if the master "
+                "was re-keyed on purpose, remove %s)",
+                self.config.master,
+                fingerprint(offered),
+                fingerprint(self.master_key or b""),
+                pinning.pinned_key_path(self.config),
+            )
+
+    # -- the session: hello until accepted, then heartbeats -------------------------------------
+
+    async def _session(self) -> None:
+        assert self.conn is not None
+        delay = 0.5
+        unanswered = 0
+        while True:
+            if self.status != "accepted":
+                self._welcomed.clear()
+                await self.conn.send(self._hello())
+                if not await self._wait_welcome(delay):
+                    unanswered += 1
+                    if unanswered in (3, 10) or unanswered % 30 == 0:
+                        log.warning("no answer from the master at %s yet", self.config.command_endpoint)
+                        await self._diagnose_master_key()
+                    delay = min(delay * 2, self.config.retry_max)
+                    continue
+                unanswered = 0
+                if self.status == "accepted":
+                    delay = 0.5
+                    continue
+                # pending, rejected or denied: ask again later; an accept is pushed at once
+                self._welcomed.clear()
+                await self._wait_welcome(delay)
+                delay = min(delay * 2, self.config.retry_max)
+                continue
+            await self.conn.send(m.Heartbeat(time=time.time()))
+            for wire in self.state.unacked():
+                await self.conn.send_raw(wire)
+            self.state.prune(time.time())
+            await self._sleep(self.heartbeat)
+            if time.monotonic() - self.last_answer > 3 * self.heartbeat and self.status == "accepted":
+                log.warning("the master stopped answering; saying hello again")
+                self.status = "connecting"
+
+    async def _wait_welcome(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._welcomed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _hello(self) -> m.Hello:
+        return m.Hello(
+            id=self.config.id,
+            grains=self.grains,
+            version=__version__,
+            functions=sorted(self.functions),
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop_event.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    # -- receiving --------------------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        assert self.conn is not None
+        while True:
+            data = await self.conn.recv()
+            try:
+                message = m.decode(data, max_size=self.config.max_message_size)
+            except DecodeError as exc:
+                log.warning("dropped a malformed message from the master: %s", exc)
+                continue
+            self.last_answer = time.monotonic()
+            if isinstance(message, m.Welcome):
+                self._on_welcome(message)
+            elif isinstance(message, m.Command):
+                self._on_command(message)
+            elif isinstance(message, m.ReturnAck):
+                self.state.ack(message.jid)
+            elif not isinstance(message, m.Pong):
+                log.debug("ignored a %s message", message.kind)
+
+    def _on_welcome(self, welcome: m.Welcome) -> None:
+        previous = self.status
+        if welcome.status == "accepted":
+            try:
+                self.signing_key = pinning.check_signing_key(self.config, welcome.signing_key)
+            except MasterKeyError as exc:
+                log.error("%s", exc)
+                self.status = "connecting"
+                return
+            self.heartbeat = max(0.05, welcome.heartbeat)
+        self.status = welcome.status
+        if self.status != previous:
+            level = logging.INFO if self.status in ("accepted", "pending") else logging.ERROR
+            log.log(
+                level,
+                "master says: key %s%s",
+                self.status,
+                f" ({welcome.message})" if welcome.message else "",
+            )
+        self._welcomed.set()
+
+    def _on_command(self, command: m.Command) -> None:
+        if self.status != "accepted" or self.signing_key is None:
+            log.warning("dropped a command received before the master accepted us")
+            return
+        try:
+            verify_signature(self.signing_key, command.sig, command.payload)
+            body = m.CommandBody.unpack(command.payload)
+        except (SignatureError, DecodeError) as exc:
+            log.error("refused a command: %s", exc)
+            return
+        now = time.time()
+        if body.id != self.config.id:
+            log.error("refused command %s: it is for %s", body.jid, body.id, extra={"jid": body.jid})
+            return
+        if body.expires < now:
+            log.error("refused command %s: expired", body.jid, extra={"jid": body.jid})
+            return
+        if not self.state.claim(body.jid, body.fun, body.expires, now):
+            log.warning("refused command %s: already run (replay)", body.jid, extra={"jid": body.jid})
+            return
+        log.info("running %s (job %s)", body.fun, body.jid, extra={"jid": body.jid})
+        asyncio.get_running_loop().create_task(self._run_job(body))
+
+    async def _run_job(self, body: m.CommandBody) -> None:
+        ret = await self.executor.run(body)
+        wire = ret.to_wire()
+        self.state.store_return(body.jid, wire)
+        if self.conn is not None:
+            await self.conn.send_raw(wire)

@@ -1,0 +1,74 @@
+"""The minion's configuration: read once from minion.yaml into a frozen ``MinionConfig``."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reactord.protocol import configfile as cf
+from reactord.protocol.keys import normalize_fingerprint
+from reactord.protocol.logsetup import LEVELS
+from reactord.protocol.tags import validate_minion_id
+
+
+def _minion_id(value: Any, where: cf.Where) -> str:
+    if value in (None, ""):
+        value = socket.gethostname().split(".")[0] or "minion"
+    return validate_minion_id(value)
+
+
+def _finger(value: Any, where: cf.Where) -> str | None:
+    if value in (None, ""):
+        return None
+    return normalize_fingerprint(cf.as_str(value, where))
+
+
+@dataclass(frozen=True, slots=True)
+class MinionConfig:
+    path: Path = field(default=Path("minion.yaml"))
+    id: str = cf.option(None, _minion_id)
+    master: str = cf.option("localhost", cf.as_str)
+    event_port: int = cf.option(4510, cf.as_int(1, 65535))
+    command_port: int = cf.option(4511, cf.as_int(1, 65535))
+    key_port: int = cf.option(4512, cf.as_int(1, 65535))
+    master_finger: str | None = cf.option(None, _finger)
+    pki_dir: Path = cf.option("pki", cf.as_path)
+    state_dir: Path = cf.option("state", cf.as_path)
+    grains: dict[str, Any] = cf.option({}, cf.as_mapping)
+    job_workers: int = cf.option(8, cf.as_int(1, 1024))
+    retry_max: float = cf.option(10.0, cf.as_duration(0.1))
+    max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))
+    log_level: str = cf.option("info", cf.as_choice(*LEVELS))
+    log_format: str = cf.option("text", cf.as_choice("text", "json"))
+    log_file: Path | None = cf.option(None, cf.as_optional_path)
+
+    @property
+    def command_endpoint(self) -> str:
+        return f"tcp://{_host(self.master)}:{self.command_port}"
+
+    @property
+    def event_endpoint(self) -> str:
+        return f"tcp://{_host(self.master)}:{self.event_port}"
+
+    @property
+    def key_endpoint(self) -> str:
+        return f"tcp://{_host(self.master)}:{self.key_port}"
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "minion.db"
+
+    @property
+    def local_socket(self) -> Path:
+        return self.state_dir / "minion.sock"
+
+
+def _host(name: str) -> str:
+    return f"[{name}]" if ":" in name and not name.startswith("[") else name
+
+
+def load_minion_config(explicit: str | None) -> MinionConfig:
+    """Find and read minion.yaml (``-c``, ``$REACTORD_CONFIG``, ``./``, ``/etc/reactord/``)."""
+    return cf.load(MinionConfig, explicit, "minion.yaml")

@@ -1,0 +1,119 @@
+"""Running functions as jobs: allowed names only, bounded concurrency, a deadline per job.
+
+Functions run in a bounded thread pool so the agent's event loop never blocks. At the
+deadline the job is reported as timed out and its context is cancelled: cooperative
+functions stop at once, and those that run programs kill the program's process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import PurePath
+from typing import Any
+
+from minion.errors import FunctionError
+from minion.functions.context import JobContext
+from reactord.protocol import codec
+from reactord.protocol.messages import CommandBody, Return
+
+log = logging.getLogger("minion.jobs")
+
+
+class Executor:
+    def __init__(
+        self,
+        minion_id: str,
+        functions: Mapping[str, Callable[..., Any]],
+        grains: Mapping[str, Any],
+        workers: int,
+    ) -> None:
+        self.minion_id = minion_id
+        self.functions = functions
+        self.grains = grains
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
+        self.running: dict[str, JobContext] = {}
+
+    async def run(self, body: CommandBody) -> Return:
+        started = time.time()
+        ctx = JobContext(
+            jid=body.jid,
+            minion_id=self.minion_id,
+            deadline=time.monotonic() + body.timeout,
+            grains=self.grains,
+            functions=self.functions,
+        )
+        try:
+            call = self._prepare(body, ctx)
+        except FunctionError as exc:
+            return self._return(body, started, False, 1, None, str(exc))
+        self.running[body.jid] = ctx
+        future = asyncio.get_running_loop().run_in_executor(self.pool, call)
+        try:
+            value = await asyncio.wait_for(asyncio.shield(future), timeout=body.timeout)
+        except TimeoutError:
+            ctx.cancelled.set()
+            log.warning(
+                "job %s (%s) timed out after %gs", body.jid, body.fun, body.timeout, extra={"jid": body.jid}
+            )
+            return self._return(body, started, False, 124, None, f"timed out after {body.timeout:g}s")
+        except Exception as exc:  # the function's own failure is the job's result, not ours
+            return self._return(body, started, False, 1, None, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.running.pop(body.jid, None)
+        return self._return(body, started, True, 0, wire_safe(value), None)
+
+    def _prepare(self, body: CommandBody, ctx: JobContext) -> Callable[[], Any]:
+        fn = self.functions.get(body.fun)
+        if fn is None:
+            raise FunctionError(f"function {body.fun!r} is not available or not allowed on this minion")
+        kwargs = dict(body.kwargs)
+        signature = inspect.signature(fn)
+        if "ctx" in signature.parameters:
+            kwargs["ctx"] = ctx
+        try:
+            signature.bind(*body.args, **kwargs)
+        except TypeError as exc:
+            raise FunctionError(f"bad arguments for {body.fun}: {exc}") from exc
+        return lambda: fn(*body.args, **kwargs)
+
+    def _return(
+        self, body: CommandBody, started: float, success: bool, retcode: int, value: Any, error: str | None
+    ) -> Return:
+        return Return(
+            jid=body.jid,
+            id=self.minion_id,
+            success=success,
+            retcode=retcode,
+            ret=value,
+            error=error,
+            started=started,
+            finished=time.time(),
+        )
+
+    def cancel_all(self) -> None:
+        for ctx in self.running.values():
+            ctx.cancelled.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def wire_safe(value: Any) -> Any:
+    """``value`` made packable: tuples and sets become lists, other objects their text."""
+    try:
+        codec.pack(value)
+        return value
+    except (TypeError, ValueError, OverflowError):
+        pass
+    if isinstance(value, Mapping):
+        return {str(k): wire_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [wire_safe(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)  # beyond 64 bits
+    return repr(value) if not isinstance(value, (str, bytes, float, bool)) else value

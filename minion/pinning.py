@@ -1,0 +1,117 @@
+"""Pinning the master's keys: the CURVE key (before connecting) and the signing key (in welcome).
+
+Order of trust for the CURVE key: a key already pinned in ``<pki_dir>/master.pub``; else
+the key the master's key service offers, checked against ``master_finger`` when set, or
+trusted on first use with a warning. A pinned key never changes by itself: a master that
+offers another one is refused until an operator removes the pinned file.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+
+from minion.config import MinionConfig
+from minion.errors import MasterKeyError
+from reactord.protocol import codec
+from reactord.protocol.errors import DecodeError, KeyFileError
+from reactord.protocol.keys import (
+    fingerprint,
+    load_public_pem,
+    load_signing_public_pem,
+    public_pem,
+    signing_public_pem,
+    write_file_atomic,
+)
+
+log = logging.getLogger("minion.pinning")
+
+
+def pinned_key_path(config: MinionConfig) -> Path:
+    return config.pki_dir / "master.pub"
+
+
+def pinned_signing_path(config: MinionConfig) -> Path:
+    return config.pki_dir / "master_sign.pub"
+
+
+def load_pinned(config: MinionConfig) -> bytes | None:
+    """The pinned master key, checked against ``master_finger``; None if nothing is pinned."""
+    path = pinned_key_path(config)
+    if not path.exists():
+        return None
+    key = load_public_pem(path)
+    if config.master_finger and fingerprint(key) != config.master_finger:
+        raise MasterKeyError(
+            f"{path} pins a master key with fingerprint {fingerprint(key)}, but master_finger in "
+            f"{config.path} is {config.master_finger}; remove {path} to pin the configured master"
+        )
+    return key
+
+
+async def fetch_master_key(ctx: zmq.asyncio.Context, endpoint: str, timeout: float) -> bytes:
+    """Ask the master's key service for its public key (unauthenticated: check it after)."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.setsockopt(zmq.MAXMSGSIZE, 4096)
+    try:
+        sock.connect(endpoint)
+        await sock.send(b"key")
+        if not await sock.poll(timeout * 1000):
+            raise MasterKeyError(f"no answer from the master's key service at {endpoint}")
+        data = await sock.recv()
+    finally:
+        sock.close(linger=0)
+    try:
+        value = codec.unpack(data, max_size=4096)
+    except DecodeError as exc:
+        raise MasterKeyError(f"bad answer from the key service at {endpoint}: {exc}") from exc
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or value[0] != "master_key"
+        or not isinstance(value[1], dict)
+        or not isinstance(value[1].get("key"), bytes)
+        or len(value[1]["key"]) != 32
+    ):
+        raise MasterKeyError(f"bad answer from the key service at {endpoint}")
+    return value[1]["key"]  # type: ignore[no-any-return]
+
+
+def pin(config: MinionConfig, offered: bytes) -> bytes:
+    """Check an offered key against ``master_finger`` (or trust it on first use) and pin it."""
+    finger = fingerprint(offered)
+    if config.master_finger:
+        if finger != config.master_finger:
+            raise MasterKeyError(
+                f"the master offers a key with fingerprint {finger}, but master_finger is "
+                f"{config.master_finger}: refusing it"
+            )
+        log.info("master key %s matches master_finger; pinned", finger)
+    else:
+        log.warning(
+            "trusting the master key %s on first use (set master_finger to verify it); pinned",
+            finger,
+        )
+    write_file_atomic(pinned_key_path(config), public_pem(offered), mode=0o644)
+    return offered
+
+
+def check_signing_key(config: MinionConfig, offered: bytes) -> bytes:
+    """Pin the master's signing key on first welcome; refuse a changed one."""
+    path = pinned_signing_path(config)
+    if path.exists():
+        try:
+            pinned = load_signing_public_pem(path)
+        except KeyFileError as exc:
+            raise MasterKeyError(str(exc)) from exc
+        if pinned != offered:
+            raise MasterKeyError(
+                f"the master's signing key changed (pinned in {path}); refusing its commands"
+            )
+        return pinned
+    write_file_atomic(path, signing_public_pem(offered), mode=0o644)
+    return offered

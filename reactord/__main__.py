@@ -1,0 +1,5 @@
+"""``python -m reactord`` is the ``reactord`` command."""
+
+from reactord.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""``reactord run``, ``reactord jobs`` and ``reactord minions``: coordination and node awareness."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+import click
+import yaml
+
+from reactord.cli.common import (
+    EXIT_FAILED,
+    ago,
+    config_option,
+    handle_errors,
+    iso,
+    json_option,
+    load_config,
+    print_json,
+    print_table,
+)
+from reactord.control.client import ControlClient
+
+_KWARG = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)
+
+
+def parse_call_args(raw: tuple[str, ...]) -> tuple[list[Any], dict[str, Any]]:
+    """CLI words into args and kwargs: ``name=value`` is a keyword; values are YAML scalars."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for word in raw:
+        match = _KWARG.fullmatch(word)
+        if match:
+            kwargs[match.group(1)] = _value(match.group(2))
+        else:
+            args.append(_value(word))
+    return args, kwargs
+
+
+def _value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        return text
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.argument("target")
+@click.argument("function")
+@click.argument("arguments", nargs=-1)
+@click.option("-L", "--list", "as_list", is_flag=True, help="TARGET is a comma-separated list of ids")
+@click.option("-G", "--grain", "as_grain", is_flag=True, help="TARGET is a grain match, key:value")
+@click.option("--timeout", type=float, help="seconds to wait for returns (default: job_timeout)")
+@config_option
+@json_option
+@handle_errors
+def run(
+    target: str,
+    function: str,
+    arguments: tuple[str, ...],
+    as_list: bool,
+    as_grain: bool,
+    timeout: float | None,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """Run FUNCTION on the minions TARGET names and print their returns.
+
+    TARGET is a glob on minion ids by default ('*', 'web*'); ARGUMENTS are
+    positional, or name=value for keywords. Exits 1 if any minion failed
+    or did not answer in time.
+
+    \b
+    Examples:
+      reactord run '*' test.ping
+      reactord run -L web01,web02 test.echo hello
+      reactord run -G os:Linux grains.get kernelrelease
+    """
+    if as_list and as_grain:
+        raise click.UsageError("-L and -G cannot be combined")
+    config = load_config(config_path)
+    wait = timeout if timeout is not None else config.job_timeout
+    args, kwargs = parse_call_args(arguments)
+    result = ControlClient(config.control_path, timeout=wait + 30).call(
+        "run",
+        target=target,
+        target_type="list" if as_list else "grain" if as_grain else "glob",
+        fun=function,
+        args=args,
+        kwargs=kwargs,
+        timeout=wait,
+    )
+    returns = result["returns"]
+    if as_json:
+        print_json({"jid": result["jid"], "returns": returns})
+    else:
+        for minion_id, ret in returns.items():
+            click.echo(f"{minion_id}:")
+            if ret["success"]:
+                text = yaml.safe_dump(ret["return"], default_flow_style=False, sort_keys=True)
+                for line in text.rstrip("\n").removesuffix("\n...").splitlines():
+                    click.echo(f"    {line}")
+            else:
+                click.echo(f"    ERROR: {ret.get('error') or 'failed'}")
+    if not all(r["success"] for r in returns.values()):
+        sys.exit(EXIT_FAILED)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--limit", type=int, default=50, show_default=True, help="how many recent jobs")
+@config_option
+@json_option
+@click.pass_context
+@handle_errors
+def jobs(ctx: click.Context, limit: int, config_path: str | None, as_json: bool) -> None:
+    """List recent jobs (newest first); `jobs show JID` for one job's returns."""
+    if ctx.invoked_subcommand is not None:
+        return
+    listing = ControlClient(load_config(config_path).control_path).call("jobs.list", limit=limit)
+    if as_json:
+        print_json(listing)
+        return
+    print_table(
+        ["jid", "function", "target", "minions", "returned", "created"],
+        [
+            [j["jid"], j["fun"], j["target"], len(j["minions"]), j["returned"], iso(j["created"])]
+            for j in listing
+        ],
+    )
+
+
+@jobs.command("show")
+@click.argument("jid")
+@config_option
+@json_option
+@handle_errors
+def jobs_show(jid: str, config_path: str | None, as_json: bool) -> None:
+    """Show one job and the returns stored for it."""
+    job = ControlClient(load_config(config_path).control_path).call("jobs.show", jid=jid)
+    if as_json:
+        print_json(job)
+        return
+    click.echo(f"jid:      {job['jid']}")
+    click.echo(f"function: {job['fun']} {job['args']} {job['kwargs'] or ''}".rstrip())
+    click.echo(f"target:   {job['target']} ({job['target_type']})")
+    click.echo(f"created:  {iso(job['created'])}  timeout {job['timeout']:g}s  origin {job['origin']}")
+    for minion_id, ret in job["returns"].items():
+        if ret is None:
+            click.echo(f"  {minion_id}: (no return)")
+        elif ret["success"]:
+            click.echo(f"  {minion_id}: {ret['return']!r}")
+        else:
+            click.echo(f"  {minion_id}: ERROR {ret.get('error')}")
+
+
+@click.command()
+@config_option
+@json_option
+@handle_errors
+def minions(config_path: str | None, as_json: bool) -> None:
+    """List accepted minions with their presence (up, suspect, down) and grains."""
+    listing = ControlClient(load_config(config_path).control_path).call("minions")
+    if as_json:
+        print_json(listing)
+        return
+    print_table(
+        ["id", "presence", "last seen", "os", "version"],
+        [
+            [m["id"], m["presence"], ago(m["last_seen"]), m["grains"].get("osfullname", ""), m["version"]]
+            for m in listing
+        ],
+    )
+
+
+COMMANDS = [run, jobs, minions]

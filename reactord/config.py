@@ -1,0 +1,63 @@
+"""The master's configuration: read once from master.yaml into a frozen ``MasterConfig``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reactord.protocol import configfile as cf
+from reactord.protocol.logsetup import LEVELS
+
+DEFAULT_EVENT_PORT = 4510
+DEFAULT_COMMAND_PORT = 4511
+DEFAULT_KEY_PORT = 4512
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceConfig:
+    heartbeat: float = cf.option(5.0, cf.as_duration(0.05), "how often minions send heartbeats")
+    suspect_after: float = cf.option(15.0, cf.as_duration(0.1), "silence before suspect")
+    down_after: float = cf.option(30.0, cf.as_duration(0.1), "silence before down")
+
+    def __post_init__(self) -> None:
+        if not self.heartbeat < self.suspect_after < self.down_after:
+            raise ValueError("presence needs heartbeat < suspect_after < down_after")
+
+
+@dataclass(frozen=True, slots=True)
+class MasterConfig:
+    path: Path = field(default=Path("master.yaml"))
+    interface: str = cf.option("0.0.0.0", cf.as_str)
+    event_port: int = cf.option(DEFAULT_EVENT_PORT, cf.as_int(1, 65535))
+    command_port: int = cf.option(DEFAULT_COMMAND_PORT, cf.as_int(1, 65535))
+    key_port: int = cf.option(DEFAULT_KEY_PORT, cf.as_int(0, 65535))
+    pki_dir: Path = cf.option("pki", cf.as_path)
+    state_dir: Path = cf.option("state", cf.as_path)
+    control_socket: Path | None = cf.option(None, cf.as_optional_path)
+    rules: list[str] = cf.option(["reactor.d/*.yaml"], cf.as_str_list)
+    auto_accept: bool = cf.option(False, cf.as_bool)
+    max_pending: int = cf.option(1000, cf.as_int(0, 1_000_000))
+    presence: PresenceConfig = cf.option({}, cf.section(PresenceConfig))
+    job_timeout: float = cf.option(10.0, cf.as_duration(0.01))
+    command_ttl: float = cf.option(300.0, cf.as_duration(1.0))
+    max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))
+    log_level: str = cf.option("info", cf.as_choice(*LEVELS))
+    log_format: str = cf.option("text", cf.as_choice("text", "json"))
+    log_file: Path | None = cf.option(None, cf.as_optional_path)
+
+    @property
+    def control_path(self) -> Path:
+        return self.control_socket or (self.state_dir / "control.sock")
+
+    @property
+    def bus_path(self) -> Path:
+        return self.state_dir / "bus.sock"
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "master.db"
+
+
+def load_master_config(explicit: str | None) -> MasterConfig:
+    """Find and read master.yaml (``-c``, ``$REACTORD_CONFIG``, ``./``, ``/etc/reactord/``)."""
+    return cf.load(MasterConfig, explicit, "master.yaml")

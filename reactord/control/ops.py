@@ -1,0 +1,139 @@
+"""The operations the control socket offers, each a small coroutine over master parts."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from reactord import __version__
+from reactord.control.server import Handler
+from reactord.errors import ControlError, KeyStoreError
+from reactord.keystore import PENDING
+from reactord.protocol.keys import fingerprint
+from reactord.protocol.messages import valid_function_name
+from reactord.store.jobs import return_public
+from reactord.targeting import TARGET_TYPES, resolve
+
+if TYPE_CHECKING:
+    from reactord.master import Master
+
+
+def _arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    """A request argument of the given type, or a ``bad_request`` error naming it."""
+    if name not in args or args[name] is None:
+        if default is ...:
+            raise ControlError(f"missing argument {name!r}", "bad_request")
+        return default
+    value = args[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ControlError(f"argument {name!r} must be {names}", "bad_request")
+    return value
+
+
+def handlers(master: Master) -> dict[str, Handler]:
+    keystore, nodes, registry = master.keystore, master.nodes, master.registry
+
+    async def ping(args: dict[str, Any]) -> Any:
+        return {"version": __version__, "uptime": time.time() - master.started}
+
+    async def key_list(args: dict[str, Any]) -> Any:
+        return keystore.listing()
+
+    async def key_accept(args: dict[str, Any]) -> Any:
+        if _arg(args, "all", bool, False):
+            ids = keystore.listing()[PENDING]
+        else:
+            ids = [_arg(args, "id", str)]
+        done = []
+        for minion_id in ids:
+            try:
+                await nodes.accept(minion_id)
+            except KeyStoreError as exc:
+                raise ControlError(str(exc)) from exc
+            done.append(minion_id)
+        return {"accepted": done}
+
+    async def key_reject(args: dict[str, Any]) -> Any:
+        minion_id = _arg(args, "id", str)
+        try:
+            nodes.reject(minion_id)
+        except KeyStoreError as exc:
+            raise ControlError(str(exc)) from exc
+        return {"rejected": [minion_id]}
+
+    async def key_delete(args: dict[str, Any]) -> Any:
+        minion_id = _arg(args, "id", str)
+        try:
+            nodes.delete(minion_id)
+        except KeyStoreError as exc:
+            raise ControlError(str(exc)) from exc
+        return {"deleted": [minion_id]}
+
+    async def key_finger(args: dict[str, Any]) -> Any:
+        minion_id = _arg(args, "id", str, None)
+        entries = keystore.entries(minion_id)
+        if minion_id is not None and not entries:
+            raise ControlError(f"no key for {minion_id!r}")
+        return {
+            "master": fingerprint(master.keys.public),
+            "minions": [{"id": e.id, "state": e.state, "finger": e.finger} for e in entries],
+        }
+
+    async def minions(args: dict[str, Any]) -> Any:
+        return [r.public() for r in registry.all()]
+
+    async def run(args: dict[str, Any]) -> Any:
+        target = _arg(args, "target", str)
+        target_type = _arg(args, "target_type", str, "glob")
+        fun = _arg(args, "fun", str)
+        if target_type not in TARGET_TYPES:
+            raise ControlError(f"unknown target type {target_type!r}", "bad_request")
+        if not valid_function_name(fun):
+            raise ControlError(f"bad function name {fun!r} (expected module.function)", "bad_request")
+        timeout = float(_arg(args, "timeout", (int, float), master.config.job_timeout))
+        accepted = [m for m in keystore.accepted_ids() if registry.get(m) is not None]
+        grains = {r.id: r.grains for r in registry.all()}
+        matched = resolve(target, target_type, accepted, grains)
+        if not matched:
+            raise ControlError(f"no accepted minion matches {target_type} target {target!r}", "no_match")
+        result = await master.jobs.run(
+            matched,
+            fun,
+            _arg(args, "args", list, []),
+            _arg(args, "kwargs", dict, {}),
+            timeout=timeout,
+            target=target,
+            target_type=target_type,
+        )
+        return result.public()
+
+    async def jobs_list(args: dict[str, Any]) -> Any:
+        recent = master.job_store.recent(_arg(args, "limit", int, 50))
+        counts = master.job_store.count_returns([j.jid for j in recent])
+        return [{**j.public(), "returned": counts.get(j.jid, 0)} for j in recent]
+
+    async def jobs_show(args: dict[str, Any]) -> Any:
+        jid = _arg(args, "jid", str)
+        job = master.job_store.get(jid)
+        if job is None:
+            raise ControlError(f"no job {jid!r}", "not_found")
+        returns = master.job_store.returns(jid)
+        return {
+            **job.public(),
+            "returns": {mid: return_public(returns[mid]) if mid in returns else None for mid in job.minions},
+        }
+
+    return {
+        "ping": ping,
+        "key.list": key_list,
+        "key.accept": key_accept,
+        "key.reject": key_reject,
+        "key.delete": key_delete,
+        "key.finger": key_finger,
+        "minions": minions,
+        "run": run,
+        "jobs.list": jobs_list,
+        "jobs.show": jobs_show,
+    }

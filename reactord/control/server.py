@@ -1,0 +1,117 @@
+"""The master side of the control socket: one request per frame, handled by name."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from reactord.control.framing import encode, read_frame
+from reactord.errors import ControlError
+from reactord.protocol.errors import DecodeError, ReactordError
+
+log = logging.getLogger("reactord.control")
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class Stream:
+    """A handler result that is sent as a sequence of items (``event watch``, ``replay``)."""
+
+    def __init__(self, items: AsyncIterator[Any]) -> None:
+        self.items = items
+
+
+class ControlServer:
+    def __init__(self, path: Path, handlers: dict[str, Handler]) -> None:
+        self.path = path
+        self.handlers = handlers
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.path.exists() or self.path.is_symlink():
+            self.path.unlink()
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._client, path=str(self.path))
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def serve(self) -> None:
+        assert self._server is not None
+        async with self._server:
+            await self._server.serve_forever()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.path.unlink(missing_ok=True)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if not _same_user(writer):
+                log.warning("refused a control connection from another user")
+                return
+            while True:
+                try:
+                    request = await read_frame(reader)
+                except DecodeError as exc:
+                    writer.write(encode({"ok": False, "error": str(exc), "code": "bad_request"}))
+                    break
+                if request is None:
+                    break
+                await self._answer(request, writer)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _answer(self, request: Any, writer: asyncio.StreamWriter) -> None:
+        if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+            writer.write(encode({"ok": False, "error": "bad request", "code": "bad_request"}))
+            return
+        args = request.get("args") or {}
+        handler = self.handlers.get(request["op"])
+        if handler is None or not isinstance(args, dict):
+            writer.write(
+                encode({"ok": False, "error": f"unknown operation {request['op']!r}", "code": "bad_request"})
+            )
+            return
+        try:
+            result = await handler(args)
+        except ControlError as exc:
+            writer.write(encode({"ok": False, "error": str(exc), "code": exc.code}))
+            return
+        except ReactordError as exc:
+            writer.write(encode({"ok": False, "error": str(exc), "code": "failed"}))
+            return
+        except Exception:  # a bug in one handler must not take the master down; keep the trace
+            log.exception("control operation %s failed", request["op"])
+            writer.write(
+                encode({"ok": False, "error": "internal error (see the master log)", "code": "internal"})
+            )
+            return
+        if isinstance(result, Stream):
+            async for item in result.items:
+                writer.write(encode({"ok": True, "item": item}))
+                await writer.drain()
+            writer.write(encode({"ok": True, "end": True}))
+        else:
+            writer.write(encode({"ok": True, "result": result}))
+
+
+def _same_user(writer: asyncio.StreamWriter) -> bool:
+    sock = writer.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return True
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid in (os.getuid(), 0)

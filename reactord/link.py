@@ -1,0 +1,152 @@
+"""The master's command channel: a CURVE ROUTER that minions' DEALERs connect to.
+
+Messages in: ``hello`` (read from any key), ``heartbeat``, ``return`` (accepted keys only).
+Messages out: ``welcome``, ``pong``, ``return_ack``, ``command``, and later ``ack``.
+
+Routing is by authenticated identity: a route from a minion to the ROUTER routing id of its
+connection is learned only from a message whose ZAP User-Id is that minion's accepted key,
+and it is forgotten when the key is revoked. The routing id a peer chose is never trusted
+as a name.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import zmq
+import zmq.asyncio
+
+from reactord.keystore import ACCEPTED, PENDING, KeyStore
+from reactord.protocol import messages as m
+from reactord.protocol.errors import DecodeError
+from reactord.protocol.keys import CurveKeys, z85_decode
+from reactord.stats import Stats
+from reactord.zap import CURVE_DOMAIN
+
+log = logging.getLogger("reactord.link")
+
+
+class LinkHandler(Protocol):
+    """What the master does with messages from the command channel."""
+
+    def on_hello(self, key: bytes, hello: m.Hello) -> m.Welcome: ...
+
+    def on_message(self, minion_id: str, message: m.Message) -> m.Message | None: ...
+
+
+def curve_server_socket(
+    ctx: zmq.asyncio.Context, kind: int, keys: CurveKeys, max_message_size: int
+) -> zmq.asyncio.Socket:
+    """A socket that is a CURVE server whose handshakes the ZAP handler decides."""
+    sock = ctx.socket(kind)
+    sock.linger = 0
+    sock.curve_server = True
+    sock.curve_secretkey = keys.secret_z85
+    sock.curve_publickey = keys.public_z85
+    sock.zap_domain = CURVE_DOMAIN
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+    return sock
+
+
+class CommandLink:
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        keys: CurveKeys,
+        keystore: KeyStore,
+        stats: Stats,
+        handler: LinkHandler,
+        *,
+        max_message_size: int,
+    ) -> None:
+        self.keystore = keystore
+        self.stats = stats
+        self.handler = handler
+        self.max_message_size = max_message_size
+        self.socket = curve_server_socket(ctx, zmq.ROUTER, keys, max_message_size)
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._routes: dict[bytes, bytes] = {}  # public key -> routing id of its connection
+
+    def bind(self, endpoint: str) -> None:
+        self.socket.bind(endpoint)
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+    def connected(self, minion_id: str) -> bool:
+        key = self.keystore.accepted_key(minion_id)
+        return key is not None and key in self._routes
+
+    def forget(self, key: bytes) -> None:
+        """Stop routing to a key (revoked, deleted)."""
+        self._routes.pop(key, None)
+
+    async def send(self, minion_id: str, message: m.Message) -> bool:
+        """Send to an accepted, connected minion; False when there is no live route."""
+        key = self.keystore.accepted_key(minion_id)
+        if key is None:
+            return False
+        return await self._send_key(key, message)
+
+    async def send_to_key(self, key: bytes, message: m.Message) -> bool:
+        return await self._send_key(key, message)
+
+    async def _send_key(self, key: bytes, message: m.Message) -> bool:
+        rid = self._routes.get(key)
+        if rid is None:
+            return False
+        try:
+            await self.socket.send_multipart([rid, message.to_wire()], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.stats.incr("send.full")
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                self._routes.pop(key, None)  # the connection is gone
+                return False
+            raise
+        return True
+
+    async def serve(self) -> None:
+        while True:
+            frames = await self.socket.recv_multipart(copy=False)
+            reply = self._receive(frames)
+            if reply is not None:
+                rid, message = reply
+                try:
+                    await self.socket.send_multipart([rid, message.to_wire()], flags=zmq.NOBLOCK)
+                except zmq.ZMQError as exc:
+                    log.debug("reply not sent: %s", exc)
+
+    def _receive(self, frames: list[zmq.Frame]) -> tuple[bytes, m.Message] | None:
+        self.stats.incr("link.received")
+        if len(frames) != 2:
+            self.stats.incr("drop.malformed")
+            return None
+        rid, frame = frames[0].bytes, frames[1]
+        try:
+            key = z85_decode(str(frame.get("User-Id")))
+        except (ValueError, zmq.ZMQError):
+            self.stats.incr("drop.unauthenticated")
+            return None
+        try:
+            message = m.decode(frame.bytes, max_size=self.max_message_size)
+        except DecodeError as exc:
+            self.stats.incr("drop.malformed")
+            log.debug("dropped a malformed message: %s", exc)
+            return None
+        entry = self.keystore.lookup(key)
+        if isinstance(message, m.Hello):
+            welcome = self.handler.on_hello(key, message)
+            if welcome.status in (ACCEPTED, PENDING):
+                self._routes[key] = rid  # bounded: accepted keys plus max_pending
+            else:
+                self._routes.pop(key, None)
+            return rid, welcome
+        if entry is None or entry.state != ACCEPTED:
+            self.stats.incr("drop.unauthenticated")
+            return None
+        self._routes[key] = rid
+        answer = self.handler.on_message(entry.id, message)
+        return (rid, answer) if answer is not None else None

@@ -1,0 +1,162 @@
+"""The master daemon: one owner object that opens everything and runs the long-lived tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from reactord import __version__
+from reactord.config import MasterConfig
+from reactord.control import ops
+from reactord.control.server import ControlServer
+from reactord.jobs import JobDispatcher
+from reactord.keyservice import KeyService
+from reactord.keystore import KeyStore
+from reactord.link import CommandLink
+from reactord.nodes import Nodes
+from reactord.presence import PresenceTracker
+from reactord.protocol import messages as m
+from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
+from reactord.stats import Stats
+from reactord.store.database import Database
+from reactord.store.jobs import JobStore
+from reactord.store.minions import MinionRegistry
+from reactord.store.schema import MIGRATIONS
+from reactord.zap import ZapHandler
+
+log = logging.getLogger("reactord.master")
+
+
+class Master:
+    """Owns the sockets, stores and services of one master; ``run`` is its main loop."""
+
+    def __init__(
+        self,
+        config: MasterConfig,
+        *,
+        ctx: zmq.asyncio.Context | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self._own_ctx = ctx is None
+        self.ctx = ctx or zmq.asyncio.Context()
+        self.stats = Stats()
+        self.started = clock()
+        ensure_private_dir(config.pki_dir)
+        ensure_private_dir(config.state_dir)
+        self.keys = CurveKeys.load_or_create(config.pki_dir, "master")
+        self.signer = Signer.load_or_create(config.pki_dir, "master_sign")
+        self.keystore = KeyStore(
+            config.pki_dir, auto_accept=config.auto_accept, max_pending=config.max_pending
+        )
+        self.db = Database(config.database, MIGRATIONS)
+        self.registry = MinionRegistry(self.db)
+        self.job_store = JobStore(self.db)
+        self.presence = PresenceTracker(self.registry, config.presence, self.emit, self.started)
+        self.nodes = Nodes(config, self.keystore, self.registry, self.presence, self.signer, self.emit, clock)
+        self.zap = ZapHandler(self.ctx, self.keystore, self.stats)
+        self.link = CommandLink(
+            self.ctx,
+            self.keys,
+            self.keystore,
+            self.stats,
+            self,
+            max_message_size=config.max_message_size,
+        )
+        self.nodes.link = self.link
+        self.key_service = KeyService(self.ctx, self.keys) if config.key_port else None
+        self.jobs = JobDispatcher(
+            self.job_store,
+            self.link,
+            self.signer,
+            self.emit,
+            command_ttl=config.command_ttl,
+            clock=clock,
+        )
+        self.control = ControlServer(config.control_path, ops.handlers(self))
+        self.stop_event = asyncio.Event()
+
+    # -- what the command link hands us --------------------------------------------------------
+
+    def on_hello(self, key: bytes, hello: m.Hello) -> m.Welcome:
+        return self.nodes.on_hello(key, hello)
+
+    def on_message(self, minion_id: str, message: m.Message) -> m.Message | None:
+        if isinstance(message, m.Heartbeat):
+            return self.nodes.on_heartbeat(minion_id, message)
+        if isinstance(message, m.Return):
+            return m.ReturnAck(jid=message.jid) if self.jobs.on_return(minion_id, message) else None
+        self.stats.incr("drop.unexpected")
+        return None
+
+    def emit(self, tag: str, data: dict[str, Any]) -> None:
+        """A master-internal event (key, presence, job); logged until the bus carries it."""
+        log.debug("event %s %s", tag, data, extra={"tag": tag})
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def bind(self) -> None:
+        iface = self.config.interface
+        self.link.bind(f"tcp://{iface}:{self.config.command_port}")
+        if self.key_service is not None:
+            self.key_service.bind(f"tcp://{iface}:{self.config.key_port}")
+
+    async def run(self) -> None:
+        """Serve until ``stop_event`` is set; then close everything in reverse order."""
+        self.bind()
+        await self.control.start()
+        log.info(
+            "master %s up: commands on %s:%d, key %s, control %s",
+            __version__,
+            self.config.interface,
+            self.config.command_port,
+            self.keys.finger,
+            self.config.control_path,
+        )
+        self.emit("reactor/master/start", {"version": __version__})
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                services = [
+                    tasks.create_task(self.zap.serve(), name="zap"),
+                    tasks.create_task(self.link.serve(), name="link"),
+                    tasks.create_task(self.control.serve(), name="control"),
+                    tasks.create_task(self._tick(), name="presence"),
+                ]
+                if self.key_service is not None:
+                    services.append(tasks.create_task(self.key_service.serve(), name="keys"))
+                await self.stop_event.wait()
+                for task in services:
+                    task.cancel()
+        finally:
+            self.close()
+            log.info("master stopped")
+
+    async def _tick(self) -> None:
+        while True:
+            self.presence.tick(self.clock())
+            await asyncio.sleep(min(1.0, self.config.presence.heartbeat))
+
+    def install_signals(self, reload: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, reload)
+
+    def close(self) -> None:
+        self.control.close()
+        if self.key_service is not None:
+            self.key_service.close()
+        self.link.close()
+        self.zap.close()
+        self.registry.flush()
+        self.db.close()
+        if self._own_ctx:
+            self.ctx.term()

@@ -1,0 +1,119 @@
+"""Node awareness: hellos, heartbeats, key decisions and what each means for a connection.
+
+This is where a key's state meets the live link: accepting a key welcomes the waiting
+minion at once; rejecting or deleting one cuts it off at once (no route, no presence, and
+every later message dropped by the key check in the link).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from reactord import __version__
+from reactord.config import MasterConfig
+from reactord.keystore import ACCEPTED, PENDING, KeyEntry, KeyStore
+from reactord.link import CommandLink
+from reactord.presence import PresenceTracker
+from reactord.protocol import messages as m
+from reactord.protocol.keys import Signer
+from reactord.store.minions import MinionRegistry
+
+log = logging.getLogger("reactord.nodes")
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class Nodes:
+    def __init__(
+        self,
+        config: MasterConfig,
+        keystore: KeyStore,
+        registry: MinionRegistry,
+        presence: PresenceTracker,
+        signer: Signer,
+        emit: Emit,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.keystore = keystore
+        self.registry = registry
+        self.presence = presence
+        self.signer = signer
+        self.emit = emit
+        self.clock = clock
+        self.link: CommandLink | None = None
+        self._pending_hello: dict[bytes, m.Hello] = {}
+
+    def welcome(self, status: str) -> m.Welcome:
+        if status == ACCEPTED:
+            return m.Welcome(
+                status=status,
+                signing_key=self.signer.public,
+                heartbeat=self.config.presence.heartbeat,
+                message=f"reactord {__version__}",
+            )
+        if status == PENDING:
+            return m.Welcome(status=status, message="key pending: accept it on the master")
+        return m.Welcome(status=status, message=f"key {status} by the master")
+
+    def on_hello(self, key: bytes, hello: m.Hello) -> m.Welcome:
+        before = self.keystore.lookup(key)
+        status = self.keystore.register(hello.id, key)
+        now = self.clock()
+        if status == PENDING:
+            if len(self._pending_hello) < self.config.max_pending or key in self._pending_hello:
+                self._pending_hello[key] = hello
+            if before is None:
+                self.emit(f"reactor/key/{hello.id}/pending", {"id": hello.id, "key_state": PENDING})
+        elif status == ACCEPTED:
+            self.registry.upsert_hello(hello.id, hello.grains, hello.version, hello.functions, now)
+            self.presence.seen(hello.id, now)
+            if before is None:  # auto-accepted
+                self.emit(f"reactor/key/{hello.id}/accepted", {"id": hello.id, "key_state": ACCEPTED})
+            log.debug("hello from %s", hello.id, extra={"minion": hello.id})
+        elif before is None and self.keystore.lookup(key) is not None:  # newly stored, once
+            self.emit(f"reactor/key/{hello.id}/{status}", {"id": hello.id, "key_state": status})
+        return self.welcome(status)
+
+    def on_heartbeat(self, minion_id: str, beat: m.Heartbeat) -> m.Pong:
+        self.presence.seen(minion_id, self.clock())
+        return m.Pong(time=self.clock())
+
+    # -- operator actions, from the control socket ---------------------------------------------
+
+    async def accept(self, minion_id: str) -> KeyEntry:
+        entry = self.keystore.accept(minion_id)
+        now = self.clock()
+        hello = self._pending_hello.pop(entry.key, None)
+        if hello is not None:
+            self.registry.upsert_hello(minion_id, hello.grains, hello.version, hello.functions, now)
+        log.info("accepted the key of %s", minion_id, extra={"minion": minion_id})
+        self.emit(f"reactor/key/{minion_id}/accepted", {"id": minion_id, "key_state": ACCEPTED})
+        if self.link is not None and await self.link.send_to_key(entry.key, self.welcome(ACCEPTED)):
+            if hello is not None:
+                self.presence.seen(minion_id, now)
+        return entry
+
+    def reject(self, minion_id: str) -> KeyEntry:
+        entry = self.keystore.reject(minion_id)
+        self._cut_off(minion_id, [entry.key])
+        log.warning("rejected the key of %s", minion_id, extra={"minion": minion_id})
+        self.emit(f"reactor/key/{minion_id}/rejected", {"id": minion_id, "key_state": "rejected"})
+        return entry
+
+    def delete(self, minion_id: str) -> list[KeyEntry]:
+        entries = self.keystore.delete(minion_id)
+        self._cut_off(minion_id, [e.key for e in entries])
+        log.warning("deleted the keys of %s", minion_id, extra={"minion": minion_id})
+        self.emit(f"reactor/key/{minion_id}/deleted", {"id": minion_id, "key_state": "deleted"})
+        return entries
+
+    def _cut_off(self, minion_id: str, keys: list[bytes]) -> None:
+        for key in keys:
+            self._pending_hello.pop(key, None)
+            if self.link is not None:
+                self.link.forget(key)
+        self.presence.forget(minion_id, self.clock())

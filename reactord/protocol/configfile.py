@@ -1,0 +1,215 @@
+"""Reading a YAML config file once, at the edge, into a frozen typed object.
+
+Each config class is a frozen dataclass whose fields carry a converter in their metadata
+(``option(default, convert)``). ``build`` checks every key: unknown keys, wrong types and bad
+values raise one ``ConfigError`` naming the file and the dotted key. Relative paths resolve
+against the folder of the file that names them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from reactord.protocol.durations import parse_duration
+from reactord.protocol.errors import ConfigError
+
+T = TypeVar("T")
+Convert = Callable[[Any, "Where"], Any]
+
+SYSTEM_DIR = Path("/etc/reactord")
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where a value comes from: the file, its folder, and the dotted key."""
+
+    path: str
+    base: Path
+    key: str
+
+
+def option(default: Any, convert: Convert, doc: str = "") -> Any:
+    """A config field: its default (converted like any value) and its converter."""
+    meta = {"convert": convert, "doc": doc, "default": default}
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: _copy(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def find_config(explicit: str | None, filename: str) -> Path:
+    """The config file to use: ``-c``, then ``$REACTORD_CONFIG``, then ``./<filename>``,
+    then ``/etc/reactord/<filename>``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("REACTORD_CONFIG")
+    if env:
+        return Path(env)
+    local = Path.cwd() / filename
+    if local.exists():
+        return local
+    return SYSTEM_DIR / filename
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), None, "config file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(path), None, f"cannot read: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(str(path), None, f"invalid YAML{line}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), None, "the top level must be a mapping of keys")
+    return data
+
+
+def load(cls: type[T], explicit: str | None, filename: str) -> T:
+    """Find the config file (see ``find_config``), read it and build ``cls`` from it.
+
+    ``cls`` may have a ``path`` field without a converter: it receives the file's path.
+    """
+    path = find_config(explicit, filename).absolute()
+    raw = read_yaml_mapping(path)
+    fixed = {"path": path} if "path" in {f.name for f in dataclasses.fields(cls)} else {}  # type: ignore[arg-type]
+    return build(cls, raw, Where(str(path), path.parent, ""), **fixed)
+
+
+def build(cls: type[T], raw: dict[str, Any], where: Where, **fixed: Any) -> T:
+    """Build ``cls`` from ``raw``; fields without a converter come from ``fixed``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(where.path, where.key or None, "expected a mapping")
+    known = {
+        f.name: f
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if "convert" in f.metadata
+    }
+    for key in raw:
+        if key not in known:
+            name = _dotted(where.key, str(key))
+            raise ConfigError(where.path, name, f"unknown key (known: {', '.join(sorted(known))})")
+    values: dict[str, Any] = dict(fixed)
+    for name, spec in known.items():
+        here = Where(where.path, where.base, _dotted(where.key, name))
+        value = raw[name] if name in raw else _copy(spec.metadata["default"])
+        try:
+            values[name] = spec.metadata["convert"](value, here)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(where.path, here.key, str(exc)) from exc
+    return cls(**values)
+
+
+def _dotted(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+# -- converters -----------------------------------------------------------------------------
+
+
+def as_str(value: Any, where: Where) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def as_optional_str(value: Any, where: Where) -> str | None:
+    return None if value is None else as_str(value, where)
+
+
+def as_bool(value: Any, where: Where) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def as_int(low: int, high: int) -> Convert:
+    def convert(value: Any, where: Where) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return convert
+
+
+def as_duration(low: float = 0.0) -> Convert:
+    def convert(value: Any, where: Where) -> float:
+        seconds = parse_duration(value)
+        if seconds < low:
+            raise ValueError(f"must be at least {low}s")
+        return seconds
+
+    return convert
+
+
+def as_choice(*choices: str) -> Convert:
+    def convert(value: Any, where: Where) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return convert
+
+
+def as_path(value: Any, where: Where) -> Path:
+    """A path; relative paths resolve against the config file's folder."""
+    text = as_str(value, where)
+    path = Path(os.path.expanduser(text))
+    return path if path.is_absolute() else (where.base / path)
+
+
+def as_optional_path(value: Any, where: Where) -> Path | None:
+    return None if value in (None, "") else as_path(value, where)
+
+
+def as_str_list(value: Any, where: Where) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("expected a list of strings")
+    return list(value)
+
+
+def as_mapping(value: Any, where: Where) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError("expected a mapping with string keys")
+    return dict(value)
+
+
+def section(cls: type[T]) -> Convert:
+    """A nested mapping built into its own frozen config class."""
+
+    def convert(value: Any, where: Where) -> T:
+        if value is None:
+            value = {}
+        if isinstance(value, cls):
+            return value
+        return build(cls, value, where)
+
+    return convert

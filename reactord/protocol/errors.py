@@ -1,0 +1,44 @@
+"""The error tree of reactord; every error the project raises derives from ``ReactordError``.
+
+ReactordError
+ +-- DecodeError        bytes from outside that are not a valid message (keeps the cause)
+ +-- ConfigError        a config file or key that is wrong (names the file and the key)
+ +-- KeyFileError       a key file that cannot be read, written or trusted
+ +-- SignatureError     a signed message whose signature does not verify
+ +-- TagError           a tag or tag pattern that is not well formed
+
+Packages add their own branches under the root (``reactord.errors``, ``minion.errors``).
+"""
+
+from __future__ import annotations
+
+
+class ReactordError(Exception):
+    """Root of every error raised by reactord and its minion."""
+
+
+class DecodeError(ReactordError):
+    """Bytes that do not decode into a valid message."""
+
+
+class ConfigError(ReactordError):
+    """A configuration problem, reported as one line naming the file and the key."""
+
+    def __init__(self, path: str, key: str | None, message: str) -> None:
+        self.path = path
+        self.key = key
+        self.message = message
+        where = f"{path}: {key}" if key else path
+        super().__init__(f"{where}: {message}")
+
+
+class KeyFileError(ReactordError):
+    """A key file that cannot be read, written, or that does not match what is pinned."""
+
+
+class SignatureError(ReactordError):
+    """A signed message whose signature does not verify against the pinned key."""
+
+
+class TagError(ReactordError):
+    """A malformed tag or tag pattern."""

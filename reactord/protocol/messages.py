@@ -1,0 +1,360 @@
+"""Wire messages: frozen values, each with one ``to_wire()`` / ``from_wire()`` pair.
+
+Every frame is one msgpack array ``[kind, body]`` where ``body`` is a map with exactly the
+fields of that kind (docs/protocol.md shows each). Example, a heartbeat::
+
+    ["heartbeat", {"time": 1764162000.25, "outbox": 0}]
+
+``decode`` turns bytes into a message or raises ``DecodeError``; it never returns a partly
+checked value. Commands are the one signed message: ``Command.payload`` is the packed
+``CommandBody`` and ``Command.sig`` the master's Ed25519 signature of exactly those bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from reactord.protocol import codec
+from reactord.protocol.errors import DecodeError, TagError
+from reactord.protocol.tags import is_valid_minion_id, validate_tag
+
+PROTOCOL_VERSION = 1
+_FUNCTION = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+")
+_TOKEN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+KEY_STATUSES = ("accepted", "pending", "rejected", "denied")
+
+M = TypeVar("M", bound="Message")
+
+
+def _fail(kind: str, why: str) -> DecodeError:
+    return DecodeError(f"bad {kind!r} message: {why}")
+
+
+class _Body:
+    """Strict reader over a message body: each field read once, with its type checked."""
+
+    def __init__(self, kind: str, body: object) -> None:
+        if not isinstance(body, dict):
+            raise _fail(kind, "body is not a map")
+        self.kind = kind
+        self.body = body
+        self.seen: set[str] = set()
+
+    def get(self, name: str, types: type | tuple[type, ...], default: Any = ...) -> Any:
+        self.seen.add(name)
+        if name not in self.body:
+            if default is ...:
+                raise _fail(self.kind, f"missing field {name!r}")
+            return default
+        value = self.body[name]
+        if isinstance(value, bool) and bool not in _as_tuple(types):
+            raise _fail(self.kind, f"field {name!r} has type bool")
+        if not isinstance(value, types):
+            raise _fail(self.kind, f"field {name!r} has type {type(value).__name__}")
+        return value
+
+    def minion_id(self, name: str = "id") -> str:
+        value = self.get(name, str)
+        if not is_valid_minion_id(value):
+            raise _fail(self.kind, f"field {name!r} is not a valid minion id")
+        return value  # type: ignore[no-any-return]
+
+    def done(self) -> None:
+        extra = set(self.body) - self.seen
+        if extra:
+            raise _fail(self.kind, f"unknown fields {sorted(extra)}")
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+_NUMBER = (int, float)
+
+
+class Message:
+    """Base of every wire message."""
+
+    kind: ClassVar[str] = ""
+
+    def body(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def read(cls: type[M], body: _Body) -> M:
+        raise NotImplementedError
+
+    def to_wire(self) -> bytes:
+        return codec.pack([self.kind, self.body()])
+
+    @classmethod
+    def from_wire(cls: type[M], data: bytes, *, max_size: int = codec.MAX_FRAME) -> M:
+        message = decode(data, max_size=max_size)
+        if not isinstance(message, cls):
+            raise DecodeError(f"expected a {cls.kind!r} message, got {message.kind!r}")
+        return message
+
+
+def decode(data: bytes, *, max_size: int = codec.MAX_FRAME) -> Message:
+    """Decode one frame into the message it holds, or raise ``DecodeError``."""
+    value = codec.unpack(data, max_size=max_size)
+    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str):
+        raise DecodeError("a frame must be [kind, body]")
+    kind, raw = value
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise DecodeError(f"unknown message kind {kind[:40]!r}")
+    reader = _Body(kind, raw)
+    message = cls.read(reader)
+    reader.done()
+    return message
+
+
+# -- command channel, minion -> master ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    """A minion introduces itself; the only message read from a key that is not accepted."""
+
+    kind: ClassVar[str] = "hello"
+    id: str
+    grains: dict[str, Any]
+    version: str
+    functions: list[str] = field(default_factory=list)
+    protocol: int = PROTOCOL_VERSION
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "grains": self.grains,
+            "version": self.version,
+            "functions": self.functions,
+            "protocol": self.protocol,
+        }
+
+    @classmethod
+    def read(cls, body: _Body) -> Hello:
+        functions = body.get("functions", list)
+        if not all(isinstance(f, str) and len(f) <= 128 for f in functions):
+            raise _fail(cls.kind, "functions must be a list of names")
+        return cls(
+            id=body.minion_id(),
+            grains=body.get("grains", dict),
+            version=body.get("version", str)[:64],
+            functions=functions,
+            protocol=body.get("protocol", int),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Message):
+    """Sent by an accepted minion every heartbeat interval; answered with ``pong``."""
+
+    kind: ClassVar[str] = "heartbeat"
+    time: float
+    outbox: int = 0
+
+    def body(self) -> dict[str, Any]:
+        return {"time": self.time, "outbox": self.outbox}
+
+    @classmethod
+    def read(cls, body: _Body) -> Heartbeat:
+        return cls(time=float(body.get("time", _NUMBER)), outbox=body.get("outbox", int, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Return(Message):
+    """The outcome of one job on one minion; re-sent until the master acknowledges it."""
+
+    kind: ClassVar[str] = "return"
+    jid: str
+    id: str
+    success: bool
+    retcode: int
+    ret: Any
+    error: str | None = None
+    started: float = 0.0
+    finished: float = 0.0
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "jid": self.jid,
+            "id": self.id,
+            "success": self.success,
+            "retcode": self.retcode,
+            "ret": self.ret,
+            "error": self.error,
+            "started": self.started,
+            "finished": self.finished,
+        }
+
+    @classmethod
+    def read(cls, body: _Body) -> Return:
+        jid = body.get("jid", str)
+        if not _TOKEN.fullmatch(jid):
+            raise _fail(cls.kind, "bad jid")
+        body.seen.add("ret")
+        return cls(
+            jid=jid,
+            id=body.minion_id(),
+            success=body.get("success", bool),
+            retcode=body.get("retcode", int),
+            ret=body.body.get("ret"),
+            error=body.get("error", (str, type(None)), None),
+            started=float(body.get("started", _NUMBER, 0.0)),
+            finished=float(body.get("finished", _NUMBER, 0.0)),
+        )
+
+
+# -- command channel, master -> minion ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome(Message):
+    """The master's answer to ``hello``: the key's status and what the minion must pin."""
+
+    kind: ClassVar[str] = "welcome"
+    status: str
+    signing_key: bytes = b""
+    heartbeat: float = 5.0
+    message: str = ""
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "signing_key": self.signing_key,
+            "heartbeat": self.heartbeat,
+            "message": self.message,
+        }
+
+    @classmethod
+    def read(cls, body: _Body) -> Welcome:
+        status = body.get("status", str)
+        if status not in KEY_STATUSES:
+            raise _fail(cls.kind, f"unknown status {status[:20]!r}")
+        signing_key = body.get("signing_key", bytes)
+        if status == "accepted" and len(signing_key) != 32:
+            raise _fail(cls.kind, "an accepted welcome carries a 32-byte signing key")
+        return cls(
+            status=status,
+            signing_key=signing_key,
+            heartbeat=float(body.get("heartbeat", _NUMBER)),
+            message=body.get("message", str, "")[:512],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Pong(Message):
+    """The master's answer to a heartbeat."""
+
+    kind: ClassVar[str] = "pong"
+    time: float
+
+    def body(self) -> dict[str, Any]:
+        return {"time": self.time}
+
+    @classmethod
+    def read(cls, body: _Body) -> Pong:
+        return cls(time=float(body.get("time", _NUMBER)))
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnAck(Message):
+    """The master stored the return of ``jid``; the minion stops re-sending it."""
+
+    kind: ClassVar[str] = "return_ack"
+    jid: str
+
+    def body(self) -> dict[str, Any]:
+        return {"jid": self.jid}
+
+    @classmethod
+    def read(cls, body: _Body) -> ReturnAck:
+        return cls(jid=body.get("jid", str))
+
+
+@dataclass(frozen=True, slots=True)
+class CommandBody:
+    """What the master signs: one job for one minion, valid until ``expires``."""
+
+    jid: str
+    id: str
+    fun: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout: float
+    expires: float
+    nonce: bytes
+
+    def pack(self) -> bytes:
+        return codec.pack(
+            {
+                "jid": self.jid,
+                "id": self.id,
+                "fun": self.fun,
+                "args": self.args,
+                "kwargs": self.kwargs,
+                "timeout": self.timeout,
+                "expires": self.expires,
+                "nonce": self.nonce,
+            }
+        )
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> CommandBody:
+        body = _Body("command", codec.unpack(payload))
+        jid = body.get("jid", str)
+        if not _TOKEN.fullmatch(jid):
+            raise _fail("command", "bad jid")
+        fun = body.get("fun", str)
+        if not _FUNCTION.fullmatch(fun):
+            raise _fail("command", f"bad function name {fun[:64]!r}")
+        result = cls(
+            jid=jid,
+            id=body.minion_id(),
+            fun=fun,
+            args=body.get("args", list),
+            kwargs=body.get("kwargs", dict),
+            timeout=float(body.get("timeout", _NUMBER)),
+            expires=float(body.get("expires", _NUMBER)),
+            nonce=body.get("nonce", bytes),
+        )
+        body.done()
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class Command(Message):
+    """A signed job for one minion (see ``CommandBody``)."""
+
+    kind: ClassVar[str] = "command"
+    payload: bytes
+    sig: bytes
+
+    def body(self) -> dict[str, Any]:
+        return {"payload": self.payload, "sig": self.sig}
+
+    @classmethod
+    def read(cls, body: _Body) -> Command:
+        return cls(payload=body.get("payload", bytes), sig=body.get("sig", bytes))
+
+
+#: Every message kind that may appear on the wire, by name.
+KINDS: dict[str, type[Message]] = {
+    cls.kind: cls for cls in (Hello, Heartbeat, Return, Welcome, Pong, ReturnAck, Command)
+}
+
+
+def valid_function_name(name: str) -> bool:
+    return _FUNCTION.fullmatch(name) is not None
+
+
+def valid_tag(tag: object) -> bool:
+    try:
+        validate_tag(tag)
+    except TagError:
+        return False
+    return True

@@ -1,0 +1,115 @@
+"""Tags: slash-separated event types, their namespaces, and tag globs.
+
+A tag is at most 256 characters of segments like ``minion/web01/beacon/load``. In a pattern,
+``*`` is one whole segment, ``**`` is any number of segments (zero included), and inside a
+segment ``*`` and ``?`` match within that segment only (``web*`` matches ``web01``).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from reactord.protocol.errors import TagError
+
+MAX_TAG = 256
+MAX_SEGMENTS = 32
+_SEGMENT = re.compile(r"[A-Za-z0-9_.:@=+,~%-]+")
+_PATTERN_SEGMENT = re.compile(r"[A-Za-z0-9_.:@=+,~%*?-]+")
+_MINION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+#: Tags the master owns; no minion may emit them.
+RESERVED_PREFIX = "reactor/"
+
+
+def validate_tag(tag: object) -> str:
+    """Return ``tag`` if it is a well-formed tag, else raise ``TagError`` saying why."""
+    if not isinstance(tag, str) or not tag:
+        raise TagError("a tag must be a non-empty string")
+    if len(tag) > MAX_TAG:
+        raise TagError(f"tag longer than {MAX_TAG} characters")
+    segments = tag.split("/")
+    if len(segments) > MAX_SEGMENTS:
+        raise TagError(f"tag with more than {MAX_SEGMENTS} segments")
+    for segment in segments:
+        if not _SEGMENT.fullmatch(segment):
+            raise TagError(f"bad tag segment {segment!r} in {tag!r}")
+    return tag
+
+
+def is_valid_minion_id(value: object) -> bool:
+    return isinstance(value, str) and _MINION_ID.fullmatch(value) is not None
+
+
+def validate_minion_id(value: object) -> str:
+    if not is_valid_minion_id(value):
+        raise TagError(
+            f"bad minion id {value!r}: use letters, digits, '.', '_' or '-' "
+            "(128 at most, starting with a letter or digit)"
+        )
+    assert isinstance(value, str)
+    return value
+
+
+def minion_prefix(minion_id: str) -> str:
+    return f"minion/{minion_id}/"
+
+
+def in_minion_namespace(minion_id: str, tag: str) -> bool:
+    """True when ``tag`` lies under ``minion/<minion_id>/``, the only place that minion may emit."""
+    return tag.startswith(minion_prefix(minion_id)) and len(tag) > len(minion_prefix(minion_id))
+
+
+def localize(minion_id: str, tag: str) -> str:
+    """Put a tag a minion emits under its own namespace (a tag already there is kept)."""
+    validate_tag(tag)
+    if in_minion_namespace(minion_id, tag):
+        return tag
+    return validate_tag(minion_prefix(minion_id) + tag)
+
+
+@lru_cache(maxsize=4096)
+def _compile(pattern: str) -> re.Pattern[str]:
+    if not pattern or len(pattern) > MAX_TAG:
+        raise TagError(f"bad tag pattern {pattern!r}")
+    segments = pattern.split("/")
+    out: list[str] = []
+    leading_any = False
+    for index, segment in enumerate(segments):
+        if segment == "**":
+            if len(segments) == 1:
+                out.append(r"[^/]+(?:/[^/]+)*")
+            elif index == 0:
+                out.append(r"(?:[^/]+/)*")
+                leading_any = True
+            else:
+                out.append(r"(?:/[^/]+)*")
+            continue
+        if not _PATTERN_SEGMENT.fullmatch(segment) or "**" in segment:
+            raise TagError(f"bad segment {segment!r} in tag pattern {pattern!r}")
+        if index > 0 and not (leading_any and index == 1):
+            out.append("/")
+        out.append(_segment_regex(segment))
+    return re.compile("".join(out))
+
+
+def _segment_regex(segment: str) -> str:
+    if segment == "*":
+        return r"[^/]+"
+    return "".join(r"[^/]*" if c == "*" else r"[^/]" if c == "?" else re.escape(c) for c in segment)
+
+
+def validate_pattern(pattern: object) -> str:
+    if not isinstance(pattern, str):
+        raise TagError("a tag pattern must be a string")
+    _compile(pattern)
+    return pattern
+
+
+def tag_matches(pattern: str, tag: str) -> bool:
+    """True when ``tag`` matches the tag glob ``pattern``."""
+    return _compile(pattern).fullmatch(tag) is not None
+
+
+def is_literal(pattern: str) -> bool:
+    return not any(c in pattern for c in "*?")

@@ -1,0 +1,146 @@
+"""Jobs and their returns, as stored by the master."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reactord import jsonable
+from reactord.protocol.messages import Return
+from reactord.store.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    jid: str
+    fun: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    target: str
+    target_type: str
+    minions: list[str]
+    created: float
+    timeout: float
+    origin: str
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "jid": self.jid,
+            "fun": self.fun,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "target": self.target,
+            "target_type": self.target_type,
+            "minions": self.minions,
+            "created": self.created,
+            "timeout": self.timeout,
+            "origin": self.origin,
+        }
+
+
+def return_public(ret: Return) -> dict[str, Any]:
+    out: dict[str, Any] = {"success": ret.success, "return": ret.ret, "retcode": ret.retcode}
+    if ret.error:
+        out["error"] = ret.error
+    return out
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, job: JobRecord) -> None:
+        self.db.conn.execute(
+            "INSERT INTO jobs (jid, fun, args, kwargs, target, target_type, minions, created,"
+            " timeout, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.jid,
+                job.fun,
+                jsonable.dumps(job.args),
+                jsonable.dumps(job.kwargs),
+                job.target,
+                job.target_type,
+                jsonable.dumps(job.minions),
+                job.created,
+                job.timeout,
+                job.origin,
+            ),
+        )
+
+    def get(self, jid: str) -> JobRecord | None:
+        row = self.db.conn.execute(
+            "SELECT jid, fun, args, kwargs, target, target_type, minions, created, timeout, origin"
+            " FROM jobs WHERE jid=?",
+            (jid,),
+        ).fetchone()
+        return _job(row) if row else None
+
+    def recent(self, limit: int = 50) -> list[JobRecord]:
+        rows = self.db.conn.execute(
+            "SELECT jid, fun, args, kwargs, target, target_type, minions, created, timeout, origin"
+            " FROM jobs ORDER BY jid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_job(r) for r in rows]
+
+    def add_return(self, ret: Return, received: float) -> bool:
+        """Store a return once; False when this (jid, id) was already stored."""
+        cur = self.db.conn.execute(
+            "INSERT OR IGNORE INTO returns (jid, id, success, retcode, ret, error, started,"
+            " finished, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ret.jid,
+                ret.id,
+                int(ret.success),
+                ret.retcode,
+                jsonable.dumps(ret.ret),
+                ret.error,
+                ret.started,
+                ret.finished,
+                received,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def returns(self, jid: str) -> dict[str, Return]:
+        rows = self.db.conn.execute(
+            "SELECT id, success, retcode, ret, error, started, finished FROM returns WHERE jid=?",
+            (jid,),
+        ).fetchall()
+        return {
+            r[0]: Return(
+                jid=jid,
+                id=r[0],
+                success=bool(r[1]),
+                retcode=r[2],
+                ret=jsonable.loads(r[3]),
+                error=r[4],
+                started=r[5],
+                finished=r[6],
+            )
+            for r in rows
+        }
+
+    def count_returns(self, jids: list[str]) -> dict[str, int]:
+        if not jids:
+            return {}
+        marks = ",".join("?" * len(jids))
+        rows = self.db.conn.execute(
+            f"SELECT jid, COUNT(*) FROM returns WHERE jid IN ({marks}) GROUP BY jid", jids
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+
+def _job(row: tuple[Any, ...]) -> JobRecord:
+    return JobRecord(
+        jid=row[0],
+        fun=row[1],
+        args=jsonable.loads(row[2]),
+        kwargs=jsonable.loads(row[3]),
+        target=row[4],
+        target_type=row[5],
+        minions=jsonable.loads(row[6]),
+        created=row[7],
+        timeout=row[8],
+        origin=row[9],
+    )

@@ -1,0 +1,119 @@
+"""The minion registry: what the master knows of each accepted minion, kept in SQLite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from reactord import jsonable
+from reactord.store.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class MinionRecord:
+    id: str
+    grains: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+    functions: list[str] = field(default_factory=list)
+    presence: str = "down"
+    last_seen: float = 0.0
+    first_seen: float = 0.0
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "presence": self.presence,
+            "last_seen": self.last_seen,
+            "version": self.version,
+            "grains": self.grains,
+        }
+
+
+class MinionRegistry:
+    """In memory for reads on hot paths; written through on changes, ``last_seen`` in batches."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._records: dict[str, MinionRecord] = {}
+        self._dirty: set[str] = set()
+        for row in db.conn.execute(
+            "SELECT id, grains, version, functions, presence, last_seen, first_seen FROM minions"
+        ):
+            self._records[row[0]] = MinionRecord(
+                id=row[0],
+                grains=jsonable.loads(row[1]),
+                version=row[2],
+                functions=jsonable.loads(row[3]),
+                presence=row[4],
+                last_seen=row[5],
+                first_seen=row[6],
+            )
+
+    def get(self, minion_id: str) -> MinionRecord | None:
+        return self._records.get(minion_id)
+
+    def all(self) -> list[MinionRecord]:
+        return [self._records[k] for k in sorted(self._records)]
+
+    def ids(self) -> list[str]:
+        return sorted(self._records)
+
+    def upsert_hello(
+        self, minion_id: str, grains: dict[str, Any], version: str, functions: list[str], now: float
+    ) -> MinionRecord:
+        old = self._records.get(minion_id)
+        record = MinionRecord(
+            id=minion_id,
+            grains=grains,
+            version=version,
+            functions=functions,
+            presence=old.presence if old else "down",
+            last_seen=old.last_seen if old else 0.0,
+            first_seen=old.first_seen if old and old.first_seen else now,
+        )
+        self._records[minion_id] = record
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO minions (id, grains, version, functions, presence, last_seen,"
+            " first_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                minion_id,
+                jsonable.dumps(grains),
+                version,
+                jsonable.dumps(functions),
+                record.presence,
+                record.last_seen,
+                record.first_seen,
+            ),
+        )
+        return record
+
+    def touch(self, minion_id: str, now: float) -> None:
+        record = self._records.get(minion_id)
+        if record is not None:
+            self._records[minion_id] = replace(record, last_seen=now)
+            self._dirty.add(minion_id)
+
+    def set_presence(self, minion_id: str, presence: str) -> None:
+        record = self._records.get(minion_id)
+        if record is None:
+            return
+        self._records[minion_id] = record = replace(record, presence=presence)
+        self._dirty.discard(minion_id)
+        self.db.conn.execute(
+            "UPDATE minions SET presence=?, last_seen=? WHERE id=?",
+            (presence, record.last_seen, minion_id),
+        )
+
+    def flush(self) -> None:
+        """Write the batched ``last_seen`` updates."""
+        if not self._dirty:
+            return
+        rows = [(self._records[m].last_seen, m) for m in self._dirty if m in self._records]
+        self._dirty.clear()
+        with self.db.transaction() as conn:
+            conn.executemany("UPDATE minions SET last_seen=? WHERE id=?", rows)
+
+    def remove(self, minion_id: str) -> None:
+        self._records.pop(minion_id, None)
+        self._dirty.discard(minion_id)
+        self.db.conn.execute("DELETE FROM minions WHERE id=?", (minion_id,))

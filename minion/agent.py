@@ -9,6 +9,7 @@ tries again with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -133,7 +134,7 @@ class Agent:
         assert self.conn is not None
         delay = 0.5
         unanswered = 0
-        while True:
+        while not self.stop_event.is_set():
             if self.status != "accepted":
                 self._welcomed.clear()
                 await self.conn.send(self._hello())
@@ -164,7 +165,8 @@ class Agent:
 
     async def _wait_welcome(self, timeout: float) -> bool:
         try:
-            await asyncio.wait_for(self._welcomed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._welcomed.wait()
         except TimeoutError:
             return False
         return True
@@ -178,10 +180,10 @@ class Agent:
         )
 
     async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.stop_event.wait(), seconds)
-        except TimeoutError:
-            pass
+        """Sleep, but wake up at once when the agent is asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.stop_event.wait()
 
     # -- receiving --------------------------------------------------------------------------------
 

@@ -54,7 +54,8 @@ class Executor:
         self.running[body.jid] = ctx
         future = asyncio.get_running_loop().run_in_executor(self.pool, call)
         try:
-            value = await asyncio.wait_for(asyncio.shield(future), timeout=body.timeout)
+            async with asyncio.timeout(body.timeout):
+                value = await asyncio.shield(future)
         except TimeoutError:
             ctx.cancelled.set()
             log.warning(

@@ -32,6 +32,7 @@ def _spawn(name: str, args: list[str]) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
+        start_new_session=True,  # Ctrl-C reaches the demo only; it stops the daemons in order
     )
     assert proc.stdout is not None
     stream = proc.stdout

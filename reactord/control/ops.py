@@ -38,6 +38,20 @@ def handlers(master: Master) -> dict[str, Handler]:
     async def ping(args: dict[str, Any]) -> Any:
         return {"version": __version__, "uptime": time.time() - master.started}
 
+    async def status(args: dict[str, Any]) -> Any:
+        by_presence: dict[str, int] = {"up": 0, "suspect": 0, "down": 0}
+        for record in registry.all():
+            by_presence[record.presence] = by_presence.get(record.presence, 0) + 1
+        return {
+            "version": __version__,
+            "uptime": time.time() - master.started,
+            "master_finger": fingerprint(master.keys.public),
+            "minions": by_presence,
+            "keys": {state: len(ids) for state, ids in keystore.listing().items()},
+            "database_bytes": master.db.size(),
+            "counters": master.stats.snapshot(),
+        }
+
     async def key_list(args: dict[str, Any]) -> Any:
         return keystore.listing()
 
@@ -127,6 +141,7 @@ def handlers(master: Master) -> dict[str, Handler]:
 
     return {
         "ping": ping,
+        "status": status,
         "key.list": key_list,
         "key.accept": key_accept,
         "key.reject": key_reject,

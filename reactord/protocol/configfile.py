@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from reactord.protocol.durations import parse_duration
-from reactord.protocol.errors import ConfigError
+from reactord.protocol.errors import ConfigError, ReactordError
 
 T = TypeVar("T")
 Convert = Callable[[Any, "Where"], Any]
@@ -117,7 +117,7 @@ def build(cls: type[T], raw: dict[str, Any], where: Where, **fixed: Any) -> T:
             values[name] = spec.metadata["convert"](value, here)
         except ConfigError:
             raise
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ReactordError) as exc:
             raise ConfigError(where.path, here.key, str(exc)) from exc
     return cls(**values)
 

@@ -1,0 +1,97 @@
+"""The one codec and the wire messages: strict, bounded, one error type."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from reactord.protocol import codec
+from reactord.protocol import messages as m
+from reactord.protocol.errors import DecodeError, SignatureError
+from reactord.protocol.keys import Signer, verify_signature
+
+
+def test_roundtrip_of_every_message_kind() -> None:
+    samples: list[m.Message] = [
+        m.Hello(id="web01", grains={"os": "Linux"}, version="0.1.0", functions=["test.ping"]),
+        m.Heartbeat(time=1.5, outbox=3),
+        m.Return(jid="01J", id="web01", success=False, retcode=1, ret=None, error="boom"),
+        m.Welcome(status="accepted", signing_key=b"k" * 32, heartbeat=2.0, message="hi"),
+        m.Pong(time=2.0),
+        m.ReturnAck(jid="01J"),
+        m.Command(payload=b"p", sig=b"s"),
+    ]
+    assert {type(s) for s in samples} == set(m.KINDS.values())
+    for sample in samples:
+        assert m.decode(sample.to_wire()) == sample
+
+
+@pytest.mark.parametrize(
+    "frame, reason",
+    [
+        (b"", "invalid msgpack"),
+        (codec.pack(["hello"]), "[kind, body]"),
+        (codec.pack(["nope", {}]), "unknown message kind"),
+        (codec.pack(["pong", {"time": 1, "extra": 2}]), "unknown fields"),
+        (codec.pack(["pong", {}]), "missing field"),
+        (codec.pack(["pong", {"time": "soon"}]), "has type str"),
+        (codec.pack(["heartbeat", {"time": 1.0, "outbox": True}]), "has type bool"),
+        (
+            codec.pack(
+                ["hello", {"id": "../etc", "grains": {}, "version": "1", "functions": [], "protocol": 1}]
+            ),
+            "not a valid minion id",
+        ),
+        (
+            codec.pack(["welcome", {"status": "root", "signing_key": b"", "heartbeat": 1, "message": ""}]),
+            "unknown status",
+        ),
+        (
+            codec.pack(["return", {"jid": "x y", "id": "a", "success": True, "retcode": 0, "ret": 1}]),
+            "bad jid",
+        ),
+        (codec.pack(["pong", {"time": 1}]) + b"\x00", "extra"),
+        (codec.pack(["pong", {"time": 1}])[:-1], "incomplete"),
+        (b"\x91" * 100_000 + b"\xc0", "invalid msgpack"),
+        (msgpack.packb(["pong", {1: 2}]), "int is not allowed"),
+        (msgpack.packb(msgpack.ExtType(5, b"x")), "extension type"),
+    ],
+)
+def test_bad_frames_raise_one_decode_error_with_the_reason(frame: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        m.decode(frame)
+
+
+def test_oversized_frames_are_refused_before_decoding() -> None:
+    frame = m.Pong(time=1.0).to_wire()
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        m.decode(frame, max_size=len(frame) - 1)
+
+
+def test_command_body_strict_and_signed() -> None:
+    body = m.CommandBody(
+        jid="01JABC",
+        id="web01",
+        fun="test.ping",
+        args=[],
+        kwargs={},
+        timeout=5.0,
+        expires=10.0,
+        nonce=b"n" * 16,
+    )
+    payload = body.pack()
+    assert m.CommandBody.unpack(payload) == body
+    signer = Signer.__new__(Signer)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    Signer.__init__(signer, Ed25519PrivateKey.generate())
+    sig = signer.sign(payload)
+    verify_signature(signer.public, sig, payload)
+    with pytest.raises(SignatureError):
+        verify_signature(signer.public, sig, payload.replace(b"test.ping", b"test.pong"))
+    with pytest.raises(DecodeError, match="bad function name"):
+        m.CommandBody.unpack(codec.pack({**_plain(body), "fun": "os.system;rm"}))
+
+
+def _plain(body: m.CommandBody) -> dict[str, object]:
+    return codec.unpack(body.pack())  # type: ignore[no-any-return]

@@ -1,0 +1,77 @@
+"""The minion's executor (no sockets) and its replay-defence database."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from minion.executor import Executor, wire_safe
+from minion.functions import BUILTINS
+from minion.state import MinionState
+from reactord.protocol import codec
+from reactord.protocol.messages import CommandBody
+
+
+def _body(fun: str, *args: Any, timeout: float = 5.0, **kwargs: Any) -> CommandBody:
+    return CommandBody(
+        jid="01JX",
+        id="web01",
+        fun=fun,
+        args=list(args),
+        kwargs=kwargs,
+        timeout=timeout,
+        expires=1e12,
+        nonce=b"n",
+    )
+
+
+def _run(body: CommandBody) -> Any:
+    executor = Executor("web01", BUILTINS, {"os": "Linux", "roles": {"a": 1}}, workers=2)
+    try:
+        return asyncio.run(executor.run(body))
+    finally:
+        executor.cancel_all()
+
+
+def test_success_failure_bad_arguments_unknown_function_and_timeout() -> None:
+    ok = _run(_body("test.echo", "hi"))
+    assert (ok.success, ok.ret, ok.retcode, ok.error) == (True, "hi", 0, None)
+    assert _run(_body("grains.get", "roles:a")).ret == 1
+
+    failed = _run(_body("test.fail", "nope"))
+    assert (failed.success, failed.retcode) == (False, 1)
+    assert failed.error == "RuntimeError: nope"
+
+    bad_args = _run(_body("test.echo"))
+    assert not bad_args.success and "bad arguments" in (bad_args.error or "")
+
+    unknown = _run(_body("os.system", "id"))
+    assert not unknown.success and "not available" in (unknown.error or "")
+
+    slow = _run(_body("test.sleep", 30, timeout=0.2))
+    assert (slow.success, slow.retcode) == (False, 124)
+    assert slow.error == "timed out after 0.2s"
+
+
+def test_return_values_are_made_packable() -> None:
+    value = codec.unpack(
+        codec.pack(wire_safe({"p": Path("/x"), "t": (1, 2), "s": {3}, "o": object, 5: 2**70}))
+    )
+    assert value["p"] == "/x" and value["t"] == [1, 2] and value["s"] == [3] and value["5"] == str(2**70)
+
+
+def test_a_jid_is_claimed_once_and_returns_wait_for_their_ack(tmp_path: Path) -> None:
+    state = MinionState(tmp_path / "minion.db")
+    assert state.claim("j1", "test.ping", expires=100.0, now=1.0)
+    assert not state.claim("j1", "test.ping", expires=100.0, now=2.0)
+    state.store_return("j1", b"ret")
+    assert state.unacked() == [b"ret"]
+    state.ack("j1")
+    assert state.unacked() == []
+    assert state.prune(now=50.0) == 0  # not expired: the claim stays
+    assert state.prune(now=200.0) == 1
+    state.close()
+    reopened = MinionState(tmp_path / "minion.db")
+    assert reopened.claim("j2", "x", 1.0, 1.0) and not reopened.claim("j2", "x", 1.0, 1.0)
+    assert (tmp_path / "minion.db").stat().st_mode & 0o777 == 0o600

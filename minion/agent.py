@@ -20,17 +20,20 @@ import zmq
 import zmq.asyncio
 
 from minion import grains as grains_mod
-from minion import pinning
+from minion import local, pinning
 from minion.config import MinionConfig
-from minion.connection import MasterConnection
+from minion.connection import MasterConnection, curve_client_socket
+from minion.delivery import Delivery
 from minion.errors import MasterKeyError
 from minion.executor import Executor
 from minion.functions import BUILTINS
+from minion.outbox import Outbox
 from minion.state import MinionState
 from reactord.protocol import __version__
 from reactord.protocol import messages as m
 from reactord.protocol.errors import DecodeError, SignatureError
 from reactord.protocol.keys import CurveKeys, fingerprint, verify_signature
+from reactord.protocol.localsock import LocalServer
 
 log = logging.getLogger("minion")
 
@@ -48,6 +51,15 @@ class Agent:
         self.ctx = ctx or zmq.asyncio.Context()
         self.keys = CurveKeys.load_or_create(config.pki_dir, "minion")
         self.state = MinionState(config.database)
+        self.outbox = Outbox(
+            config.outbox_path,
+            config.id,
+            max_events=config.outbox.max_events,
+            policy=config.outbox.when_full,
+        )
+        self.local = LocalServer(config.local_socket, local.handlers(self))
+        self.delivery: Delivery | None = None
+        self.started = time.time()
         self.grains = grains_mod.collect(config.grains)
         self.functions = dict(functions if functions is not None else BUILTINS)
         self.executor = Executor(config.id, self.functions, self.grains, config.job_workers)
@@ -69,10 +81,14 @@ class Agent:
             if self.master_key is None:
                 return
             self.conn = MasterConnection(self.ctx, self.config, self.keys, self.master_key)
+            self.delivery = self._delivery(self.master_key)
+            await self.local.start()
             async with asyncio.TaskGroup() as tasks:
                 services = [
                     tasks.create_task(self._receive(), name="receive"),
                     tasks.create_task(self._session(), name="session"),
+                    tasks.create_task(self.delivery.run(), name="delivery"),
+                    tasks.create_task(self.local.serve(), name="local"),
                 ]
                 await self.stop_event.wait()
                 for task in services:
@@ -87,10 +103,58 @@ class Agent:
             loop.add_signal_handler(sig, self.stop_event.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP: nothing to reload yet"))
 
+    def _delivery(self, master_key: bytes) -> Delivery:
+        pub = curve_client_socket(self.ctx, zmq.PUB, self.keys, master_key, self.config.max_message_size)
+        # Nothing queues for a connection that is not up (the outbox is the queue), and what
+        # does queue is bounded: a little more than one window of batches.
+        pub.setsockopt(zmq.IMMEDIATE, 1)
+        pub.setsockopt(
+            zmq.SNDHWM, 2 * max(1, self.config.outbox.window // self.config.outbox.batch_events) + 2
+        )
+        pub.connect(self.config.event_endpoint)
+        return Delivery(
+            self.outbox,
+            pub,
+            ready=lambda: self.status == "accepted",
+            batch_events=self.config.outbox.batch_events,
+            batch_bytes=self.config.max_message_size // 2,
+            window=self.config.outbox.window,
+        )
+
+    def emit_many(self, events: list[tuple[str, dict[str, Any]]], causation: str | None = None) -> list[int]:
+        """Put events in the durable outbox (under ``minion/<id>/``) and wake the delivery."""
+        seqs = self.outbox.append(events, causation=causation)
+        if self.delivery is not None:
+            self.delivery.notify()
+        return seqs
+
+    def status_report(self) -> dict[str, Any]:
+        delivery = self.delivery
+        return {
+            "id": self.config.id,
+            "version": __version__,
+            "uptime": time.time() - self.started,
+            "master": self.config.master,
+            "status": self.status,
+            "outbox": {
+                "epoch": self.outbox.epoch,
+                "depth": self.outbox.depth,
+                "max_events": self.outbox.max_events,
+                "dropped": self.outbox.dropped,
+                "next_seq": self.outbox.next_seq,
+                "acked": delivery.acked if delivery else 0,
+                "sent": delivery.sent if delivery else 0,
+            },
+        }
+
     def close(self) -> None:
         self.executor.cancel_all()
+        self.local.close()
+        if self.delivery is not None:
+            self.delivery.socket.close(linger=0)
         if self.conn is not None:
             self.conn.close()
+        self.outbox.close()
         self.state.close()
         if self._own_ctx:
             self.ctx.term()
@@ -154,7 +218,7 @@ class Agent:
                 await self._wait_welcome(delay)
                 delay = min(delay * 2, self.config.retry_max)
                 continue
-            await self.conn.send(m.Heartbeat(time=time.time()))
+            await self.conn.send(m.Heartbeat(time=time.time(), outbox=self.outbox.depth))
             for wire in self.state.unacked():
                 await self.conn.send_raw(wire)
             self.state.prune(time.time())
@@ -203,6 +267,9 @@ class Agent:
                 self._on_command(message)
             elif isinstance(message, m.ReturnAck):
                 self.state.ack(message.jid)
+            elif isinstance(message, m.Ack):
+                if self.delivery is not None:
+                    self.delivery.on_ack(message.epoch, message.seq)
             elif not isinstance(message, m.Pong):
                 log.debug("ignored a %s message", message.kind)
 
@@ -216,6 +283,8 @@ class Agent:
                 self.status = "connecting"
                 return
             self.heartbeat = max(0.05, welcome.heartbeat)
+            if self.status != "accepted" and self.delivery is not None:
+                self.delivery.restart()
         self.status = welcome.status
         if self.status != previous:
             level = logging.INFO if self.status in ("accepted", "pending") else logging.ERROR

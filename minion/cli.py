@@ -1,35 +1,61 @@
-"""The minion's own small command line (``python -m minion``)."""
+"""The minion's own small command line (``python -m minion``).
+
+``python -m minion [-c FILE]`` runs the daemon (``reactord minion`` runs exactly this);
+``python -m minion send TAG`` and ``status`` talk to a running minion on this host
+(``reactord event send`` runs the former).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+from typing import Any
 
 import click
 
-from minion.agent import Agent
 from minion.config import MinionConfig, load_minion_config
 from minion.errors import MasterKeyError
-from reactord.protocol.errors import ConfigError, KeyFileError
+from reactord.protocol.errors import ConfigError, KeyFileError, RequestError, Unreachable
+from reactord.protocol.eventdata import parse_data
+from reactord.protocol.localsock import LocalClient
 from reactord.protocol.logsetup import LEVELS, setup_logging
 
+CONFIG_HELP = "minion.yaml (default: $REACTORD_CONFIG, ./minion.yaml, /etc/reactord/minion.yaml)"
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    metavar="FILE",
-    help="minion.yaml (default: $REACTORD_CONFIG, ./minion.yaml, /etc/reactord/minion.yaml)",
-)
-@click.option("-l", "--log-level", type=click.Choice(LEVELS), help="override log_level")
-def main(config_path: str | None, log_level: str | None) -> None:
-    """Run the reactord minion in the foreground until SIGTERM or SIGINT."""
+
+def _config(path: str | None) -> MinionConfig:
     try:
-        config = load_minion_config(config_path)
+        return load_minion_config(path)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+def _client(path: str | None, timeout: float = 60.0) -> LocalClient:
+    return LocalClient(_config(path).local_socket, timeout, daemon="minion")
+
+
+def _call(client: LocalClient, op: str, **args: Any) -> Any:
+    try:
+        return client.call(op, **args)
+    except Unreachable as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(3)
+    except RequestError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2 if exc.code == "bad_request" else 1)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_path", metavar="FILE", help=CONFIG_HELP)
+@click.option("-l", "--log-level", type=click.Choice(LEVELS), help="override log_level")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, log_level: str | None) -> None:
+    """Run the reactord minion in the foreground until SIGTERM or SIGINT."""
+    if ctx.invoked_subcommand is not None:
+        return
+    config = _config(config_path)
     setup_logging(log_level or config.log_level, fmt=config.log_format, log_file=config.log_file)
     try:
         asyncio.run(_run(config))
@@ -39,6 +65,39 @@ def main(config_path: str | None, log_level: str | None) -> None:
 
 
 async def _run(config: MinionConfig) -> None:
+    from minion.agent import Agent
+
     agent = Agent(config)
     agent.install_signals()
     await agent.run()
+
+
+@main.command()
+@click.argument("tag")
+@click.option("--data", "data_json", metavar="JSON", help="the event data, a JSON object")
+@click.option("-d", "pairs", multiple=True, metavar="KEY=VALUE", help="a data field (repeatable)")
+@click.option("--count", type=click.IntRange(1, 1_000_000), default=1, help="send N events (adds a field n)")
+@click.option("-c", "--config", "config_path", metavar="FILE", help=CONFIG_HELP)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def send(
+    tag: str,
+    data_json: str | None,
+    pairs: tuple[str, ...],
+    count: int,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """Hand events to the running minion on this host; returns once they are durable."""
+    data = parse_data(data_json, pairs)
+    result = _call(_client(config_path), "event.send", tag=tag, data=data, count=count)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"queued {result['count']} event(s), seq {result['first_seq']}..{result['last_seq']}")
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", metavar="FILE", help=CONFIG_HELP)
+def status(config_path: str | None) -> None:
+    """How the running minion on this host is doing (JSON)."""
+    click.echo(json.dumps(_call(_client(config_path, 10.0), "status"), indent=2))

@@ -26,6 +26,14 @@ def _finger(value: Any, where: cf.Where) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxConfig:
+    max_events: int = cf.option(100_000, cf.as_int(10, 100_000_000), "events kept undelivered at most")
+    when_full: str = cf.option("drop_oldest", cf.as_choice("drop_oldest", "refuse"))
+    batch_events: int = cf.option(500, cf.as_int(1, 10_000), "events per wire message at most")
+    window: int = cf.option(20_000, cf.as_int(1, 10_000_000), "events in flight beyond the last ack")
+
+
+@dataclass(frozen=True, slots=True)
 class MinionConfig:
     path: Path = field(default=Path("minion.yaml"))
     id: str = cf.option(None, _minion_id)
@@ -37,6 +45,7 @@ class MinionConfig:
     pki_dir: Path = cf.option("pki", cf.as_path)
     state_dir: Path = cf.option("state", cf.as_path)
     grains: dict[str, Any] = cf.option({}, cf.as_mapping)
+    outbox: OutboxConfig = cf.option({}, cf.section(OutboxConfig))
     job_workers: int = cf.option(8, cf.as_int(1, 1024))
     retry_max: float = cf.option(10.0, cf.as_duration(0.1))
     max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))
@@ -59,6 +68,10 @@ class MinionConfig:
     @property
     def database(self) -> Path:
         return self.state_dir / "minion.db"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.state_dir / "outbox.db"
 
     @property
     def local_socket(self) -> Path:

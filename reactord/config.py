@@ -25,6 +25,12 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EventLogConfig:
+    max_age: float = cf.option(30 * 86400.0, cf.as_duration(0.0), "drop events older than this (0: keep)")
+    max_count: int = cf.option(10_000_000, cf.as_int(0, 10**12), "keep this many events at most (0: all)")
+
+
+@dataclass(frozen=True, slots=True)
 class MasterConfig:
     path: Path = field(default=Path("master.yaml"))
     interface: str = cf.option("0.0.0.0", cf.as_str)
@@ -38,6 +44,7 @@ class MasterConfig:
     auto_accept: bool = cf.option(False, cf.as_bool)
     max_pending: int = cf.option(1000, cf.as_int(0, 1_000_000))
     presence: PresenceConfig = cf.option({}, cf.section(PresenceConfig))
+    event_log: EventLogConfig = cf.option({}, cf.section(EventLogConfig))
     job_timeout: float = cf.option(10.0, cf.as_duration(0.01))
     command_ttl: float = cf.option(300.0, cf.as_duration(1.0))
     max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from reactord.config import load_master_config
-from reactord.control.client import ControlClient
-from reactord.errors import ControlError
+from reactord.control import ControlClient
+from reactord.protocol.errors import RequestError
 from reactord.scaffold import init_setup
 
 DEMO_MINION = "demo-minion"
@@ -50,7 +50,7 @@ def _wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
     while time.monotonic() < deadline:
         try:
             value = check()
-        except ControlError:
+        except RequestError:
             value = None
         if value:
             return value

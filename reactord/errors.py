@@ -4,14 +4,13 @@ ReactordError (reactord.protocol.errors)
  +-- MasterError
       +-- KeyStoreError        a key operation that cannot be done (unknown id, wrong state)
       +-- TargetError          a target expression that is not valid
-      +-- ControlError         a control-socket request that failed on the master
-      |    +-- MasterUnreachable   no master answers on the control socket (CLI exit 3)
+      +-- ControlError         a control-socket request the master refused (also a RequestError)
       +-- StoreError           the state database cannot be opened or migrated
 """
 
 from __future__ import annotations
 
-from reactord.protocol.errors import ReactordError
+from reactord.protocol.errors import ReactordError, RequestError, Unreachable
 
 
 class MasterError(ReactordError):
@@ -26,17 +25,12 @@ class TargetError(MasterError):
     pass
 
 
-class ControlError(MasterError):
+class ControlError(MasterError, RequestError):
     """A request the master refused or could not carry out; ``code`` is a short reason."""
 
-    def __init__(self, message: str, code: str = "failed") -> None:
-        super().__init__(message)
-        self.code = code
 
-
-class MasterUnreachable(ControlError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "unreachable")
+#: Raised by the CLI when no master listens on the control socket (exit 3).
+MasterUnreachable = Unreachable
 
 
 class StoreError(MasterError):

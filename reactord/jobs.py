@@ -100,7 +100,7 @@ class JobDispatcher:
                 )
                 payload = body.pack()
                 command = m.Command(payload=payload, sig=self.signer.sign(payload))
-                if not await self.link.send(minion_id, command):
+                if not self.link.send(minion_id, command):
                     results[minion_id] = _failure("minion is not connected")
                     waiters.pop(minion_id).cancel()
             if waiters:

@@ -11,6 +11,7 @@ as a name.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 
@@ -82,31 +83,33 @@ class CommandLink:
         """Stop routing to a key (revoked, deleted)."""
         self._routes.pop(key, None)
 
-    async def send(self, minion_id: str, message: m.Message) -> bool:
-        """Send to an accepted, connected minion; False when there is no live route."""
+    def send(self, minion_id: str, message: m.Message) -> bool:
+        """Send to an accepted, connected minion now; False when there is no live route."""
         key = self.keystore.accepted_key(minion_id)
         if key is None:
             return False
-        return await self._send_key(key, message)
+        return self.send_to_key(key, message)
 
-    async def send_to_key(self, key: bytes, message: m.Message) -> bool:
-        return await self._send_key(key, message)
-
-    async def _send_key(self, key: bytes, message: m.Message) -> bool:
+    def send_to_key(self, key: bytes, message: m.Message) -> bool:
         rid = self._routes.get(key)
         if rid is None:
             return False
-        try:
-            await self.socket.send_multipart([rid, message.to_wire()], flags=zmq.NOBLOCK)
-        except zmq.Again:
+        if self._send_now(rid, message.to_wire()):
+            return True
+        self._routes.pop(key, None)  # the connection is gone (or hopelessly behind)
+        return False
+
+    def _send_now(self, rid: bytes, data: bytes) -> bool:
+        # A NOBLOCK send on a zmq.asyncio socket completes (or fails) before returning.
+        future: asyncio.Future[None] = self.socket.send_multipart([rid, data], flags=zmq.NOBLOCK)  # type: ignore[assignment]
+        error = future.exception() if future.done() else None
+        if error is None:
+            return True
+        if isinstance(error, zmq.Again):
             self.stats.incr("send.full")
-            return False
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
-                self._routes.pop(key, None)  # the connection is gone
-                return False
-            raise
-        return True
+        elif not (isinstance(error, zmq.ZMQError) and error.errno == zmq.EHOSTUNREACH):
+            raise error
+        return False
 
     async def serve(self) -> None:
         while True:
@@ -114,10 +117,8 @@ class CommandLink:
             reply = self._receive(frames)
             if reply is not None:
                 rid, message = reply
-                try:
-                    await self.socket.send_multipart([rid, message.to_wire()], flags=zmq.NOBLOCK)
-                except zmq.ZMQError as exc:
-                    log.debug("reply not sent: %s", exc)
+                if not self._send_now(rid, message.to_wire()):
+                    log.debug("a %s reply was not sent: the peer is gone or not reading", message.kind)
 
     def _receive(self, frames: list[zmq.Frame]) -> tuple[bytes, m.Message] | None:
         self.stats.incr("link.received")

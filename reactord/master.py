@@ -13,19 +13,22 @@ import zmq
 import zmq.asyncio
 
 from reactord import __version__
+from reactord.bus import Bus
 from reactord.config import MasterConfig
-from reactord.control import ops
-from reactord.control.server import ControlServer
+from reactord.control import ControlServer, ops
+from reactord.ingest import Ingest
 from reactord.jobs import JobDispatcher
 from reactord.keyservice import KeyService
 from reactord.keystore import KeyStore
 from reactord.link import CommandLink
 from reactord.nodes import Nodes
+from reactord.pipeline import EventPipeline
 from reactord.presence import PresenceTracker
 from reactord.protocol import messages as m
 from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
 from reactord.stats import Stats
 from reactord.store.database import Database
+from reactord.store.events import EventLog
 from reactord.store.jobs import JobStore
 from reactord.store.minions import MinionRegistry
 from reactord.store.schema import MIGRATIONS
@@ -60,6 +63,11 @@ class Master:
         self.db = Database(config.database, MIGRATIONS)
         self.registry = MinionRegistry(self.db)
         self.job_store = JobStore(self.db)
+        self.event_log = EventLog(self.db)
+        self.bus = Bus(self.ctx, config.bus_path)
+        self.pipeline = EventPipeline(
+            self.event_log, self.bus, self.stats, send_ack=self._send_ack, clock=clock
+        )
         self.presence = PresenceTracker(self.registry, config.presence, self.emit, self.started)
         self.nodes = Nodes(config, self.keystore, self.registry, self.presence, self.signer, self.emit, clock)
         self.zap = ZapHandler(self.ctx, self.keystore, self.stats)
@@ -72,6 +80,14 @@ class Master:
             max_message_size=config.max_message_size,
         )
         self.nodes.link = self.link
+        self.ingest = Ingest(
+            self.ctx,
+            self.keys,
+            self.keystore,
+            self.pipeline,
+            self.stats,
+            max_message_size=config.max_message_size,
+        )
         self.key_service = KeyService(self.ctx, self.keys) if config.key_port else None
         self.jobs = JobDispatcher(
             self.job_store,
@@ -98,14 +114,19 @@ class Master:
         return None
 
     def emit(self, tag: str, data: dict[str, Any]) -> None:
-        """A master-internal event (key, presence, job); logged until the bus carries it."""
-        log.debug("event %s %s", tag, data, extra={"tag": tag})
+        """A master-internal event (key, presence, job): logged, republished, matched."""
+        self.pipeline.emit(tag, data)
+
+    def _send_ack(self, minion_id: str, epoch: str, seq: int) -> None:
+        self.link.send(minion_id, m.Ack(epoch=epoch, seq=seq))
 
     # -- life cycle ------------------------------------------------------------------------------
 
     def bind(self) -> None:
         iface = self.config.interface
         self.link.bind(f"tcp://{iface}:{self.config.command_port}")
+        self.ingest.bind(f"tcp://{iface}:{self.config.event_port}")
+        self.bus.bind()
         if self.key_service is not None:
             self.key_service.bind(f"tcp://{iface}:{self.config.key_port}")
 
@@ -114,9 +135,10 @@ class Master:
         self.bind()
         await self.control.start()
         log.info(
-            "master %s up: commands on %s:%d, key %s, control %s",
+            "master %s up: events on %s:%d, commands on :%d, key %s, control %s",
             __version__,
             self.config.interface,
+            self.config.event_port,
             self.config.command_port,
             self.keys.finger,
             self.config.control_path,
@@ -127,6 +149,8 @@ class Master:
                 services = [
                     tasks.create_task(self.zap.serve(), name="zap"),
                     tasks.create_task(self.link.serve(), name="link"),
+                    tasks.create_task(self.ingest.serve(), name="ingest"),
+                    tasks.create_task(self._retention(), name="retention"),
                     tasks.create_task(self.control.serve(), name="control"),
                     tasks.create_task(self._tick(), name="presence"),
                 ]
@@ -138,6 +162,17 @@ class Master:
         finally:
             self.close()
             log.info("master stopped")
+
+    async def _retention(self) -> None:
+        while True:
+            removed = self.event_log.prune(
+                max_age=self.config.event_log.max_age,
+                max_count=self.config.event_log.max_count,
+                now=self.clock(),
+            )
+            if removed:
+                log.info("retention: removed %d old events", removed)
+            await asyncio.sleep(60)
 
     async def _tick(self) -> None:
         while True:
@@ -154,7 +189,9 @@ class Master:
         self.control.close()
         if self.key_service is not None:
             self.key_service.close()
+        self.ingest.close()
         self.link.close()
+        self.bus.close()
         self.zap.close()
         self.registry.flush()
         self.db.close()

@@ -84,7 +84,7 @@ class Nodes:
 
     # -- operator actions, from the control socket ---------------------------------------------
 
-    async def accept(self, minion_id: str) -> KeyEntry:
+    def accept(self, minion_id: str) -> KeyEntry:
         entry = self.keystore.accept(minion_id)
         now = self.clock()
         hello = self._pending_hello.pop(entry.key, None)
@@ -92,7 +92,7 @@ class Nodes:
             self.registry.upsert_hello(minion_id, hello.grains, hello.version, hello.functions, now)
         log.info("accepted the key of %s", minion_id, extra={"minion": minion_id})
         self.emit(f"reactor/key/{minion_id}/accepted", {"id": minion_id, "key_state": ACCEPTED})
-        if self.link is not None and await self.link.send_to_key(entry.key, self.welcome(ACCEPTED)):
+        if self.link is not None and self.link.send_to_key(entry.key, self.welcome(ACCEPTED)):
             if hello is not None:
                 self.presence.seen(minion_id, now)
         return entry

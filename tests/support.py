@@ -165,6 +165,25 @@ class Setup:
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, "-c", str(self.master_yaml), timeout=timeout)
 
+    def send(
+        self, minion_id: str, tag: str, *args: str, pki: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``reactord event send`` on the host of ``minion_id``."""
+        path = self.root / f"minion-{pki or minion_id}.yaml"
+        return run_cli("event", "send", tag, *args, "-c", str(path), timeout=300)
+
+    def counters(self) -> dict[str, int]:
+        return self.cli_json("status")["counters"]  # type: ignore[no-any-return]
+
+    def events(self, *args: str) -> list[dict[str, Any]]:
+        return self.cli_json("event", "list", "--limit", "0", *args)  # type: ignore[no-any-return]
+
+    def accept_all(self, *ids: str) -> None:
+        """Wait for the keys of ``ids`` to be pending, accept them, and wait until they are up."""
+        wait_until(lambda: set(ids) <= set(self.cli_json("key", "list")["pending"]), 20, f"{ids} pending")
+        assert self.cli("key", "accept", "--all").returncode == 0
+        wait_until(lambda: all(self.presence(i) == "up" for i in ids), 20, f"{ids} up")
+
     def cli_json(self, *args: str) -> Any:
         result = self.cli(*args, "--json")
         assert result.returncode in (0, 1), result.stderr
@@ -217,4 +236,18 @@ def run_cli(
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+    )
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def minion_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "minion", *args], capture_output=True, text=True, timeout=timeout
     )

@@ -16,9 +16,8 @@ import click
 
 from reactord import jsonable
 from reactord.config import MasterConfig, load_master_config
-from reactord.control.client import ControlClient
-from reactord.errors import ControlError, MasterUnreachable
-from reactord.protocol.errors import ConfigError, ReactordError
+from reactord.control import ControlClient
+from reactord.protocol.errors import ConfigError, ReactordError, RequestError, Unreachable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,11 +61,11 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except MasterUnreachable as exc:
+        except Unreachable as exc:
             fail(str(exc), EXIT_UNREACHABLE)
         except ConfigError as exc:
             fail(str(exc), EXIT_USAGE)
-        except ControlError as exc:
+        except RequestError as exc:
             fail(str(exc), EXIT_USAGE if exc.code == "bad_request" else EXIT_FAILED)
         except ReactordError as exc:
             fail(str(exc), EXIT_FAILED)

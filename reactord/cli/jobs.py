@@ -20,7 +20,7 @@ from reactord.cli.common import (
     print_json,
     print_table,
 )
-from reactord.control.client import ControlClient
+from reactord.control import ControlClient
 
 _KWARG = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)
 

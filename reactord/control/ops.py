@@ -6,11 +6,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from reactord import __version__
-from reactord.control.server import Handler
 from reactord.errors import ControlError, KeyStoreError
 from reactord.keystore import PENDING
+from reactord.protocol.errors import TagError
 from reactord.protocol.keys import fingerprint
+from reactord.protocol.localsock import Handler
 from reactord.protocol.messages import valid_function_name
+from reactord.protocol.tags import RESERVED_PREFIX, validate_pattern
+from reactord.store.events import EventQuery
 from reactord.store.jobs import return_public
 from reactord.targeting import TARGET_TYPES, resolve
 
@@ -49,6 +52,7 @@ def handlers(master: Master) -> dict[str, Handler]:
             "minions": by_presence,
             "keys": {state: len(ids) for state, ids in keystore.listing().items()},
             "database_bytes": master.db.size(),
+            "events_logged": master.event_log.count(),
             "counters": master.stats.snapshot(),
         }
 
@@ -63,7 +67,7 @@ def handlers(master: Master) -> dict[str, Handler]:
         done = []
         for minion_id in ids:
             try:
-                await nodes.accept(minion_id)
+                nodes.accept(minion_id)
             except KeyStoreError as exc:
                 raise ControlError(str(exc)) from exc
             done.append(minion_id)
@@ -139,8 +143,54 @@ def handlers(master: Master) -> dict[str, Handler]:
             "returns": {mid: return_public(returns[mid]) if mid in returns else None for mid in job.minions},
         }
 
+    async def event_fire(args: dict[str, Any]) -> Any:
+        tag = _arg(args, "tag", str)
+        data = _arg(args, "data", dict, {})
+        if tag.startswith(RESERVED_PREFIX):
+            raise ControlError(f"tags under {RESERVED_PREFIX} belong to the master", "bad_request")
+        try:
+            event = master.pipeline.emit(tag, data, source="cli")
+        except TagError as exc:
+            raise ControlError(str(exc), "bad_request") from exc
+        return {"id": event.id, "tag": event.tag}
+
+    def _query(args: dict[str, Any], default_limit: int) -> EventQuery:
+        tag = _arg(args, "tag", str, None)
+        if tag is not None:
+            try:
+                validate_pattern(tag)
+            except TagError as exc:
+                raise ControlError(str(exc), "bad_request") from exc
+        return EventQuery(
+            tag=tag,
+            source=_arg(args, "source", str, None),
+            since=_arg(args, "since", (int, float), None),
+            until=_arg(args, "until", (int, float), None),
+            limit=_arg(args, "limit", int, default_limit),
+            newest_first=_arg(args, "newest_first", bool, True),
+        )
+
+    async def event_list(args: dict[str, Any]) -> Any:
+        return [e.public() | {"received": e.received} for e in master.event_log.query(_query(args, 100))]
+
+    async def event_show(args: dict[str, Any]) -> Any:
+        event_id = _arg(args, "id", str)
+        event = master.event_log.get(event_id)
+        if event is None:
+            raise ControlError(f"no event {event_id!r} in the log", "not_found")
+        caused = master.event_log.caused_by(event_id)
+        return {**event.public(), "received": event.received, "caused": [e.public() for e in caused]}
+
+    async def bus_probe(args: dict[str, Any]) -> Any:
+        master.bus.probe(_arg(args, "token", str))
+        return {"bus": str(master.config.bus_path)}
+
     return {
         "ping": ping,
+        "event.fire": event_fire,
+        "event.list": event_list,
+        "event.show": event_show,
+        "bus.probe": bus_probe,
         "status": status,
         "key.list": key_list,
         "key.accept": key_accept,

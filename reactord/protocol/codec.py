@@ -23,6 +23,11 @@ def pack(obj: Any) -> bytes:
     return data
 
 
+def packer() -> msgpack.Packer:
+    """A packer with the codec's settings, for frames assembled from pre-packed parts."""
+    return msgpack.Packer(use_bin_type=True, datetime=False, autoreset=True)
+
+
 def unpack(data: bytes, *, max_size: int = MAX_FRAME) -> Any:
     """Decode one frame, refusing anything over ``max_size`` or not exactly one value.
 

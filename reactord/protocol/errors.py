@@ -6,6 +6,8 @@ ReactordError
  +-- KeyFileError       a key file that cannot be read, written or trusted
  +-- SignatureError     a signed message whose signature does not verify
  +-- TagError           a tag or tag pattern that is not well formed
+ +-- RequestError       a request on a local unix socket that failed (``code`` says why)
+      +-- Unreachable    nobody listens on that socket (the CLI exits 3)
 
 Packages add their own branches under the root (``reactord.errors``, ``minion.errors``).
 """
@@ -42,3 +44,18 @@ class SignatureError(ReactordError):
 
 class TagError(ReactordError):
     """A malformed tag or tag pattern."""
+
+
+class RequestError(ReactordError):
+    """A request on a local socket (master control, minion local) that failed."""
+
+    def __init__(self, message: str, code: str = "failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Unreachable(RequestError):
+    """No daemon answers on the socket."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "unreachable")

@@ -358,3 +358,98 @@ def valid_tag(tag: object) -> bool:
     except TagError:
         return False
     return True
+
+
+# -- the event path (minion PUB -> master SUB) and its acknowledgement ------------------------
+
+#: One event in a batch: ``[seq, tag, time, data, causation]``.
+WireEvent = list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch(Message):
+    """Events from a minion's outbox, oldest first, with consecutive ``seq`` numbers.
+
+    ``epoch`` names the outbox (new when it is created); ``base`` is the lowest seq it
+    still holds, so a master that has no record of this epoch knows where it starts, and
+    one that is behind learns what the outbox dropped. Example::
+
+        ["events", {"epoch": "9f2c...", "base": 41,
+                    "events": [[41, "minion/web01/beacon/load", 1764162000.1, {"load1": 0.4}, null]]}]
+    """
+
+    kind: ClassVar[str] = "events"
+    epoch: str
+    base: int
+    events: list[WireEvent]
+
+    def body(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "base": self.base, "events": self.events}
+
+    @classmethod
+    def read(cls, body: _Body) -> EventBatch:
+        epoch = body.get("epoch", str)
+        if not _TOKEN.fullmatch(epoch):
+            raise _fail(cls.kind, "bad epoch")
+        events = body.get("events", list)
+        for event in events:
+            if (
+                not isinstance(event, list)
+                or len(event) != 5
+                or type(event[0]) is not int
+                or not isinstance(event[1], str)
+                or not isinstance(event[2], (int, float))
+                or isinstance(event[2], bool)
+                or not isinstance(event[3], dict)
+                or not (event[4] is None or isinstance(event[4], str))
+            ):
+                raise _fail(cls.kind, "an event is not [seq, tag, time, data, causation]")
+        return cls(epoch=epoch, base=body.get("base", int), events=events)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    """The master stored every event of ``epoch`` up to ``seq`` (cumulative)."""
+
+    kind: ClassVar[str] = "ack"
+    epoch: str
+    seq: int
+
+    def body(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seq": self.seq}
+
+    @classmethod
+    def read(cls, body: _Body) -> Ack:
+        return cls(epoch=body.get("epoch", str), seq=body.get("seq", int))
+
+
+KINDS.update({cls.kind: cls for cls in (EventBatch, Ack)})
+
+
+def pack_event_batch(epoch: str, base: int, events: list[tuple[int, str, float, bytes, str | None]]) -> bytes:
+    """The wire form of an ``EventBatch`` whose event data are already msgpack maps.
+
+    A minion keeps each event's data packed in its outbox; this writes them into the frame
+    as they are instead of unpacking and packing them again. ``decode`` reads the result as
+    an ordinary ``EventBatch``.
+    """
+    packer = codec.packer()
+    parts = [
+        packer.pack_array_header(2),
+        packer.pack("events"),
+        packer.pack_map_header(3),
+        packer.pack("epoch"),
+        packer.pack(epoch),
+        packer.pack("base"),
+        packer.pack(base),
+        packer.pack("events"),
+        packer.pack_array_header(len(events)),
+    ]
+    for seq, tag, time, data, causation in events:
+        parts.append(packer.pack_array_header(5))
+        parts.append(packer.pack(seq))
+        parts.append(packer.pack(tag))
+        parts.append(packer.pack(time))
+        parts.append(data)
+        parts.append(packer.pack(causation))
+    return b"".join(parts)

@@ -38,3 +38,32 @@ MIGRATIONS = [
     );
     """,
 ]
+
+MIGRATIONS.append(
+    # 2: the event log, and how far each (source, epoch) was delivered
+    """
+    CREATE TABLE events (
+        rowid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        tag TEXT NOT NULL,
+        source TEXT NOT NULL,
+        time REAL NOT NULL,
+        received REAL NOT NULL,
+        epoch TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        causation TEXT,
+        depth INTEGER NOT NULL DEFAULT 0,
+        data BLOB NOT NULL,
+        UNIQUE (source, epoch, seq)
+    );
+    CREATE INDEX events_received ON events (received);
+    CREATE INDEX events_causation ON events (causation) WHERE causation IS NOT NULL;
+    CREATE TABLE delivery (
+        source TEXT NOT NULL,
+        epoch TEXT NOT NULL,
+        last_seq INTEGER NOT NULL,
+        updated REAL NOT NULL,
+        PRIMARY KEY (source, epoch)
+    );
+    """
+)

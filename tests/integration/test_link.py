@@ -18,7 +18,7 @@ def _accepted_peer(runner: MasterThread, minion_id: str) -> RawPeer:
     peer = _peer(runner)
     peer.send(m.Hello(id=minion_id, grains={"id": minion_id}, version="t"))
     assert isinstance(peer.recv(), m.Welcome)
-    runner.call(runner.master.nodes.accept(minion_id))
+    runner.run_sync(runner.master.nodes.accept, minion_id)
     welcome = peer.recv()
     assert isinstance(welcome, m.Welcome) and welcome.status == "accepted"
     assert welcome.signing_key == runner.master.signer.public

@@ -20,6 +20,8 @@ def test_roundtrip_of_every_message_kind() -> None:
         m.Pong(time=2.0),
         m.ReturnAck(jid="01J"),
         m.Command(payload=b"p", sig=b"s"),
+        m.EventBatch(epoch="e1", base=3, events=[[3, "minion/a/x", 1.0, {"k": [1]}, None]]),
+        m.Ack(epoch="e1", seq=3),
     ]
     assert {type(s) for s in samples} == set(m.KINDS.values())
     for sample in samples:
@@ -59,6 +61,31 @@ def test_roundtrip_of_every_message_kind() -> None:
 )
 def test_bad_frames_raise_one_decode_error_with_the_reason(frame: bytes, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason):
+        m.decode(frame)
+
+
+def test_pre_packed_event_batches_decode_like_ordinary_ones() -> None:
+    wire = m.pack_event_batch("e1", 7, [(7, "minion/a/x", 2.5, codec.pack({"v": 1}), "cause")])
+    assert m.decode(wire) == m.EventBatch(
+        epoch="e1", base=7, events=[[7, "minion/a/x", 2.5, {"v": 1}, "cause"]]
+    )
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        [1, "t", 1.0, {}],
+        ["1", "t", 1.0, {}, None],
+        [1, 2, 1.0, {}, None],
+        [1, "t", True, {}, None],
+        [1, "t", 1.0, [], None],
+        [True, "t", 1.0, {}, None],
+        [1, "t", 1.0, {}, 5],
+    ],
+)
+def test_malformed_events_in_a_batch_reject_the_batch(event: list[object]) -> None:
+    frame = codec.pack(["events", {"epoch": "e", "base": 1, "events": [event]}])
+    with pytest.raises(DecodeError, match="an event is not"):
         m.decode(frame)
 
 

@@ -1,4 +1,8 @@
-"""The master side of the control socket: one request per frame, handled by name."""
+"""Request/reply over a local unix socket: the master's control socket and the minion's local socket.
+
+The socket file is created owner-only (0600, in a 0700 folder) and a peer of another user
+is refused (SO_PEERCRED). Frames are those of ``reactord.protocol.framing``.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,14 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from reactord.control.framing import encode, read_frame
-from reactord.errors import ControlError
-from reactord.protocol.errors import DecodeError, ReactordError
+from reactord.protocol.errors import DecodeError, ReactordError, RequestError, Unreachable
+from reactord.protocol.framing import encode, read_frame, recv_frame
 
-log = logging.getLogger("reactord.control")
+log = logging.getLogger("reactord.localsock")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -27,7 +30,7 @@ class Stream:
         self.items = items
 
 
-class ControlServer:
+class LocalServer:
     def __init__(self, path: Path, handlers: dict[str, Handler]) -> None:
         self.path = path
         self.handlers = handlers
@@ -87,7 +90,7 @@ class ControlServer:
             return
         try:
             result = await handler(args)
-        except ControlError as exc:
+        except RequestError as exc:
             writer.write(encode({"ok": False, "error": str(exc), "code": exc.code}))
             return
         except ReactordError as exc:
@@ -115,3 +118,74 @@ def _same_user(writer: asyncio.StreamWriter) -> bool:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     return uid in (os.getuid(), 0)
+
+
+class LocalClient:
+    def __init__(self, path: Path, timeout: float | None = 30.0, *, daemon: str = "daemon") -> None:
+        self.path = path
+        self.timeout = timeout
+        self.daemon = daemon
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            raise Unreachable(
+                f"no {self.daemon} is listening on {self.path} "
+                f"(is `reactord {self.daemon}` running with this config?)"
+            ) from exc
+        except PermissionError as exc:
+            sock.close()
+            raise Unreachable(f"permission denied on {self.path}: run as the {self.daemon}'s user") from exc
+        return sock
+
+    def call(self, op: str, **args: Any) -> Any:
+        """Send one request and return its result; raise ``RequestError`` when it failed."""
+        with self._connect() as sock:
+            reply = self._exchange(sock, op, args)
+            return _result(reply)
+
+    def stream(self, op: str, **args: Any) -> Iterator[Any]:
+        """Send one request and yield each item of a streaming reply."""
+        with self._connect() as sock:
+            reply = self._exchange(sock, op, args)
+            while True:
+                if not reply.get("ok"):
+                    _result(reply)
+                if reply.get("end"):
+                    return
+                if "result" in reply:
+                    yield reply["result"]
+                    return
+                yield reply.get("item")
+                reply = self._read(sock)
+
+    def _exchange(self, sock: socket.socket, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            sock.sendall(encode({"op": op, "args": args}))
+        except OSError as exc:
+            raise Unreachable(f"lost the {self.daemon} on {self.path}: {exc}") from exc
+        return self._read(sock)
+
+    def _read(self, sock: socket.socket) -> dict[str, Any]:
+        try:
+            reply = recv_frame(sock)
+        except TimeoutError as exc:
+            message = f"the {self.daemon} did not answer within {self.timeout:g}s"
+            raise RequestError(message, "timeout") from exc
+        except (ConnectionError, OSError) as exc:
+            raise Unreachable(f"lost the {self.daemon} on {self.path}: {exc}") from exc
+        except DecodeError as exc:
+            raise RequestError(f"bad reply from the {self.daemon}: {exc}", "bad_reply") from exc
+        if not isinstance(reply, dict):
+            raise RequestError(f"bad reply from the {self.daemon}", "bad_reply")
+        return reply
+
+
+def _result(reply: dict[str, Any]) -> Any:
+    if not reply.get("ok"):
+        raise RequestError(str(reply.get("error", "failed")), str(reply.get("code", "failed")))
+    return reply.get("result")

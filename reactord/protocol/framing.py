@@ -1,4 +1,6 @@
-"""Frames on the control socket: a 4-byte big-endian length, then one msgpack value.
+"""Frames on the local unix sockets (master control, minion local).
+
+Each frame is a 4-byte big-endian length, then one msgpack value.
 
 A request is ``{"op": "key.list", "args": {...}}``; a reply is ``{"ok": true, "result": ...}``
 or ``{"ok": false, "error": "...", "code": "..."}``. A streaming reply sends several

@@ -1,0 +1,113 @@
+"""Delivering the outbox: batches over CURVE PUB, cumulative acks back, re-sends with backoff.
+
+PUB/SUB drops silently (a slow joiner, a full queue, a reconnect), so nothing here trusts
+it: events stay in the outbox until the master acknowledges them over the command channel,
+and whatever is not acknowledged in time is sent again, from the first unacknowledged seq,
+with a backoff. At most ``window`` events are in flight beyond the last ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import zmq
+import zmq.asyncio
+
+from minion.outbox import Outbox
+from reactord.protocol.messages import pack_event_batch
+
+log = logging.getLogger("minion.delivery")
+
+RESEND_FIRST = 1.0
+RESEND_MAX = 30.0
+
+
+class Delivery:
+    def __init__(
+        self,
+        outbox: Outbox,
+        socket: zmq.asyncio.Socket,
+        *,
+        ready: Callable[[], bool],
+        batch_events: int = 500,
+        batch_bytes: int = 256 * 1024,
+        window: int = 20_000,
+    ) -> None:
+        self.outbox = outbox
+        self.socket = socket
+        self.ready = ready
+        self.batch_events = batch_events
+        self.batch_bytes = batch_bytes
+        self.window = window
+        self.acked = outbox.base() - 1
+        self.sent = self.acked
+        self.batches_sent = 0
+        self._wakeup = asyncio.Event()
+        self._backoff = RESEND_FIRST
+        self._last_progress = time.monotonic()
+
+    def notify(self) -> None:
+        """New events are in the outbox."""
+        self._wakeup.set()
+
+    def restart(self) -> None:
+        """The link to the master was (re)established: send again from the first unacknowledged."""
+        self.sent = self.acked
+        self._backoff = RESEND_FIRST
+        self._wakeup.set()
+
+    def on_ack(self, epoch: str, seq: int) -> None:
+        if epoch != self.outbox.epoch or seq <= self.acked:
+            return
+        seq = min(seq, self.outbox.next_seq - 1)
+        self.outbox.ack(seq)
+        self.acked = seq
+        self.sent = max(self.sent, seq)
+        self._backoff = RESEND_FIRST
+        self._last_progress = time.monotonic()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            if self.ready() and self.sent - self.acked < self.window and self.sent < self.outbox.next_seq - 1:
+                if not await self._send_batch():
+                    await asyncio.sleep(0.01)  # the socket queue is full; let it drain
+                continue
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._backoff):
+                    await self._wakeup.wait()
+            stalled = time.monotonic() - self._last_progress >= self._backoff
+            if self.sent > self.acked and stalled:
+                log.debug("no ack beyond %d for %.1fs; re-sending", self.acked, self._backoff)
+                self.sent = self.acked
+                self._last_progress = time.monotonic()
+                self._backoff = min(self._backoff * 2, RESEND_MAX)
+
+    async def _send_batch(self) -> bool:
+        base = max(self.outbox.base(), self.acked + 1)
+        self.acked = base - 1
+        rows = self.outbox.read(max(self.sent, self.acked), self.batch_events)
+        if not rows:
+            return True
+        batch: list[tuple[int, str, float, bytes, str | None]] = []
+        size = 0
+        for row in rows:
+            size += len(row.data) + len(row.tag) + 32
+            if batch and size > self.batch_bytes:
+                break
+            batch.append((row.seq, row.tag, row.time, row.data, row.causation))
+        frame = pack_event_batch(self.outbox.epoch, base, batch)
+        try:
+            await self.socket.send(frame, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        if self.sent <= self.acked:
+            self._last_progress = time.monotonic()
+        self.sent = batch[-1][0]
+        self.batches_sent += 1
+        return True

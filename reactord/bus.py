@@ -1,0 +1,53 @@
+"""The master's local bus: every accepted event republished on an owner-only ipc PUB socket.
+
+Watchers (``reactord event watch``, plugins) subscribe to it. A watcher proves its
+subscription is live with a probe: it asks the master (control socket) to publish a token
+and waits to see it, so no event after that point is missed to a slow join.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+
+from reactord.protocol import codec
+from reactord.protocol.events import Event
+
+
+class Bus:
+    def __init__(self, ctx: zmq.asyncio.Context, path: Path) -> None:
+        self.path = path
+        # A plain (blocking-API) socket in the same context: the bus only ever sends, NOBLOCK.
+        self.socket: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, 100_000)  # a slow watcher loses events, never the master
+
+    def bind(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path.unlink(missing_ok=True)
+        old = os.umask(0o177)
+        try:
+            self.socket.bind(f"ipc://{self.path}")
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    def publish(self, events: list[Event]) -> None:
+        for event in events:
+            self._send(event.to_bus())
+
+    def probe(self, token: str) -> None:
+        self._send(codec.pack(["probe", token]))
+
+    def _send(self, frame: bytes) -> None:
+        try:
+            self.socket.send(frame, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # PUB never blocks; a full queue only means a watcher is behind
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,286 @@
+"""``reactord event ...``: fire, send, watch, list, show and replay events."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import zmq
+
+from reactord import jsonable
+from reactord.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    client,
+    config_option,
+    fail,
+    handle_errors,
+    iso,
+    json_option,
+    load_config,
+    print_json,
+    print_table,
+)
+from reactord.protocol import codec
+from reactord.protocol.errors import DecodeError, TagError
+from reactord.protocol.eventdata import parse_data
+from reactord.protocol.tags import tag_matches, validate_pattern
+from reactord.timespec import parse_time
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group()
+def event() -> None:
+    """Fire, send, watch, list, show and replay events."""
+
+
+def _data_options(func: F) -> F:
+    func = click.option(
+        "-d",
+        "pairs",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="a data field; the value is JSON if it parses (repeatable)",
+    )(func)
+    return click.option("--data", "data_json", metavar="JSON", help="the event data, a JSON object")(func)
+
+
+@event.command("fire")
+@click.argument("tag")
+@_data_options
+@config_option
+@json_option
+@handle_errors
+def fire(
+    tag: str, data_json: str | None, pairs: tuple[str, ...], config_path: str | None, as_json: bool
+) -> None:
+    """Fire an event as the master (source: cli) and print its id.
+
+    \b
+    Example:
+      reactord event fire ops/deploy/start -d version=1.4.2 -d canary=true
+    """
+    result = client(config_path).call("event.fire", tag=tag, data=parse_data(data_json, pairs))
+    print_json(result) if as_json else click.echo(result["id"])
+
+
+@event.command("send", context_settings={"ignore_unknown_options": True})
+@click.argument("tag")
+@_data_options
+@click.option(
+    "--count",
+    type=click.IntRange(1, 1_000_000),
+    default=1,
+    show_default=True,
+    help="send N events, identical but for an added field n (1..N)",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="minion.yaml (default: $REACTORD_CONFIG, ./minion.yaml, /etc/reactord/minion.yaml)",
+)
+@json_option
+def send(
+    tag: str,
+    data_json: str | None,
+    pairs: tuple[str, ...],
+    count: int,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """On a minion's host: hand events to the running minion, which sends them as its own.
+
+    They go to its durable outbox first (this returns once they are there), then over the
+    encrypted bus, under minion/<id>/ (`event send app/deployed` on web01 becomes
+    minion/web01/app/deployed). Runs `python -m minion send`.
+    """
+    argv = [sys.executable, "-m", "minion", "send", tag, "--count", str(count)]
+    if data_json is not None:
+        argv += ["--data", data_json]
+    for pair in pairs:
+        argv += ["-d", pair]
+    if config_path:
+        argv += ["-c", config_path]
+    if as_json:
+        argv.append("--json")
+    os.execv(sys.executable, argv)
+
+
+def _print_event(item: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            jsonable.dumps(
+                {k: item[k] for k in ("id", "tag", "source", "time", "seq", "data")}
+                | {k: item[k] for k in ("causation", "replayed") if k in item}
+            )
+        )
+    else:
+        stamp = (
+            time.strftime("%H:%M:%S", time.localtime(item["time"])) + f".{int(item['time'] % 1 * 1000):03d}"
+        )
+        click.echo(f"{stamp}  {item['source']:<12} {item['tag']}  {jsonable.dumps(item['data'])}")
+
+
+@event.command("watch")
+@click.argument("pattern", required=False, default="**")
+@click.option(
+    "--count", type=click.IntRange(1), help="stop after N matching events (exit 1 if fewer by --timeout)"
+)
+@click.option("--timeout", type=float, help="stop after S seconds")
+@config_option
+@json_option
+@handle_errors
+def watch(
+    pattern: str, count: int | None, timeout: float | None, config_path: str | None, as_json: bool
+) -> None:
+    """Live tail of the master's bus, optionally filtered by a tag glob PATTERN.
+
+    PATTERN: `*` is one segment, `**` any depth (default: everything). With --json,
+    one JSON object per line: id, tag, source, time, seq, data. A line on stderr says
+    when the watch is live.
+    """
+    try:
+        validate_pattern(pattern)
+    except TagError as exc:
+        fail(str(exc), EXIT_USAGE)
+    config = load_config(config_path)
+    control = client(config_path, timeout=10)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.connect(f"ipc://{config.bus_path}")
+    seen = 0
+    deadline = time.monotonic() + timeout if timeout else None
+    try:
+        _wait_live(sock, control)
+        click.echo(f"watching {pattern} on {config.bus_path}", err=True)
+        while count is None or seen < count:
+            wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not sock.poll(wait_ms):
+                break
+            item = _bus_event(sock.recv())
+            if item is None or not tag_matches(pattern, item["tag"]):
+                continue
+            _print_event(item, as_json)
+            seen += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+    if count is not None and seen < count:
+        fail(f"saw {seen} of {count} events before the timeout", EXIT_FAILED)
+    sys.exit(EXIT_OK)
+
+
+def _wait_live(sock: zmq.Socket[bytes], control: Any, timeout: float = 10.0) -> None:
+    """Ask the master to publish a token until this subscriber sees it: the watch is live."""
+    token = os.urandom(8).hex()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        control.call("bus.probe", token=token)
+        probe_deadline = time.monotonic() + 0.2
+        while (left := probe_deadline - time.monotonic()) > 0:
+            if not sock.poll(int(left * 1000) + 1):
+                break
+            try:
+                value = codec.unpack(sock.recv())
+            except DecodeError:
+                continue
+            if value == ["probe", token]:
+                return
+    fail(f"could not subscribe to the master's bus within {timeout:g}s", EXIT_FAILED)
+
+
+def _bus_event(frame: bytes) -> dict[str, Any] | None:
+    try:
+        value = codec.unpack(frame)
+    except DecodeError:
+        return None
+    if isinstance(value, list) and len(value) == 2 and value[0] == "event" and isinstance(value[1], dict):
+        return value[1]
+    return None
+
+
+def _time_option(name: str, help_text: str) -> Callable[[F], F]:
+    return click.option(name, metavar="TIME", help=help_text + " (ISO 8601, 10m ago, epoch seconds)")
+
+
+def _times(since: str | None, until: str | None) -> dict[str, float | None]:
+    try:
+        return {"since": parse_time(since) if since else None, "until": parse_time(until) if until else None}
+    except ValueError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+@event.command("list")
+@click.option("--tag", metavar="GLOB", help="only tags matching this glob")
+@click.option("--source", metavar="ID", help="only events from this source")
+@_time_option("--since", "received at or after")
+@_time_option("--until", "received before")
+@click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="0 for all")
+@config_option
+@json_option
+@handle_errors
+def list_events(
+    tag: str | None,
+    source: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """History from the event log: the most recent events (oldest of them first)."""
+    events = client(config_path, timeout=300).call(
+        "event.list", tag=tag, source=source, limit=limit, **_times(since, until)
+    )
+    events.reverse()
+    if as_json:
+        print_json(events)
+        return
+    print_table(
+        ["received", "id", "source", "tag", "data"],
+        [
+            [iso(e["received"]), e["id"], e["source"], e["tag"], _short(jsonable.dumps(e["data"]))]
+            for e in events
+        ],
+    )
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@event.command("show")
+@click.argument("event_id")
+@config_option
+@json_option
+@handle_errors
+def show(event_id: str, config_path: str | None, as_json: bool) -> None:
+    """One event from the log, and what it caused."""
+    item = client(config_path).call("event.show", id=event_id)
+    if as_json:
+        print_json(item)
+        return
+    for key in ("id", "tag", "source", "seq", "epoch", "causation"):
+        if item.get(key) not in (None, ""):
+            click.echo(f"{key + ':':<11}{item[key]}")
+    click.echo(f"{'time:':<11}{iso(item['time'])}  (received {iso(item['received'])})")
+    click.echo("data:")
+    click.echo("  " + jsonable.dumps(item["data"], indent=2).replace("\n", "\n  "))
+    for caused in item.get("caused", []):
+        click.echo(f"caused:    {caused['id']} {caused['tag']}")
+
+
+COMMANDS = [event]

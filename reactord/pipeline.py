@@ -1,0 +1,177 @@
+"""The path of every accepted event: dedupe, log, acknowledge, republish, hand to the reactor.
+
+Minion batches arrive through ``offer`` (checked, deduplicated on (source, epoch, seq), kept
+in order per source) and are written by ``commit`` in one transaction with the delivery
+state they advance; only then are they acknowledged, republished and matched. Events the
+master makes itself (keys, presence, jobs, ``event fire``) go through ``emit``: the same
+log, bus and reactor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactord.bus import Bus
+from reactord.protocol.errors import TagError
+from reactord.protocol.events import Event
+from reactord.protocol.ids import new_id
+from reactord.protocol.messages import EventBatch
+from reactord.protocol.tags import in_minion_namespace, validate_tag
+from reactord.stats import Stats
+from reactord.store.events import EventLog
+
+log = logging.getLogger("reactord.events")
+
+Subscriber = Callable[[list[Event]], None]
+AckSender = Callable[[str, str, int], None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    events: list[Event] = field(default_factory=list)
+    delivery: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+class EventPipeline:
+    def __init__(
+        self,
+        event_log: EventLog,
+        bus: Bus,
+        stats: Stats,
+        *,
+        send_ack: AckSender,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.log = event_log
+        self.bus = bus
+        self.stats = stats
+        self.send_ack = send_ack
+        self.clock = clock
+        self.subscribers: list[Subscriber] = []
+        self.epoch = os.urandom(8).hex()  # the master's own emitter epoch, new at each start
+        self._seq = 0
+        self._last: dict[tuple[str, str], int] = event_log.delivery()
+        self._pending = _Pending()
+
+    # -- minion events ------------------------------------------------------------------------
+
+    def offer(self, source: str, batch: EventBatch) -> None:
+        """Check one batch from an authenticated minion; what is new waits for ``commit``."""
+        key = (source, batch.epoch)
+        last = self._pending.delivery.get(key, self._last.get(key))
+        if last is None:
+            if not any(k[0] == source for k in self._last):
+                log.info("first events from %s (outbox %s)", source, batch.epoch, extra={"source": source})
+            else:
+                log.info("%s has a new outbox %s", source, batch.epoch, extra={"source": source})
+            last = batch.base - 1
+        elif batch.base > last + 1:
+            lost = batch.base - 1 - last
+            self.stats.incr("events.lost_by_minion", lost)
+            log.warning(
+                "%s dropped %d events from its full outbox before they reached the master",
+                source,
+                lost,
+                extra={"source": source},
+            )
+            last = batch.base - 1
+        now = self.clock()
+        for seq, tag, when, data, causation in batch.events:
+            if seq <= last:
+                self.stats.incr("events.duplicate")
+                continue
+            if seq != last + 1:
+                self.stats.incr("events.out_of_order")  # a gap: wait for the re-send
+                break
+            last = seq
+            self.stats.incr("events.received")
+            try:
+                validate_tag(tag)
+            except TagError:
+                self.stats.incr("drop.bad_tag")
+                continue
+            if not in_minion_namespace(source, tag):
+                self.stats.incr("drop.namespace")
+                log.warning(
+                    "dropped %s from %s: outside minion/%s/",
+                    tag,
+                    source,
+                    source,
+                    extra={"source": source, "tag": tag},
+                )
+                continue
+            self._pending.events.append(
+                Event(
+                    id=new_id(now),
+                    tag=tag,
+                    source=source,
+                    time=float(when),
+                    data=data,
+                    seq=seq,
+                    epoch=batch.epoch,
+                    causation=causation,
+                    received=now,
+                )
+            )
+        self._pending.delivery[key] = last
+
+    def commit(self) -> list[Event]:
+        """Log what ``offer`` accepted, then acknowledge, republish and hand it on."""
+        pending, self._pending = self._pending, _Pending()
+        if not pending.delivery:
+            return []
+        new_epochs = [k for k in pending.delivery if k not in self._last]
+        self.log.append(pending.events, pending.delivery)
+        for source, epoch in new_epochs:
+            self.log.forget_epochs(source, epoch)
+            for stale in [k for k in self._last if k[0] == source and k[1] != epoch]:
+                del self._last[stale]
+        self._last.update(pending.delivery)
+        self.stats.incr("events.accepted", len(pending.events))
+        for (source, epoch), seq in pending.delivery.items():
+            self.send_ack(source, epoch, seq)
+        self._publish(pending.events)
+        return pending.events
+
+    # -- events of the master itself ------------------------------------------------------------
+
+    def emit(
+        self,
+        tag: str,
+        data: dict[str, Any],
+        *,
+        source: str = "master",
+        causation: str | None = None,
+        depth: int = 0,
+    ) -> Event:
+        validate_tag(tag)
+        now = self.clock()
+        self._seq += 1
+        event = Event(
+            id=new_id(now),
+            tag=tag,
+            source=source,
+            time=now,
+            data=data,
+            seq=self._seq,
+            epoch=self.epoch,
+            causation=causation,
+            depth=depth,
+            received=now,
+        )
+        self.log.append([event], {})
+        self.stats.incr("events.accepted")
+        self._publish([event])
+        return event
+
+    def _publish(self, events: list[Event]) -> None:
+        if not events:
+            return
+        self.bus.publish(events)
+        for subscriber in self.subscribers:
+            subscriber(events)

@@ -1,0 +1,54 @@
+"""The event envelope (CloudEvents-shaped), as the master logs, republishes and matches it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reactord.protocol import codec
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One accepted event.
+
+    ``source`` is set by the master from the authenticated connection (a minion id, or
+    ``master``, ``cli``, ``webhook/<name>``), never taken from a payload. ``(source, epoch,
+    seq)`` is the delivery and dedupe key; ``causation`` is the id of what caused it and
+    ``depth`` how many ``fire`` actions lie between it and an outside event (the loop guard).
+    """
+
+    id: str
+    tag: str
+    source: str
+    time: float
+    data: dict[str, Any]
+    seq: int = 0
+    epoch: str = ""
+    causation: str | None = None
+    depth: int = 0
+    received: float = 0.0
+    replayed: bool = False
+
+    def public(self) -> dict[str, Any]:
+        """The envelope as ``event watch --json`` and the CLI show it."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "tag": self.tag,
+            "source": self.source,
+            "time": self.time,
+            "seq": self.seq,
+            "epoch": self.epoch,
+            "data": self.data,
+        }
+        if self.causation:
+            out["causation"] = self.causation
+        if self.depth:
+            out["depth"] = self.depth
+        if self.replayed:
+            out["replayed"] = True
+        return out
+
+    def to_bus(self) -> bytes:
+        """The frame republished on the master's local bus: ``["event", {...}]``."""
+        return codec.pack(["event", {**self.public(), "received": self.received}])

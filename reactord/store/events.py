@@ -1,0 +1,155 @@
+"""The event log: every accepted event, appended in batches, with retention by age and count."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from reactord.protocol import codec
+from reactord.protocol.events import Event
+from reactord.protocol.tags import tag_matches
+from reactord.store.database import Database
+
+_COLUMNS = "id, tag, source, time, received, epoch, seq, causation, depth, data"
+
+
+def _row(event: Event) -> tuple[Any, ...]:
+    return (
+        event.id,
+        event.tag,
+        event.source,
+        event.time,
+        event.received,
+        event.epoch,
+        event.seq,
+        event.causation,
+        event.depth,
+        codec.pack(event.data),
+    )
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event(
+        id=row[0],
+        tag=row[1],
+        source=row[2],
+        time=row[3],
+        received=row[4],
+        epoch=row[5],
+        seq=row[6],
+        causation=row[7],
+        depth=row[8],
+        data=codec.unpack(row[9], max_size=1 << 30),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    tag: str | None = None
+    source: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+    newest_first: bool = True
+
+
+class EventLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def delivery(self) -> dict[tuple[str, str], int]:
+        """How far each (source, epoch) was logged: the dedupe state, durable with the log."""
+        rows = self.db.conn.execute("SELECT source, epoch, last_seq FROM delivery").fetchall()
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def append(self, events: list[Event], delivery: dict[tuple[str, str], int]) -> None:
+        """Write events and the delivery state they advance, in one transaction."""
+        now = time.time()
+        with self.db.transaction() as conn:
+            conn.executemany(
+                f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", [_row(e) for e in events]
+            )
+            if delivery:
+                conn.executemany(
+                    "INSERT INTO delivery (source, epoch, last_seq, updated) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (source, epoch) DO UPDATE SET last_seq=excluded.last_seq,"
+                    " updated=excluded.updated",
+                    [(s, e, seq, now) for (s, e), seq in delivery.items()],
+                )
+
+    def forget_epochs(self, source: str, keep: str) -> None:
+        self.db.conn.execute("DELETE FROM delivery WHERE source=? AND epoch<>?", (source, keep))
+
+    def get(self, event_id: str) -> Event | None:
+        row = self.db.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id=?", (event_id,)).fetchone()
+        return _event(row) if row else None
+
+    def caused_by(self, event_id: str) -> list[Event]:
+        rows = self.db.conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE causation=? ORDER BY rowid", (event_id,)
+        ).fetchall()
+        return [_event(r) for r in rows]
+
+    def query(self, q: EventQuery) -> list[Event]:
+        return list(self.iterate(q))
+
+    def iterate(self, q: EventQuery, chunk: int = 1000) -> Iterator[Event]:
+        """Events matching ``q``, in log order (or newest first), ``q.limit`` at most (0: all)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if q.source is not None:
+            clauses.append("source = ?")
+            params.append(q.source)
+        if q.since is not None:
+            clauses.append("received >= ?")
+            params.append(q.since)
+        if q.until is not None:
+            clauses.append("received < ?")
+            params.append(q.until)
+        if q.tag is not None:
+            clauses.append("tag GLOB ?")  # a superset (GLOB's * crosses '/'); refined below
+            params.append(q.tag.replace("**", "*").replace("[", "[[]"))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        order = "DESC" if q.newest_first else "ASC"
+        yielded, last = 0, None
+        while True:
+            page_where = where
+            page_params = list(params)
+            if last is not None:
+                page_where += " AND " if where else "WHERE "
+                page_where += "rowid < ?" if q.newest_first else "rowid > ?"
+                page_params.append(last)
+            rows = self.db.conn.execute(
+                f"SELECT rowid, {_COLUMNS} FROM events {page_where} ORDER BY rowid {order} LIMIT ?",
+                [*page_params, chunk],
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                last = row[0]
+                event = _event(row[1:])
+                if q.tag is not None and not tag_matches(q.tag, event.tag):
+                    continue
+                yield event
+                yielded += 1
+                if q.limit and yielded >= q.limit:
+                    return
+
+    def count(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def prune(self, *, max_age: float | None, max_count: int | None, now: float) -> int:
+        """Apply retention; return how many events were removed."""
+        removed = 0
+        if max_age:
+            cutoff = now - max_age
+            removed += self.db.conn.execute("DELETE FROM events WHERE received < ?", (cutoff,)).rowcount
+        if max_count:
+            row = self.db.conn.execute(
+                "SELECT rowid FROM events ORDER BY rowid DESC LIMIT 1 OFFSET ?", (max_count,)
+            ).fetchone()
+            if row is not None:
+                removed += self.db.conn.execute("DELETE FROM events WHERE rowid <= ?", (row[0],)).rowcount
+        return int(removed)

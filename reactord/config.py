@@ -31,6 +31,15 @@ class EventLogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReactorConfig:
+    max_depth: int = cf.option(8, cf.as_int(1, 100), "fire actions deep before a chain is stopped")
+    max_concurrent_actions: int = cf.option(64, cf.as_int(1, 10_000))
+    max_pending_actions: int = cf.option(10_000, cf.as_int(1, 10_000_000))
+    state_limit: int = cf.option(100_000, cf.as_int(100, 100_000_000), "keys per kind of rule state")
+    watch_rules: bool = cf.option(True, cf.as_bool, "reload when a rule file changes on disk")
+
+
+@dataclass(frozen=True, slots=True)
 class MasterConfig:
     path: Path = field(default=Path("master.yaml"))
     interface: str = cf.option("0.0.0.0", cf.as_str)
@@ -45,6 +54,7 @@ class MasterConfig:
     max_pending: int = cf.option(1000, cf.as_int(0, 1_000_000))
     presence: PresenceConfig = cf.option({}, cf.section(PresenceConfig))
     event_log: EventLogConfig = cf.option({}, cf.section(EventLogConfig))
+    reactor: ReactorConfig = cf.option({}, cf.section(ReactorConfig))
     job_timeout: float = cf.option(10.0, cf.as_duration(0.01))
     command_ttl: float = cf.option(300.0, cf.as_duration(1.0))
     max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))

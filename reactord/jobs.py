@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from reactord.link import CommandLink
 from reactord.protocol import messages as m
@@ -23,7 +23,12 @@ from reactord.store.jobs import JobRecord, JobStore, return_public
 
 log = logging.getLogger("reactord.jobs")
 
-Emit = Callable[[str, dict[str, Any]], None]
+
+class Emit(Protocol):
+    def __call__(
+        self, tag: str, data: dict[str, Any], *, causation: str | None = None, depth: int = 0
+    ) -> Any: ...
+
 
 #: Seconds the master waits past a job's timeout for the minion's own timeout report.
 RETURN_GRACE = 1.0
@@ -73,14 +78,22 @@ class JobDispatcher:
         target: str,
         target_type: str,
         origin: str = "cli",
+        causation: str | None = None,
+        depth: int = 0,
     ) -> JobResult:
         """Send ``fun`` to each minion and wait up to ``timeout`` for all returns."""
         now = self.clock()
         jid = new_id(now)
-        self.store.add(JobRecord(jid, fun, args, kwargs, target, target_type, minions, now, timeout, origin))
+        self.store.add(
+            JobRecord(
+                jid, fun, args, kwargs, target, target_type, minions, now, timeout, origin, causation, depth
+            )
+        )
         self.emit(
             f"reactor/job/{jid}/new",
             {"jid": jid, "fun": fun, "args": args, "minions": minions, "origin": origin},
+            causation=causation,
+            depth=depth,
         )
         loop = asyncio.get_running_loop()
         waiters = {mid: loop.create_future() for mid in minions}
@@ -130,6 +143,8 @@ class JobDispatcher:
             self.emit(
                 f"reactor/job/{ret.jid}/ret/{minion_id}",
                 {"jid": ret.jid, "id": minion_id, "fun": job.fun, **return_public(ret)},
+                causation=job.causation,
+                depth=job.depth,
             )
         future = self._waiting.get(ret.jid, {}).get(minion_id)
         if future is not None and not future.done():

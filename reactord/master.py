@@ -25,13 +25,17 @@ from reactord.nodes import Nodes
 from reactord.pipeline import EventPipeline
 from reactord.presence import PresenceTracker
 from reactord.protocol import messages as m
+from reactord.protocol.events import Event
 from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
+from reactord.reactor.service import Reactor
 from reactord.stats import Stats
 from reactord.store.database import Database
 from reactord.store.events import EventLog
 from reactord.store.jobs import JobStore
 from reactord.store.minions import MinionRegistry
 from reactord.store.schema import MIGRATIONS
+from reactord.store.state import StateTable
+from reactord.targeting import resolve
 from reactord.zap import ZapHandler
 
 log = logging.getLogger("reactord.master")
@@ -65,8 +69,9 @@ class Master:
         self.job_store = JobStore(self.db)
         self.event_log = EventLog(self.db)
         self.bus = Bus(self.ctx, config.bus_path)
+        self.state_table = StateTable(self.db)
         self.pipeline = EventPipeline(
-            self.event_log, self.bus, self.stats, send_ack=self._send_ack, clock=clock
+            self.event_log, self.state_table, self.bus, self.stats, send_ack=self._send_ack, clock=clock
         )
         self.presence = PresenceTracker(self.registry, config.presence, self.emit, self.started)
         self.nodes = Nodes(config, self.keystore, self.registry, self.presence, self.signer, self.emit, clock)
@@ -97,6 +102,10 @@ class Master:
             command_ttl=config.command_ttl,
             clock=clock,
         )
+        self.reactor = Reactor(
+            config, self.db, self.pipeline, self.event_log, self.jobs, self.resolve_target, self.stats, clock
+        )
+        self.reactor.load()
         self.control = ControlServer(config.control_path, ops.handlers(self))
         self.stop_event = asyncio.Event()
 
@@ -113,9 +122,14 @@ class Master:
         self.stats.incr("drop.unexpected")
         return None
 
-    def emit(self, tag: str, data: dict[str, Any]) -> None:
+    def emit(self, tag: str, data: dict[str, Any], *, causation: str | None = None, depth: int = 0) -> Event:
         """A master-internal event (key, presence, job): logged, republished, matched."""
-        self.pipeline.emit(tag, data)
+        return self.pipeline.emit(tag, data, causation=causation, depth=depth)
+
+    def resolve_target(self, target: str, target_type: str) -> list[str]:
+        """The accepted, registered minions a target names."""
+        accepted = [m for m in self.keystore.accepted_ids() if self.registry.get(m) is not None]
+        return resolve(target, target_type, accepted, {r.id: r.grains for r in self.registry.all()})
 
     def _send_ack(self, minion_id: str, epoch: str, seq: int) -> None:
         self.link.send(minion_id, m.Ack(epoch=epoch, seq=seq))
@@ -151,6 +165,7 @@ class Master:
                     tasks.create_task(self.link.serve(), name="link"),
                     tasks.create_task(self.ingest.serve(), name="ingest"),
                     tasks.create_task(self._retention(), name="retention"),
+                    tasks.create_task(self.reactor.tick(), name="reactor"),
                     tasks.create_task(self.control.serve(), name="control"),
                     tasks.create_task(self._tick(), name="presence"),
                 ]
@@ -159,6 +174,7 @@ class Master:
                 await self.stop_event.wait()
                 for task in services:
                     task.cancel()
+                await self.reactor.close()
         finally:
             self.close()
             log.info("master stopped")
@@ -179,11 +195,17 @@ class Master:
             self.presence.tick(self.clock())
             await asyncio.sleep(min(1.0, self.config.presence.heartbeat))
 
-    def install_signals(self, reload: Callable[[], None]) -> None:
+    def install_signals(self, reopen_log: Callable[[], None]) -> None:
+        """SIGTERM and SIGINT stop; SIGHUP reloads the rules and reopens the log file."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
         loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGHUP, reload)
+
+        def hangup() -> None:
+            reopen_log()
+            self.reactor.reload()
+
+        loop.add_signal_handler(signal.SIGHUP, hangup)
 
     def close(self) -> None:
         self.control.close()

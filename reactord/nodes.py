@@ -23,7 +23,7 @@ from reactord.store.minions import MinionRegistry
 
 log = logging.getLogger("reactord.nodes")
 
-Emit = Callable[[str, dict[str, Any]], None]
+Emit = Callable[[str, dict[str, Any]], object]
 
 
 class Nodes:

@@ -24,10 +24,12 @@ from reactord.protocol.messages import EventBatch
 from reactord.protocol.tags import in_minion_namespace, validate_tag
 from reactord.stats import Stats
 from reactord.store.events import EventLog
+from reactord.store.state import StateTable
 
 log = logging.getLogger("reactord.events")
 
-Subscriber = Callable[[list[Event]], None]
+#: Called with each committed event and the event it follows (same source and tag).
+Subscriber = Callable[[list[tuple[Event, Event | None]]], None]
 AckSender = Callable[[str, str, int], None]
 
 
@@ -41,6 +43,7 @@ class EventPipeline:
     def __init__(
         self,
         event_log: EventLog,
+        state: StateTable,
         bus: Bus,
         stats: Stats,
         *,
@@ -48,6 +51,7 @@ class EventPipeline:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.log = event_log
+        self.state = state
         self.bus = bus
         self.stats = stats
         self.send_ack = send_ack
@@ -126,7 +130,8 @@ class EventPipeline:
         if not pending.delivery:
             return []
         new_epochs = [k for k in pending.delivery if k not in self._last]
-        self.log.append(pending.events, pending.delivery)
+        pairs, state_rows = self.state.advance(pending.events)
+        self.log.append(pending.events, pending.delivery, state_rows)
         for source, epoch in new_epochs:
             self.log.forget_epochs(source, epoch)
             for stale in [k for k in self._last if k[0] == source and k[1] != epoch]:
@@ -135,7 +140,7 @@ class EventPipeline:
         self.stats.incr("events.accepted", len(pending.events))
         for (source, epoch), seq in pending.delivery.items():
             self.send_ack(source, epoch, seq)
-        self._publish(pending.events)
+        self._publish(pairs)
         return pending.events
 
     # -- events of the master itself ------------------------------------------------------------
@@ -164,14 +169,15 @@ class EventPipeline:
             depth=depth,
             received=now,
         )
-        self.log.append([event], {})
+        pairs, state_rows = self.state.advance([event])
+        self.log.append([event], {}, state_rows)
         self.stats.incr("events.accepted")
-        self._publish([event])
+        self._publish(pairs)
         return event
 
-    def _publish(self, events: list[Event]) -> None:
-        if not events:
+    def _publish(self, pairs: list[tuple[Event, Event | None]]) -> None:
+        if not pairs:
             return
-        self.bus.publish(events)
+        self.bus.publish([event for event, _ in pairs])
         for subscriber in self.subscribers:
-            subscriber(events)
+            subscriber(pairs)

@@ -17,7 +17,7 @@ from reactord.store.minions import MinionRegistry
 log = logging.getLogger("reactord.presence")
 
 UP, SUSPECT, DOWN = "up", "suspect", "down"
-Emit = Callable[[str, dict[str, Any]], None]
+Emit = Callable[[str, dict[str, Any]], object]
 
 
 class PresenceTracker:

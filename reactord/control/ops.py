@@ -15,7 +15,7 @@ from reactord.protocol.messages import valid_function_name
 from reactord.protocol.tags import RESERVED_PREFIX, validate_pattern
 from reactord.store.events import EventQuery
 from reactord.store.jobs import return_public
-from reactord.targeting import TARGET_TYPES, resolve
+from reactord.targeting import TARGET_TYPES
 
 if TYPE_CHECKING:
     from reactord.master import Master
@@ -111,9 +111,7 @@ def handlers(master: Master) -> dict[str, Handler]:
         if not valid_function_name(fun):
             raise ControlError(f"bad function name {fun!r} (expected module.function)", "bad_request")
         timeout = float(_arg(args, "timeout", (int, float), master.config.job_timeout))
-        accepted = [m for m in keystore.accepted_ids() if registry.get(m) is not None]
-        grains = {r.id: r.grains for r in registry.all()}
-        matched = resolve(target, target_type, accepted, grains)
+        matched = master.resolve_target(target, target_type)
         if not matched:
             raise ControlError(f"no accepted minion matches {target_type} target {target!r}", "no_match")
         result = await master.jobs.run(

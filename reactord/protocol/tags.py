@@ -89,11 +89,12 @@ def _compile(pattern: str) -> re.Pattern[str]:
             raise TagError(f"bad segment {segment!r} in tag pattern {pattern!r}")
         if index > 0 and not (leading_any and index == 1):
             out.append("/")
-        out.append(_segment_regex(segment))
+        out.append(segment_regex(segment))
     return re.compile("".join(out))
 
 
-def _segment_regex(segment: str) -> str:
+def segment_regex(segment: str) -> str:
+    """The regex of one pattern segment (no slashes): ``*`` and ``?`` stay inside it."""
     if segment == "*":
         return r"[^/]+"
     return "".join(r"[^/]*" if c == "*" else r"[^/]" if c == "?" else re.escape(c) for c in segment)

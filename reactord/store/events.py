@@ -11,6 +11,7 @@ from reactord.protocol import codec
 from reactord.protocol.events import Event
 from reactord.protocol.tags import tag_matches
 from reactord.store.database import Database
+from reactord.store.state import StateTable
 
 _COLUMNS = "id, tag, source, time, received, epoch, seq, causation, depth, data"
 
@@ -64,13 +65,20 @@ class EventLog:
         rows = self.db.conn.execute("SELECT source, epoch, last_seq FROM delivery").fetchall()
         return {(r[0], r[1]): r[2] for r in rows}
 
-    def append(self, events: list[Event], delivery: dict[tuple[str, str], int]) -> None:
-        """Write events and the delivery state they advance, in one transaction."""
+    def append(
+        self,
+        events: list[Event],
+        delivery: dict[tuple[str, str], int],
+        state_rows: list[tuple[Any, ...]] | None = None,
+    ) -> None:
+        """Write events, the state rows and the delivery state they advance, in one transaction."""
         now = time.time()
         with self.db.transaction() as conn:
             conn.executemany(
                 f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", [_row(e) for e in events]
             )
+            if state_rows:
+                conn.executemany(StateTable.SQL, state_rows)
             if delivery:
                 conn.executemany(
                     "INSERT INTO delivery (source, epoch, last_seq, updated) VALUES (?, ?, ?, ?)"

@@ -9,6 +9,10 @@ from reactord import jsonable
 from reactord.protocol.messages import Return
 from reactord.store.database import Database
 
+_JOB_COLUMNS = (
+    "jid, fun, args, kwargs, target, target_type, minions, created, timeout, origin, causation, depth"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
@@ -22,6 +26,8 @@ class JobRecord:
     created: float
     timeout: float
     origin: str
+    causation: str | None = None
+    depth: int = 0
 
     def public(self) -> dict[str, Any]:
         return {
@@ -35,6 +41,7 @@ class JobRecord:
             "created": self.created,
             "timeout": self.timeout,
             "origin": self.origin,
+            "causation": self.causation,
         }
 
 
@@ -51,8 +58,7 @@ class JobStore:
 
     def add(self, job: JobRecord) -> None:
         self.db.conn.execute(
-            "INSERT INTO jobs (jid, fun, args, kwargs, target, target_type, minions, created,"
-            " timeout, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.jid,
                 job.fun,
@@ -64,21 +70,28 @@ class JobStore:
                 job.created,
                 job.timeout,
                 job.origin,
+                job.causation,
+                job.depth,
             ),
         )
 
     def get(self, jid: str) -> JobRecord | None:
         row = self.db.conn.execute(
-            "SELECT jid, fun, args, kwargs, target, target_type, minions, created, timeout, origin"
-            " FROM jobs WHERE jid=?",
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE jid=?",
             (jid,),
         ).fetchone()
         return _job(row) if row else None
 
+    def caused_by(self, event_id: str) -> list[JobRecord]:
+        rows = self.db.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE causation=? ORDER BY jid",
+            (event_id,),
+        ).fetchall()
+        return [_job(r) for r in rows]
+
     def recent(self, limit: int = 50) -> list[JobRecord]:
         rows = self.db.conn.execute(
-            "SELECT jid, fun, args, kwargs, target, target_type, minions, created, timeout, origin"
-            " FROM jobs ORDER BY jid DESC LIMIT ?",
+            f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY jid DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [_job(r) for r in rows]
@@ -143,4 +156,6 @@ def _job(row: tuple[Any, ...]) -> JobRecord:
         created=row[7],
         timeout=row[8],
         origin=row[9],
+        causation=row[10],
+        depth=row[11],
     )

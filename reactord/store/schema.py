@@ -67,3 +67,72 @@ MIGRATIONS.append(
     );
     """
 )
+
+MIGRATIONS.append(
+    # 3: the reactor: what caused each job, every decision, every action, dead letters, state
+    """
+    ALTER TABLE jobs ADD COLUMN causation TEXT;
+    ALTER TABLE jobs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_causation ON jobs (causation) WHERE causation IS NOT NULL;
+    CREATE TABLE decisions (
+        event_id TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        fired INTEGER NOT NULL,
+        reason TEXT,
+        time REAL NOT NULL,
+        replay TEXT
+    );
+    CREATE INDEX decisions_event ON decisions (event_id);
+    CREATE TABLE actions (
+        id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        started REAL,
+        finished REAL,
+        error TEXT,
+        result TEXT,
+        jid TEXT,
+        params TEXT,
+        replay TEXT
+    );
+    CREATE INDEX actions_event ON actions (event_id);
+    CREATE TABLE deadletters (
+        id TEXT PRIMARY KEY,
+        action_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL,
+        params TEXT NOT NULL,
+        timeout REAL NOT NULL,
+        retry TEXT NOT NULL,
+        error TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        created REAL NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open',
+        updated REAL NOT NULL
+    );
+    CREATE TABLE state (
+        source TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        time REAL NOT NULL,
+        received REAL NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (source, tag)
+    );
+    CREATE TABLE rule_state (
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (rule, key, kind)
+    );
+    """
+)

@@ -1,0 +1,64 @@
+"""``exec``: a local program on the master, argv only (never a shell), with the event on stdin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from typing import Any
+
+from reactord.actions.context import ActionContext, ActionFailed
+
+MAX_OUTPUT = 64 * 1024
+
+
+def _argv(values: Any) -> list[str]:
+    out = []
+    for value in values:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ActionFailed(f"an argument rendered to {value!r}, not a single value", retry=False)
+        out.append(value if isinstance(value, str) else json.dumps(value))
+    return out
+
+
+async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    argv = _argv(params["argv"])
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": os.environ.get("LANG", "C.UTF-8")}
+    env.update({str(k): str(v) for k, v in params["env"].items()})
+    env["REACTORD_EVENT_ID"] = ctx.event.id
+    env["REACTORD_RULE"] = ctx.rule
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            cwd=params["cwd"],
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise ActionFailed(f"cannot run {argv[0]}: {exc.strerror}") from None
+    stdin = json.dumps(ctx.event.public(), default=str).encode()
+    try:
+        async with asyncio.timeout(ctx.timeout):
+            output, _ = await proc.communicate(stdin)
+    except TimeoutError:
+        _kill_group(proc.pid)
+        await proc.wait()
+        raise ActionFailed(f"{argv[0]} timed out after {ctx.timeout:g}s") from None
+    except asyncio.CancelledError:
+        _kill_group(proc.pid)
+        raise
+    text = output[-MAX_OUTPUT:].decode(errors="replace").strip()
+    if proc.returncode != 0:
+        raise ActionFailed(f"{argv[0]} exited {proc.returncode}: {text[-300:]}")
+    return {"exit": 0, "output": text[-2000:]}
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

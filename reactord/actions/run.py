@@ -1,0 +1,41 @@
+"""``run``: a function on the targeted minions, as a job whose returns are stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reactord.actions.context import ActionContext, ActionFailed
+
+
+async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+    if ctx.jobs is None or ctx.resolve_target is None:
+        raise ActionFailed("no master to run jobs", retry=False)
+    target = params["target"]
+    if not isinstance(target, str):
+        raise ActionFailed(f"target must be text, got {target!r}", retry=False)
+    if ctx.check_gate is not None and params.get("gate") is not None:
+        closed = await ctx.check_gate(params["gate"])
+        if closed:
+            raise ActionFailed(f"gate closed: {closed}")
+    minions = ctx.resolve_target(target, params["target_type"])
+    if not minions:
+        raise ActionFailed(f"no accepted minion matches {params['target_type']} target {target!r}")
+    result = await ctx.jobs.run(
+        minions,
+        params["fun"],
+        params["args"],
+        params["kwargs"],
+        timeout=ctx.timeout,
+        target=target,
+        target_type=params["target_type"],
+        origin=f"rule:{ctx.rule}",
+        causation=ctx.event.id,
+    )
+    failed = {
+        m: r.get("error") or f"retcode {r.get('retcode')}"
+        for m, r in result.returns.items()
+        if not r.get("success")
+    }
+    if failed:
+        raise ActionFailed(f"job {result.jid} failed on {failed}", jid=result.jid)
+    return {"jid": result.jid, "minions": minions}

@@ -1,0 +1,204 @@
+"""Action specs: the ``do:`` list of a rule, validated at load and rendered per event.
+
+Kinds: ``run`` (a function on minions, as a job), ``fire`` (a new event), ``webhook`` (an
+HTTP request), ``exec`` (a local program, argv only, never a shell) and ``log``. Every
+action has ``timeout``, ``retry: {attempts, backoff, max_backoff, jitter}`` and an optional
+``lock`` (a template: actions with the same rendered lock run one at a time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reactord.protocol.durations import parse_duration
+from reactord.protocol.errors import TagError
+from reactord.protocol.events import Event
+from reactord.protocol.messages import valid_function_name
+from reactord.protocol.tags import RESERVED_PREFIX, validate_tag
+from reactord.reactor.templates import Template, compile_template, compile_value, render_value
+from reactord.targeting import TARGET_TYPES
+
+COMMON = ("timeout", "retry", "lock", "name")
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    attempts: int = 1
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    jitter: float = 0.1
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """Seconds before try ``attempt + 1`` (``attempt`` starts at 1); ``rand`` in [0, 1)."""
+        base = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        return float(base * (1 + self.jitter * (2 * rand - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    kind: str
+    index: int
+    params: dict[str, Any]  # compiled: templates inside
+    timeout: float
+    retry: Retry
+    lock: Template | str | None
+    line: int
+    label: str
+
+    def render(self, event: Event) -> dict[str, Any]:
+        """The parameters for one event (raises ``TemplateError`` when a value is missing)."""
+        rendered = render_value(self.params, event)
+        assert isinstance(rendered, dict)
+        return rendered
+
+    def lock_key(self, event: Event) -> str | None:
+        if self.lock is None:
+            return None
+        value = render_value(self.lock, event)
+        return value if isinstance(value, str) else str(value)
+
+
+def _str_template(value: Any, what: str) -> Template | str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what}: expected text")
+    return compile_template(value)
+
+
+def _run(spec: dict[str, Any]) -> dict[str, Any]:
+    fun = spec["run"]
+    if not isinstance(fun, str) or not valid_function_name(fun):
+        raise ValueError(f"run: {fun!r} is not a function name like service.restart")
+    target_type = spec.get("target_type", "glob")
+    if target_type not in TARGET_TYPES:
+        raise ValueError(f"target_type: expected one of {', '.join(TARGET_TYPES)}")
+    args, kwargs = spec.get("args", []), spec.get("kwargs", {})
+    if not isinstance(args, list):
+        raise ValueError("args: expected a list")
+    if not isinstance(kwargs, dict):
+        raise ValueError("kwargs: expected a mapping")
+    out = {
+        "fun": fun,
+        "target": _str_template(spec.get("target", "{{ source }}"), "target"),
+        "target_type": target_type,
+        "args": compile_value(args),
+        "kwargs": compile_value(kwargs),
+    }
+    if "gate" in spec:
+        out["gate"] = spec["gate"]
+    return out
+
+
+def _fire(spec: dict[str, Any]) -> dict[str, Any]:
+    tag = _str_template(spec["fire"], "fire")
+    if isinstance(tag, str):
+        try:
+            validate_tag(tag)
+        except TagError as exc:
+            raise ValueError(f"fire: {exc}") from None
+    text = tag if isinstance(tag, str) else tag.text
+    if text.startswith(RESERVED_PREFIX):
+        raise ValueError(f"fire: tags under {RESERVED_PREFIX} belong to the master")
+    data = spec.get("data", {})
+    if not isinstance(data, dict):
+        raise ValueError("data: expected a mapping")
+    return {"tag": tag, "data": compile_value(data)}
+
+
+def _webhook(spec: dict[str, Any]) -> dict[str, Any]:
+    url = _str_template(spec["webhook"], "webhook")
+    text = url if isinstance(url, str) else url.text
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("webhook: the URL must start with http:// or https://")
+    method = spec.get("method", "POST")
+    if method not in ("POST", "PUT", "PATCH"):
+        raise ValueError("method: expected POST, PUT or PATCH")
+    headers = spec.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ValueError("headers: expected a mapping of text values")
+    return {
+        "url": url,
+        "method": method,
+        "headers": compile_value(headers),
+        "body": compile_value(spec["body"]) if "body" in spec else None,
+    }
+
+
+def _exec(spec: dict[str, Any]) -> dict[str, Any]:
+    argv = spec["exec"]
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
+        raise ValueError("exec: expected a list of program and arguments (argv; no shell)")
+    env = spec.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ValueError("env: expected a mapping of text values")
+    cwd = spec.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise ValueError("cwd: expected a path")
+    return {"argv": compile_value(argv), "env": compile_value(env), "cwd": cwd}
+
+
+def _log(spec: dict[str, Any]) -> dict[str, Any]:
+    level = spec.get("level", "info")
+    if level not in ("debug", "info", "warning", "error"):
+        raise ValueError("level: expected debug, info, warning or error")
+    return {"message": _str_template(spec["log"], "log"), "level": level}
+
+
+#: kind -> (its own keys, the parser of its parameters, its default timeout)
+KINDS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], dict[str, Any]], float]] = {
+    "run": (("run", "target", "target_type", "args", "kwargs", "gate"), _run, 30.0),
+    "fire": (("fire", "data"), _fire, 5.0),
+    "webhook": (("webhook", "method", "headers", "body"), _webhook, 10.0),
+    "exec": (("exec", "env", "cwd"), _exec, 60.0),
+    "log": (("log", "level"), _log, 5.0),
+}
+
+
+def parse_action(spec: Any, index: int) -> ActionSpec:
+    if not isinstance(spec, dict):
+        raise ValueError("an action is a mapping like {run: test.ping} or {fire: a/tag}")
+    kinds = [k for k in KINDS if k in spec]
+    if len(kinds) != 1:
+        raise ValueError(f"an action needs exactly one of {', '.join(KINDS)}")
+    kind = kinds[0]
+    own, parse, default_timeout = KINDS[kind]
+    for key in spec:
+        if key not in own and key not in COMMON:
+            raise ValueError(f"{key}: unknown key for a {kind} action")
+    params = parse(spec)
+    timeout = parse_duration(spec.get("timeout", default_timeout))
+    if timeout <= 0:
+        raise ValueError("timeout: must be more than 0s")
+    retry = _retry(spec.get("retry", {}))
+    lock = _str_template(spec["lock"], "lock") if "lock" in spec else None
+    label = spec.get("name") or f"{kind} {_brief(spec[kind])}"
+    return ActionSpec(kind, index, params, timeout, retry, lock, getattr(spec, "line", 0), str(label))
+
+
+def _retry(value: Any) -> Retry:
+    if not isinstance(value, dict) or set(value) - {"attempts", "backoff", "max_backoff", "jitter"}:
+        raise ValueError("retry: expected {attempts, backoff, max_backoff, jitter}")
+    attempts = value.get("attempts", 1)
+    if type(attempts) is not int or not 1 <= attempts <= 100:
+        raise ValueError("retry.attempts: expected an integer from 1 to 100")
+    jitter = value.get("jitter", 0.1)
+    if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter <= 1:
+        raise ValueError("retry.jitter: expected a fraction from 0 to 1")
+    return Retry(
+        attempts=attempts,
+        backoff=parse_duration(value.get("backoff", 1.0)),
+        max_backoff=parse_duration(value.get("max_backoff", 60.0)),
+        jitter=float(jitter),
+    )
+
+
+def _brief(value: Any) -> str:
+    text = (
+        value
+        if isinstance(value, str)
+        else " ".join(map(str, value))
+        if isinstance(value, list)
+        else str(value)
+    )
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,180 @@
+"""The decision engine: for one event, which rules fire, and why the others did not.
+
+Steps for each rule the tag index offers: ``when`` (stateless), ``changed``/``from``/``to``
+(against the previous event of the same source and tag), ``for`` (the condition must hold
+that long), ``threshold`` (N within a window) and ``throttle`` (once within a window). The
+first step that fails is the reason recorded for the decision.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reactord.protocol.events import Event
+from reactord.reactor.conditions import Counter
+from reactord.reactor.index import TagIndex
+from reactord.reactor.paths import MISSING, resolve
+from reactord.reactor.rules import Rule, RuleSet
+from reactord.reactor.state import Hold, RuleState
+from reactord.reactor.templates import Template, TemplateError, render_value
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    rule: Rule
+    event: Event
+    fired: bool
+    reason: str | None = None  # why it did not fire (or "holding ..." while a `for` runs)
+
+    def public(self) -> dict[str, object]:
+        out: dict[str, object] = {"rule": self.rule.name, "fired": self.fired}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+class Engine:
+    def __init__(self, rules: RuleSet, state: RuleState | None = None) -> None:
+        self.state = state or RuleState()
+        self.rules = rules
+        self.index: TagIndex[Rule] = _index(rules)
+        self.fire_counts: dict[str, int] = {}
+
+    @property
+    def counter(self) -> Counter:
+        return self.rules.counter
+
+    def swap(self, rules: RuleSet) -> None:
+        """Use a new rule set (state of rules that remain is kept)."""
+        self.rules = rules
+        self.index = _index(rules)
+        self.state.forget_rules({r.name for r in rules.rules})
+
+    def candidates(self, tag: str) -> list[Rule]:
+        seen: set[str] = set()
+        out = []
+        for rule in self.index.candidates(tag):
+            if rule.name not in seen and rule.enabled:
+                seen.add(rule.name)
+                out.append(rule)
+        return out
+
+    def evaluate(
+        self, event: Event, previous: Event | None, now: float, *, commit: bool = True
+    ) -> list[Decision]:
+        """Decide every candidate rule for ``event``; with ``commit=False`` nothing changes."""
+        return [self._decide(rule, event, previous, now, commit) for rule in self.candidates(event.tag)]
+
+    def _decide(self, rule: Rule, event: Event, previous: Event | None, now: float, commit: bool) -> Decision:
+        reason = rule.when.failure(event) if rule.when is not None else None
+        if reason is None and rule.changed is not None:
+            reason = _changed_failure(rule, event, previous)
+        if rule.hold is not None:
+            key = (rule.name, f"{event.source}\0{event.tag}")
+            hold = self.state.holds.get(key)
+            if reason is not None:
+                if hold is not None and commit:
+                    self.state.holds.pop(key)
+                return Decision(rule, event, False, reason)
+            if hold is None:
+                hold = Hold(now, event)
+            elif not hold.fired:
+                hold = Hold(hold.since, event)
+            if commit:
+                self.state.holds.put(key, hold)
+            if hold.fired:
+                return Decision(rule, event, False, "for: already fired while the condition keeps holding")
+            if now - hold.since < rule.hold:
+                return Decision(rule, event, False, f"for: holding {now - hold.since:.1f}s of {rule.hold:g}s")
+            if commit:
+                hold.fired = True
+                self.state.holds.put(key, hold)
+        if reason is None:
+            reason = self._limits(rule, event, now, commit)
+        if reason is None and commit:
+            self.fire_counts[rule.name] = self.fire_counts.get(rule.name, 0) + 1
+        return Decision(rule, event, reason is None, reason)
+
+    def due_holds(self, now: float) -> list[Decision]:
+        """``for`` conditions that have now held long enough (fired by the master's tick)."""
+        fired = []
+        rules = self.rules.by_name()
+        for key, hold in list(self.state.holds.items.items()):
+            rule = rules.get(key[0])
+            if rule is None or hold.fired or rule.hold is None or now - hold.since < rule.hold:
+                continue
+            hold.fired = True
+            self.state.holds.put(key, hold)
+            reason = self._limits(rule, hold.event, now, True)
+            if reason is None:
+                self.fire_counts[rule.name] = self.fire_counts.get(rule.name, 0) + 1
+            fired.append(Decision(rule, hold.event, reason is None, reason))
+        return fired
+
+    def _limits(self, rule: Rule, event: Event, now: float, commit: bool) -> str | None:
+        if rule.threshold is not None:
+            limit = rule.threshold
+            key = (rule.name, _key(limit.key, event))
+            window = self.state.windows.get(key)
+            times = deque(window or ())
+            times.append(now)
+            while times and times[0] <= now - limit.within:
+                times.popleft()
+            if len(times) < limit.count:
+                if commit:
+                    self.state.windows.put(key, times)
+                return f"threshold: {len(times)} of {limit.count} within {limit.within:g}s (key {key[1]!r})"
+            if commit:
+                self.state.windows.pop(key)
+        if rule.throttle is not None:
+            key = (rule.name, _key(rule.throttle.key, event))
+            last = self.state.throttles.get(key)
+            if last is not None and now - last < rule.throttle.once_within:
+                return (
+                    f"throttle: fired {now - last:.1f}s ago for key {key[1]!r} "
+                    f"(once within {rule.throttle.once_within:g}s)"
+                )
+            if commit:
+                self.state.throttles.put(key, now)
+        return None
+
+
+def _index(rules: RuleSet) -> TagIndex[Rule]:
+    return TagIndex((pattern, rule) for rule in rules.rules for pattern in rule.on)
+
+
+def _key(template: Template | str, event: Event) -> str:
+    try:
+        value = render_value(template, event)
+    except TemplateError:
+        return "<missing>"
+    return value if isinstance(value, str) else str(value)
+
+
+def _changed_failure(rule: Rule, event: Event, previous: Event | None) -> str | None:
+    """None when a watched value changed (and matches from/to); else why not."""
+    changed = rule.changed
+    assert changed is not None
+    unchanged = []
+    for parts, written in zip(changed.paths, changed.written, strict=True):
+        now_value = resolve(event, parts)
+        before = resolve(previous, parts) if previous is not None else MISSING
+        if now_value == before and type(now_value) is type(before):
+            unchanged.append(f"changed {written}: still {_show(now_value)}")
+            continue
+        if changed.from_ is not None and (why := changed.from_.failure(before)):
+            return f"from {written}: {why}"
+        if changed.to is not None and (why := changed.to.failure(now_value)):
+            return f"to {written}: {why}"
+        return None
+    return "; ".join(unchanged)
+
+
+def _show(value: object) -> str:
+    return "missing" if value is MISSING else repr(value)
+
+
+def rule_names(decisions: Iterable[Decision]) -> list[str]:
+    return [d.rule.name for d in decisions if d.fired]

@@ -1,0 +1,240 @@
+"""The reactor inside the master: rules loaded and reloaded, every event decided and recorded.
+
+It subscribes to the event pipeline (events arrive after they are logged), records each
+decision, hands fired rules to the action dispatcher, fires ``for`` holds from a tick, keeps
+rule state persisted, and offers explain and replay to the control socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reactord.actions.context import ActionContext
+from reactord.actions.dispatcher import ActionDispatcher
+from reactord.protocol.events import Event
+from reactord.protocol.ids import new_id
+from reactord.reactor.engine import Decision, Engine
+from reactord.reactor.rules import RuleError, RuleSet, load_rule_set, rule_files
+from reactord.reactor.state import RuleState
+from reactord.stats import Stats
+from reactord.store.audit import AuditLog
+from reactord.store.events import EventQuery
+from reactord.store.state import RuleStateStore
+
+if TYPE_CHECKING:
+    from reactord.config import MasterConfig
+    from reactord.jobs import JobDispatcher
+    from reactord.pipeline import EventPipeline
+    from reactord.store.database import Database
+    from reactord.store.events import EventLog
+
+log = logging.getLogger("reactord.reactor")
+
+
+class Reactor:
+    def __init__(
+        self,
+        config: MasterConfig,
+        db: Database,
+        pipeline: EventPipeline,
+        event_log: EventLog,
+        jobs: JobDispatcher,
+        resolve_target: Callable[[str, str], list[str]],
+        stats: Stats,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.event_log = event_log
+        self.jobs = jobs
+        self.resolve_target = resolve_target
+        self.stats = stats
+        self.clock = clock
+        self.audit = AuditLog(db)
+        self.state_store = RuleStateStore(db)
+        state = RuleState(config.reactor.state_limit)
+        self.state_store.load(state)
+        self.engine = Engine(RuleSet((), ()), state)
+        self.dispatcher = ActionDispatcher(
+            self.audit,
+            self._context,
+            stats,
+            max_concurrent=config.reactor.max_concurrent_actions,
+            max_pending=config.reactor.max_pending_actions,
+            clock=clock,
+        )
+        self.loaded_at = 0.0
+        self._mtimes: dict[str, float] = {}
+        interrupted = self.audit.interrupt_unfinished(clock())
+        if interrupted:
+            log.warning("%d actions were cut short by the last stop; see their events", len(interrupted))
+        pipeline.subscribers.append(self.on_events)
+
+    # -- rules ------------------------------------------------------------------------------------
+
+    def files(self) -> list[Path]:
+        return rule_files(self.config.rules, self.config.path.parent)
+
+    def load(self) -> RuleSet:
+        """Load the rule set (all or nothing) and start using it; ``RuleError`` leaves the old one."""
+        files = self.files()
+        rules = load_rule_set(files, self.engine.counter)
+        self.engine.swap(rules)
+        self.loaded_at = self.clock()
+        self._mtimes = _mtimes(files)
+        log.info("loaded %d rules from %d files", len(rules.rules), len(rules.files))
+        return rules
+
+    def reload(self) -> tuple[bool, str]:
+        try:
+            rules = self.load()
+        except RuleError as exc:
+            log.error("rules not reloaded, the running set stays: %s", exc)
+            return False, str(exc)
+        return True, f"{len(rules.rules)} rules from {len(rules.files)} files"
+
+    def changed_on_disk(self) -> bool:
+        return _mtimes(self.files()) != self._mtimes
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def on_events(self, pairs: list[tuple[Event, Event | None]]) -> None:
+        now = self.clock()
+        rows = []
+        for event, previous in pairs:
+            for decision in self.engine.evaluate(event, previous, now):
+                decision = self._guard_depth(decision)
+                rows.append((event.id, decision.rule.name, decision.fired, decision.reason, now, None))
+                if decision.fired:
+                    self._fire(decision)
+        self.audit.record_decisions(rows)
+
+    def _guard_depth(self, decision: Decision) -> Decision:
+        if decision.fired and decision.event.depth >= self.config.reactor.max_depth:
+            reason = (
+                f"depth limit: this event is {decision.event.depth} actions deep "
+                f"(max_depth {self.config.reactor.max_depth}); a rule may be firing its own trigger"
+            )
+            log.warning(
+                "%s not run on %s: %s",
+                decision.rule.name,
+                decision.event.tag,
+                reason,
+                extra={"rule": decision.rule.name, "event_id": decision.event.id},
+            )
+            self.stats.incr("reactor.depth_limited")
+            return replace(decision, fired=False, reason=reason)
+        return decision
+
+    def _fire(self, decision: Decision, replay: str | None = None) -> None:
+        self.stats.incr("reactor.fired")
+        log.info(
+            "rule %s fired on %s",
+            decision.rule.name,
+            decision.event.tag,
+            extra={"rule": decision.rule.name, "event_id": decision.event.id},
+        )
+        self.dispatcher.submit(decision.rule, decision.event, replay=replay)
+
+    def _context(
+        self, event: Event, rule: str, action_id: str, timeout: float, dry_run: bool
+    ) -> ActionContext:
+        return ActionContext(
+            event=event,
+            rule=rule,
+            action_id=action_id,
+            timeout=timeout,
+            dry_run=dry_run,
+            max_depth=self.config.reactor.max_depth,
+            pipeline=self.pipeline,
+            jobs=self.jobs,
+            resolve_target=self.resolve_target,
+        )
+
+    async def tick(self) -> None:
+        """Fire ``for`` holds that are due, persist rule state, reload changed rule files."""
+        checks = 0
+        while True:
+            now = self.clock()
+            rows = []
+            for decision in self.engine.due_holds(now):
+                decision = self._guard_depth(decision)
+                rows.append(
+                    (decision.event.id, decision.rule.name, decision.fired, decision.reason, now, None)
+                )
+                if decision.fired:
+                    self._fire(decision)
+            self.audit.record_decisions(rows)
+            self.state_store.flush(self.engine.state)
+            checks += 1
+            if self.config.reactor.watch_rules and checks % 4 == 0 and self.changed_on_disk():
+                log.info("rule files changed on disk; reloading")
+                self.reload()
+                self._mtimes = _mtimes(self.files())
+            await asyncio.sleep(0.5)
+
+    async def close(self) -> None:
+        await self.dispatcher.close()
+        self.audit.interrupt_unfinished(self.clock())
+        self.state_store.flush(self.engine.state)
+
+    # -- explain and replay ----------------------------------------------------------------------
+
+    def explain(self, event: Event) -> list[dict[str, Any]]:
+        """What the loaded rules decide for ``event`` now (without changing any state)."""
+        previous = self.pipeline.state.previous(event.source, event.tag)
+        if previous is not None and previous.id == event.id:
+            previous = None
+        return [d.public() for d in self.engine.evaluate(event, previous, self.clock(), commit=False)]
+
+    async def replay(self, query: EventQuery, dry_run: bool) -> AsyncIterator[dict[str, Any]]:
+        """Feed stored events to the rules again, oldest first, with fresh rule state."""
+        replay_id = new_id(self.clock())
+        engine = Engine(self.engine.rules)
+        previous: dict[tuple[str, str], Event] = {}
+        events = list(self.event_log.iterate(replace(query, newest_first=False)))
+        total, fired = len(events), 0
+        yield {"replay": replay_id, "total": total, "done": 0, "fired": 0, "dry_run": dry_run}
+        for done, stored in enumerate(events, start=1):
+            event = replace(stored, replayed=True)
+            key = (event.source, event.tag)
+            decisions = engine.evaluate(event, previous.get(key), event.received or event.time)
+            previous[key] = event
+            rows = []
+            for decision in decisions:
+                rows.append(
+                    (event.id, decision.rule.name, decision.fired, decision.reason, self.clock(), replay_id)
+                )
+                if decision.fired:
+                    fired += 1
+                    if not dry_run:
+                        self._fire(decision, replay=replay_id)
+            if not dry_run:
+                self.audit.record_decisions(rows)
+            item: dict[str, Any] = {"done": done, "total": total, "fired": fired}
+            if any(d.fired for d in decisions):
+                item["event"] = {
+                    "id": event.id,
+                    "tag": event.tag,
+                    "rules": [d.rule.name for d in decisions if d.fired],
+                }
+            yield item
+            if done % 200 == 0:
+                await asyncio.sleep(0)  # let the master breathe during long replays
+
+
+def _mtimes(files: list[Path]) -> dict[str, float]:
+    out = {}
+    for path in files:
+        try:
+            out[str(path)] = os.stat(path).st_mtime
+        except OSError:
+            continue
+    return out

@@ -1,0 +1,107 @@
+"""Templates: ``{{ path }}`` replaced by the value at that path in the event, and nothing more.
+
+There is no expression language: a template names a path, the value is looked up and put
+in its place, once. Values are never scanned again, so event data containing ``{{ 7*7 }}``
+stays that text. A template that is a whole value (``"{{ data.count }}"``) keeps the value's
+type; inside a longer string, the value is written as text (JSON for maps and lists).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from reactord.protocol.events import Event
+from reactord.reactor.paths import MISSING, resolve, validate_path
+
+_TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+
+class TemplateError(ValueError):
+    """A template that names a missing value, when rendered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    text: str
+    whole: tuple[str, ...] | None  # the path, when the template is one whole value
+    pieces: tuple[str | tuple[str, ...], ...]
+
+    def render(self, event: Event) -> Any:
+        if self.whole is not None:
+            return _lookup(event, self.whole)
+        out = []
+        for piece in self.pieces:
+            if isinstance(piece, str):
+                out.append(piece)
+            else:
+                out.append(_text(_lookup(event, piece)))
+        return "".join(out)
+
+
+def _lookup(event: Event, path: tuple[str, ...]) -> Any:
+    value = resolve(event, path)
+    if value is MISSING:
+        raise TemplateError(f"{{{{ {'.'.join(path)} }}}}: the event has no such value")
+    return value
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def compile_template(text: str) -> Template | str:
+    """A ``Template`` if ``text`` holds ``{{ }}``, else ``text`` itself; ``ValueError`` if malformed."""
+    matches = list(_TEMPLATE.finditer(text))
+    if not matches:
+        if "{{" in text or "}}" in text:
+            raise ValueError(f"unbalanced braces in template {text!r}")
+        return text
+    if len(matches) == 1 and matches[0].span() == (0, len(text)):
+        return Template(text, validate_path(matches[0].group(1)), ())
+    pieces: list[str | tuple[str, ...]] = []
+    last = 0
+    for match in matches:
+        literal = text[last : match.start()]
+        if "{{" in literal or "}}" in literal:
+            raise ValueError(f"unbalanced braces in template {text!r}")
+        if literal:
+            pieces.append(literal)
+        pieces.append(validate_path(match.group(1)))
+        last = match.end()
+    tail = text[last:]
+    if "{{" in tail or "}}" in tail:
+        raise ValueError(f"unbalanced braces in template {text!r}")
+    if tail:
+        pieces.append(tail)
+    return Template(text, None, tuple(pieces))
+
+
+def compile_value(value: Any) -> Any:
+    """Compile every string inside ``value`` (lists and maps are walked; keys stay literal)."""
+    if isinstance(value, str):
+        return compile_template(value)
+    if isinstance(value, list):
+        return [compile_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: compile_value(v) for k, v in value.items()}
+    return value
+
+
+def render_value(value: Any, event: Event) -> Any:
+    """Render what ``compile_value`` made, for one event."""
+    if isinstance(value, Template):
+        return value.render(event)
+    if isinstance(value, list):
+        return [render_value(v, event) for v in value]
+    if isinstance(value, dict):
+        return {k: render_value(v, event) for k, v in value.items()}
+    return value

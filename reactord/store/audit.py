@@ -1,0 +1,204 @@
+"""The audit trail: every decision of the reactor, every action it took, and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reactord import jsonable
+from reactord.store.database import Database
+
+_ACTION_COLUMNS = (
+    "id, event_id, rule, idx, kind, label, status, attempts, created, started, finished, error, result, jid"
+)
+_DEAD_COLUMNS = (
+    "id, action_id, event_id, rule, kind, label, params, timeout, retry, error, attempts, created,"
+    " status, updated"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: str
+    action_id: str
+    event_id: str
+    rule: str
+    kind: str
+    label: str
+    params: dict[str, Any]
+    timeout: float
+    retry: dict[str, Any]
+    error: str
+    attempts: int
+    created: float
+    status: str
+    updated: float
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "action_id": self.action_id,
+            "event_id": self.event_id,
+            "rule": self.rule,
+            "kind": self.kind,
+            "label": self.label,
+            "error": self.error,
+            "attempts": self.attempts,
+            "created": self.created,
+            "status": self.status,
+            "updated": self.updated,
+            "params": self.params,
+        }
+
+
+class AuditLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    def record_decisions(self, rows: Sequence[tuple[str, str, bool, str | None, float, str | None]]) -> None:
+        if rows:
+            with self.db.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO decisions (event_id, rule, fired, reason, time, replay)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+
+    def decisions(self, event_id: str) -> list[dict[str, Any]]:
+        rows = self.db.conn.execute(
+            "SELECT rule, fired, reason, time, replay FROM decisions WHERE event_id=? ORDER BY rowid",
+            (event_id,),
+        ).fetchall()
+        return [
+            {
+                "rule": r[0],
+                "fired": bool(r[1]),
+                "reason": r[2],
+                "time": r[3],
+                **({"replay": r[4]} if r[4] else {}),
+            }
+            for r in rows
+        ]
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def add_action(
+        self,
+        action_id: str,
+        event_id: str,
+        rule: str,
+        idx: int,
+        kind: str,
+        label: str,
+        now: float,
+        params: dict[str, Any] | None,
+        replay: str | None,
+    ) -> None:
+        self.db.conn.execute(
+            "INSERT INTO actions (id, event_id, rule, idx, kind, label, status, created, params, replay)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            (action_id, event_id, rule, idx, kind, label, now, jsonable.dumps(params), replay),
+        )
+
+    def update_action(self, action_id: str, **fields: Any) -> None:
+        if "result" in fields:
+            fields["result"] = jsonable.dumps(fields["result"])
+        assignments = ", ".join(f"{name}=?" for name in fields)
+        self.db.conn.execute(f"UPDATE actions SET {assignments} WHERE id=?", (*fields.values(), action_id))
+
+    def actions_for(self, event_id: str) -> list[dict[str, Any]]:
+        rows = self.db.conn.execute(
+            f"SELECT {_ACTION_COLUMNS} FROM actions WHERE event_id=? ORDER BY created, idx", (event_id,)
+        ).fetchall()
+        names = _ACTION_COLUMNS.split(", ")
+        out = []
+        for row in rows:
+            item = dict(zip(names, row, strict=True))
+            item["result"] = jsonable.loads(item["result"])
+            out.append({k: v for k, v in item.items() if v is not None})
+        return out
+
+    def interrupt_unfinished(self, now: float) -> list[str]:
+        """Actions left pending or running by a master that stopped: mark them interrupted."""
+        rows = self.db.conn.execute(
+            "SELECT id FROM actions WHERE status IN ('pending', 'running')"
+        ).fetchall()
+        ids = [r[0] for r in rows]
+        if ids:
+            self.db.conn.execute(
+                "UPDATE actions SET status='interrupted', finished=?, error='the master stopped while it ran'"
+                " WHERE status IN ('pending', 'running')",
+                (now,),
+            )
+        return ids
+
+    def action_params(self, action_id: str) -> dict[str, Any] | None:
+        row = self.db.conn.execute("SELECT params FROM actions WHERE id=?", (action_id,)).fetchone()
+        return jsonable.loads(row[0]) if row else None
+
+    # -- dead letters ---------------------------------------------------------------------------
+
+    def add_dead(self, letter: DeadLetter) -> None:
+        self.db.conn.execute(
+            f"INSERT INTO deadletters ({_DEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                letter.id,
+                letter.action_id,
+                letter.event_id,
+                letter.rule,
+                letter.kind,
+                letter.label,
+                jsonable.dumps(letter.params),
+                letter.timeout,
+                jsonable.dumps(letter.retry),
+                letter.error,
+                letter.attempts,
+                letter.created,
+                letter.status,
+                letter.updated,
+            ),
+        )
+
+    def dead_letters(self, status: str | None = "open") -> list[DeadLetter]:
+        where, params = ("WHERE status=?", (status,)) if status else ("", ())
+        rows = self.db.conn.execute(
+            f"SELECT {_DEAD_COLUMNS} FROM deadletters {where} ORDER BY id", params
+        ).fetchall()
+        return [_dead(r) for r in rows]
+
+    def dead_letter(self, letter_id: str) -> DeadLetter | None:
+        row = self.db.conn.execute(
+            f"SELECT {_DEAD_COLUMNS} FROM deadletters WHERE id=?", (letter_id,)
+        ).fetchone()
+        return _dead(row) if row else None
+
+    def update_dead(self, letter_id: str, *, status: str, error: str, attempts: int, now: float) -> None:
+        self.db.conn.execute(
+            "UPDATE deadletters SET status=?, error=?, attempts=?, updated=? WHERE id=?",
+            (status, error, attempts, now, letter_id),
+        )
+
+    def count_dead(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM deadletters WHERE status='open'").fetchone()[0])
+
+
+def _dead(row: tuple[Any, ...]) -> DeadLetter:
+    return DeadLetter(
+        id=row[0],
+        action_id=row[1],
+        event_id=row[2],
+        rule=row[3],
+        kind=row[4],
+        label=row[5],
+        params=jsonable.loads(row[6]),
+        timeout=row[7],
+        retry=jsonable.loads(row[8]),
+        error=row[9],
+        attempts=row[10],
+        created=row[11],
+        status=row[12],
+        updated=row[13],
+    )

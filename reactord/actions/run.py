@@ -30,6 +30,7 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
         target_type=params["target_type"],
         origin=f"rule:{ctx.rule}",
         causation=ctx.event.id,
+        depth=ctx.event.depth + 1,
     )
     failed = {
         m: r.get("error") or f"retcode {r.get('retcode')}"

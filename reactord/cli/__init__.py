@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from reactord import __version__
-from reactord.cli import daemons, events, jobs, keys, status
+from reactord.cli import daemons, events, jobs, keys, rules, status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -18,7 +18,14 @@ def cli() -> None:
     """
 
 
-for command in (*daemons.COMMANDS, *keys.COMMANDS, *jobs.COMMANDS, *events.COMMANDS, *status.COMMANDS):
+for command in (
+    *daemons.COMMANDS,
+    *keys.COMMANDS,
+    *jobs.COMMANDS,
+    *events.COMMANDS,
+    *rules.COMMANDS,
+    *status.COMMANDS,
+):
     cli.add_command(command)
 
 

@@ -279,8 +279,87 @@ def show(event_id: str, config_path: str | None, as_json: bool) -> None:
     click.echo(f"{'time:':<11}{iso(item['time'])}  (received {iso(item['received'])})")
     click.echo("data:")
     click.echo("  " + jsonable.dumps(item["data"], indent=2).replace("\n", "\n  "))
+    click.echo("what happened:")
+    _print_chain(item, 1)
+
+
+def _print_chain(item: dict[str, Any], level: int) -> None:
+    """The reactor's decisions, actions, jobs and caused events under one event, as a tree."""
+    pad = "  " * level
+    jobs = {job["jid"]: job for job in item.get("jobs", [])}
+    for decision in item.get("decisions", []):
+        if decision["fired"]:
+            click.echo(f"{pad}rule {decision['rule']}: fired")
+        else:
+            click.echo(f"{pad}rule {decision['rule']}: not fired ({decision.get('reason')})")
+        for action in item.get("actions", []):
+            if action["rule"] != decision["rule"] or not decision["fired"]:
+                continue
+            status = action["status"]
+            line = f"{pad}  {action['label']}: {status}"
+            if action.get("attempts", 0) > 1:
+                line += f" after {action['attempts']} tries"
+            if action.get("error"):
+                line += f" ({action['error']})"
+            click.echo(line)
+            job = jobs.get(action.get("jid", ""))
+            if job is not None:
+                for minion, ret in job["returns"].items():
+                    value = ret["return"] if ret["success"] else f"ERROR {ret.get('error')}"
+                    click.echo(f"{pad}    job {job['jid']} on {minion}: {jsonable.dumps(value)}")
     for caused in item.get("caused", []):
-        click.echo(f"caused:    {caused['id']} {caused['tag']}")
+        click.echo(f"{pad}-> {caused['tag']}  {caused['id']}")
+        _print_chain(caused, level + 1)
+
+
+@event.command("replay")
+@click.option("--tag", metavar="GLOB", help="only tags matching this glob")
+@click.option("--source", metavar="ID", help="only events from this source")
+@_time_option("--since", "received at or after")
+@_time_option("--until", "received before")
+@click.option("--dry-run", is_flag=True, help="decide and show, but run no action")
+@config_option
+@json_option
+@handle_errors
+def replay(
+    tag: str | None,
+    source: str | None,
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """Feed stored events to the rules again, oldest first: reproduce what happened.
+
+    Rule state starts fresh for the replay (throttles, windows, holds); each event's
+    arrival time is the clock. Decisions are recorded as replayed; with --dry-run
+    nothing is run or recorded.
+    """
+    stream = client(config_path, timeout=None).stream(
+        "event.replay", tag=tag, source=source, dry_run=dry_run, **_times(since, until)
+    )
+    total = fired = 0
+    with click.progressbar(length=1, label="replaying", file=sys.stderr) as bar:
+        for item in stream:
+            if "replay" in item:
+                total = item["total"]
+                bar.length = max(total, 1)
+                continue
+            bar.update(1)
+            fired = item["fired"]
+            if "event" in item:
+                line = {
+                    "id": item["event"]["id"],
+                    "tag": item["event"]["tag"],
+                    "rules": item["event"]["rules"],
+                }
+                click.echo(
+                    jsonable.dumps(line)
+                    if as_json
+                    else f"{line['id']} {line['tag']} -> {', '.join(line['rules'])}"
+                )
+    click.echo(f"replayed {total} events: {fired} rule firings{' (dry run)' if dry_run else ''}", err=True)
 
 
 COMMANDS = [event]

@@ -9,10 +9,12 @@ from reactord import __version__
 from reactord.errors import ControlError, KeyStoreError
 from reactord.keystore import PENDING
 from reactord.protocol.errors import TagError
+from reactord.protocol.events import Event
 from reactord.protocol.keys import fingerprint
-from reactord.protocol.localsock import Handler
+from reactord.protocol.localsock import Handler, Stream
 from reactord.protocol.messages import valid_function_name
 from reactord.protocol.tags import RESERVED_PREFIX, validate_pattern
+from reactord.reactor.offline import EventFileError, event_from_json
 from reactord.store.events import EventQuery
 from reactord.store.jobs import return_public
 from reactord.targeting import TARGET_TYPES
@@ -53,6 +55,9 @@ def handlers(master: Master) -> dict[str, Handler]:
             "keys": {state: len(ids) for state, ids in keystore.listing().items()},
             "database_bytes": master.db.size(),
             "events_logged": master.event_log.count(),
+            "rules_loaded": len(master.reactor.engine.rules.rules),
+            "actions_in_flight": master.reactor.dispatcher.in_flight,
+            "dead_letters": master.reactor.audit.count_dead(),
             "counters": master.stats.snapshot(),
         }
 
@@ -171,13 +176,91 @@ def handlers(master: Master) -> dict[str, Handler]:
     async def event_list(args: dict[str, Any]) -> Any:
         return [e.public() | {"received": e.received} for e in master.event_log.query(_query(args, 100))]
 
-    async def event_show(args: dict[str, Any]) -> Any:
-        event_id = _arg(args, "id", str)
+    def _stored(event_id: str) -> Event:
         event = master.event_log.get(event_id)
         if event is None:
             raise ControlError(f"no event {event_id!r} in the log", "not_found")
-        caused = master.event_log.caused_by(event_id)
-        return {**event.public(), "received": event.received, "caused": [e.public() for e in caused]}
+        return event
+
+    def _chain(event: Event, depth: int) -> dict[str, Any]:
+        """The event, what the reactor decided and did for it, and what it caused (recursively)."""
+        audit = master.reactor.audit
+        jobs = []
+        for job in master.job_store.caused_by(event.id):
+            returns = master.job_store.returns(job.jid)
+            jobs.append({**job.public(), "returns": {m: return_public(r) for m, r in returns.items()}})
+        caused = master.event_log.caused_by(event.id)
+        return {
+            **event.public(),
+            "received": event.received,
+            "decisions": audit.decisions(event.id),
+            "actions": audit.actions_for(event.id),
+            "jobs": jobs,
+            "caused": [_chain(e, depth + 1) if depth < 10 else e.public() for e in caused],
+        }
+
+    async def event_show(args: dict[str, Any]) -> Any:
+        return _chain(_stored(_arg(args, "id", str)), 0)
+
+    async def event_replay(args: dict[str, Any]) -> Any:
+        query = _query(args, 0)
+        return Stream(master.reactor.replay(query, _arg(args, "dry_run", bool, False)))
+
+    async def rules_list(args: dict[str, Any]) -> Any:
+        engine = master.reactor.engine
+        return [
+            {
+                "name": r.name,
+                "file": r.file,
+                "line": r.line,
+                "on": list(r.on),
+                "enabled": r.enabled,
+                "description": r.description,
+                "actions": [a.label for a in r.do],
+                "fired": engine.fire_counts.get(r.name, 0),
+            }
+            for r in engine.rules.rules
+        ]
+
+    async def rules_reload(args: dict[str, Any]) -> Any:
+        ok, message = master.reactor.reload()
+        if not ok:
+            raise ControlError(f"rules not reloaded (the running set stays): {message}", "invalid_rules")
+        return {"reloaded": message}
+
+    async def rules_explain(args: dict[str, Any]) -> Any:
+        if "event" in args:
+            try:
+                event = event_from_json(_arg(args, "event", dict), "event", time.time())
+            except EventFileError as exc:
+                raise ControlError(str(exc), "bad_request") from exc
+            recorded: list[dict[str, Any]] | None = None
+        else:
+            event = _stored(_arg(args, "id", str))
+            recorded = master.reactor.audit.decisions(event.id)
+        return {"event": event.public(), "recorded": recorded, "now": master.reactor.explain(event)}
+
+    async def dead_list(args: dict[str, Any]) -> Any:
+        status = _arg(args, "status", str, "open")
+        return [d.public() for d in master.reactor.audit.dead_letters(None if status == "all" else status)]
+
+    async def dead_retry(args: dict[str, Any]) -> Any:
+        audit = master.reactor.audit
+        if _arg(args, "all", bool, False):
+            letters = audit.dead_letters("open")
+        else:
+            letter = audit.dead_letter(_arg(args, "id", str))
+            if letter is None:
+                raise ControlError(f"no dead letter {args.get('id')!r}", "not_found")
+            letters = [letter]
+        results = []
+        for letter in letters:
+            event = master.event_log.get(letter.event_id) or Event(
+                id=letter.event_id, tag="reactor/deadletter", source="master", time=time.time(), data={}
+            )
+            ok, error = await master.reactor.dispatcher.retry_dead(letter, event)
+            results.append({"id": letter.id, "ok": ok, **({"error": error} if error else {})})
+        return results
 
     async def bus_probe(args: dict[str, Any]) -> Any:
         master.bus.probe(_arg(args, "token", str))
@@ -188,6 +271,12 @@ def handlers(master: Master) -> dict[str, Handler]:
         "event.fire": event_fire,
         "event.list": event_list,
         "event.show": event_show,
+        "event.replay": event_replay,
+        "rules.list": rules_list,
+        "rules.reload": rules_reload,
+        "rules.explain": rules_explain,
+        "deadletters.list": dead_list,
+        "deadletters.retry": dead_retry,
         "bus.probe": bus_probe,
         "status": status,
         "key.list": key_list,

@@ -36,8 +36,9 @@ class Decision:
 
 
 class Engine:
-    def __init__(self, rules: RuleSet, state: RuleState | None = None) -> None:
+    def __init__(self, rules: RuleSet, state: RuleState | None = None, *, max_depth: int = 8) -> None:
         self.state = state or RuleState()
+        self.max_depth = max_depth
         self.rules = rules
         self.index: TagIndex[Rule] = _index(rules)
         self.fire_counts: dict[str, int] = {}
@@ -68,6 +69,16 @@ class Engine:
         return [self._decide(rule, event, previous, now, commit) for rule in self.candidates(event.tag)]
 
     def _decide(self, rule: Rule, event: Event, previous: Event | None, now: float, commit: bool) -> Decision:
+        if event.depth >= self.max_depth:
+            return Decision(
+                rule,
+                event,
+                False,
+                (
+                    f"depth limit: this event is {event.depth} actions deep (max_depth {self.max_depth}); "
+                    "a rule may be firing its own trigger"
+                ),
+            )
         reason = rule.when.failure(event) if rule.when is not None else None
         if reason is None and rule.changed is not None:
             reason = _changed_failure(rule, event, previous)

@@ -61,7 +61,7 @@ class Reactor:
         self.state_store = RuleStateStore(db)
         state = RuleState(config.reactor.state_limit)
         self.state_store.load(state)
-        self.engine = Engine(RuleSet((), ()), state)
+        self.engine = Engine(RuleSet((), ()), state, max_depth=config.reactor.max_depth)
         self.dispatcher = ActionDispatcher(
             self.audit,
             self._context,
@@ -110,28 +110,23 @@ class Reactor:
         rows = []
         for event, previous in pairs:
             for decision in self.engine.evaluate(event, previous, now):
-                decision = self._guard_depth(decision)
                 rows.append((event.id, decision.rule.name, decision.fired, decision.reason, now, None))
                 if decision.fired:
                     self._fire(decision)
+                else:
+                    self._record_limit(decision)
         self.audit.record_decisions(rows)
 
-    def _guard_depth(self, decision: Decision) -> Decision:
-        if decision.fired and decision.event.depth >= self.config.reactor.max_depth:
-            reason = (
-                f"depth limit: this event is {decision.event.depth} actions deep "
-                f"(max_depth {self.config.reactor.max_depth}); a rule may be firing its own trigger"
-            )
+    def _record_limit(self, decision: Decision) -> None:
+        if decision.reason and decision.reason.startswith("depth limit"):
+            self.stats.incr("reactor.depth_limited")
             log.warning(
                 "%s not run on %s: %s",
                 decision.rule.name,
                 decision.event.tag,
-                reason,
+                decision.reason,
                 extra={"rule": decision.rule.name, "event_id": decision.event.id},
             )
-            self.stats.incr("reactor.depth_limited")
-            return replace(decision, fired=False, reason=reason)
-        return decision
 
     def _fire(self, decision: Decision, replay: str | None = None) -> None:
         self.stats.incr("reactor.fired")
@@ -165,7 +160,6 @@ class Reactor:
             now = self.clock()
             rows = []
             for decision in self.engine.due_holds(now):
-                decision = self._guard_depth(decision)
                 rows.append(
                     (decision.event.id, decision.rule.name, decision.fired, decision.reason, now, None)
                 )
@@ -197,7 +191,7 @@ class Reactor:
     async def replay(self, query: EventQuery, dry_run: bool) -> AsyncIterator[dict[str, Any]]:
         """Feed stored events to the rules again, oldest first, with fresh rule state."""
         replay_id = new_id(self.clock())
-        engine = Engine(self.engine.rules)
+        engine = Engine(self.engine.rules, max_depth=self.config.reactor.max_depth)
         previous: dict[tuple[str, str], Event] = {}
         events = list(self.event_log.iterate(replace(query, newest_first=False)))
         total, fired = len(events), 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -21,7 +22,16 @@ class LineDict(dict[Any, Any]):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """Safe YAML, with YAML 1.2 booleans: only true/false are booleans, so ``on:`` is a key."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:

@@ -1,0 +1,228 @@
+"""``reactord rules ...`` and ``reactord deadletters ...``: the reactor, visible and testable."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reactord import jsonable
+from reactord.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    client,
+    config_option,
+    fail,
+    handle_errors,
+    iso,
+    json_option,
+    load_config,
+    print_json,
+    print_table,
+)
+from reactord.reactor.offline import EventFileError, load_offline, read_events, run_offline
+from reactord.reactor.rules import RuleError, load_rule_set, rule_files
+
+
+@click.group()
+def rules() -> None:
+    """Check, test, list, reload and explain rules."""
+
+
+@rules.command("check")
+@click.argument("path", required=False, type=click.Path(exists=True, path_type=Path))
+@config_option
+@json_option
+def check(path: Path | None, config_path: str | None, as_json: bool) -> None:
+    """Validate rules: PATH (a file or a folder), or the master's `rules` globs. Exit 0 or 2."""
+    if path is not None:
+        files = (
+            [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        )
+    else:
+        config = load_config(config_path)
+        files = rule_files(config.rules, config.path.parent)
+    try:
+        loaded = load_rule_set(files)
+    except RuleError as exc:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {"ok": False, "error": str(exc), "file": exc.path, "line": exc.line, "key": exc.key}
+                )
+            )
+            sys.exit(EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
+    if as_json:
+        click.echo(
+            json.dumps({"ok": True, "files": list(loaded.files), "rules": [r.name for r in loaded.rules]})
+        )
+    else:
+        click.echo(f"ok: {len(loaded.rules)} rules in {len(loaded.files)} files")
+
+
+@rules.command("test")
+@click.argument("rules_path", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--event",
+    "event_file",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="a JSON file: one event, or a list of events (a sequence)",
+)
+@json_option
+def test(rules_path: Path, event_file: Path, as_json: bool) -> None:
+    """Run events through rules offline (no master) and show what would fire.
+
+    The actions fired rules would take are shown rendered, never run. For a sequence,
+    each event's `time` is the clock: changed, for, throttle and threshold apply across it.
+    Exit 0 if at least one rule fires, 1 if none, 2 if the rules or events are invalid.
+    """
+    try:
+        rule_set = load_offline(rules_path)
+        events = read_events(event_file)
+    except (RuleError, EventFileError) as exc:
+        fail(str(exc), EXIT_USAGE)
+    steps = run_offline(rule_set, events)
+    fired = any(d.fired for step in steps for d in step.decisions)
+    if as_json:
+        click.echo(jsonable.dumps({"fired": fired, "steps": [s.public() for s in steps]}, indent=2))
+    else:
+        for step in steps:
+            click.echo(f"{step.event.tag} ({step.event.source}, {iso(step.event.time)})")
+            if not step.decisions:
+                click.echo("  no rule listens to this tag")
+            for decision in step.decisions:
+                mark = "FIRES" if decision.fired else "no   "
+                click.echo(
+                    f"  {mark} {decision.rule.name}" + ("" if decision.fired else f": {decision.reason}")
+                )
+            for action in step.actions:
+                detail = action.get("error") or jsonable.dumps(action["params"])
+                click.echo(f"        -> {action['kind']}: {detail}")
+    sys.exit(EXIT_OK if fired else EXIT_FAILED)
+
+
+@rules.command("list")
+@config_option
+@json_option
+@handle_errors
+def list_rules(config_path: str | None, as_json: bool) -> None:
+    """The rules the running master has loaded, with how often each fired."""
+    listing = client(config_path).call("rules.list")
+    if as_json:
+        print_json(listing)
+        return
+    print_table(
+        ["name", "on", "fired", "actions", "where"],
+        [
+            [r["name"], ", ".join(r["on"]), r["fired"], "; ".join(r["actions"]), f"{r['file']}:{r['line']}"]
+            for r in listing
+        ],
+    )
+
+
+@rules.command("reload")
+@config_option
+@handle_errors
+def reload(config_path: str | None) -> None:
+    """Reload the rule files now (atomic: a bad file keeps the running set and says why)."""
+    click.echo(client(config_path).call("rules.reload")["reloaded"])
+
+
+@rules.command("explain")
+@click.argument("event_id", required=False)
+@click.option(
+    "--event",
+    "event_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="explain this JSON event instead of a stored one",
+)
+@config_option
+@json_option
+@handle_errors
+def explain(event_id: str | None, event_file: Path | None, config_path: str | None, as_json: bool) -> None:
+    """For every rule whose tag glob matches the event: did it fire, and if not, why.
+
+    For a stored event (EVENT_ID) this shows what was decided when it arrived, and what
+    the rules loaded now would decide. Nothing is run and no state changes.
+    """
+    if bool(event_id) == bool(event_file):
+        raise click.UsageError("give an EVENT_ID or --event FILE")
+    args: dict[str, Any] = {"id": event_id}
+    if event_file is not None:
+        try:
+            args = {"event": json.loads(event_file.read_text())}
+        except (OSError, json.JSONDecodeError) as exc:
+            fail(f"{event_file}: {exc}", EXIT_USAGE)
+    result = client(config_path).call("rules.explain", **args)
+    if as_json:
+        print_json(result)
+        return
+    event = result["event"]
+    click.echo(f"event {event['id']}: {event['tag']} from {event['source']}")
+    if result["recorded"] is not None:
+        click.echo("decided when it arrived:")
+        _decisions(result["recorded"])
+    click.echo("the rules loaded now would decide:")
+    _decisions(result["now"])
+
+
+def _decisions(decisions: list[dict[str, Any]]) -> None:
+    if not decisions:
+        click.echo("  no rule listens to this tag")
+    for d in decisions:
+        suffix = " (replay)" if d.get("replay") else ""
+        click.echo(
+            f"  {'fired' if d['fired'] else 'not fired'}: {d['rule']}{suffix}"
+            + ("" if d["fired"] else f" — {d.get('reason')}")
+        )
+
+
+@click.group()
+def deadletters() -> None:
+    """Actions that failed after all their retries, and retrying them."""
+
+
+@deadletters.command("list")
+@click.option("--status", type=click.Choice(["open", "resolved", "all"]), default="open", show_default=True)
+@config_option
+@json_option
+@handle_errors
+def dead_list(status: str, config_path: str | None, as_json: bool) -> None:
+    """Dead letters: the action, its error, how many tries."""
+    listing = client(config_path).call("deadletters.list", status=status)
+    if as_json:
+        print_json(listing)
+        return
+    print_table(
+        ["id", "rule", "action", "tries", "status", "error"],
+        [[d["id"], d["rule"], d["label"], d["attempts"], d["status"], d["error"][:80]] for d in listing],
+    )
+
+
+@deadletters.command("retry")
+@click.argument("letter_id", required=False)
+@click.option("--all", "retry_all", is_flag=True, help="retry every open dead letter")
+@config_option
+@json_option
+@handle_errors
+def dead_retry(letter_id: str | None, retry_all: bool, config_path: str | None, as_json: bool) -> None:
+    """Run a dead letter's action again (with its retry policy). Exit 1 if any still fails."""
+    if bool(letter_id) == retry_all:
+        raise click.UsageError("give a dead letter ID or --all")
+    results = client(config_path, timeout=None).call("deadletters.retry", id=letter_id, all=retry_all)
+    if as_json:
+        print_json(results)
+    else:
+        for r in results:
+            click.echo(f"{r['id']}: {'ok' if r['ok'] else 'failed: ' + r.get('error', '')}")
+    if not all(r["ok"] for r in results):
+        sys.exit(EXIT_FAILED)
+
+
+COMMANDS = [rules, deadletters]

@@ -28,7 +28,7 @@ test: $(VENV)/.test-installed lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check reactord minion tests bench examples
+	$(BIN)/ruff check reactord minion tests $(wildcard bench examples)
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed

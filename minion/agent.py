@@ -32,7 +32,7 @@ from minion.state import MinionState
 from reactord.protocol import __version__
 from reactord.protocol import messages as m
 from reactord.protocol.errors import DecodeError, SignatureError
-from reactord.protocol.keys import CurveKeys, fingerprint, verify_signature
+from reactord.protocol.keys import CurveKeys, ensure_private_dir, fingerprint, verify_signature
 from reactord.protocol.localsock import LocalServer
 
 log = logging.getLogger("minion")
@@ -50,6 +50,7 @@ class Agent:
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.asyncio.Context()
         self.keys = CurveKeys.load_or_create(config.pki_dir, "minion")
+        ensure_private_dir(config.state_dir)
         self.state = MinionState(config.database)
         self.outbox = Outbox(
             config.outbox_path,

@@ -88,7 +88,10 @@ def send(
     as_json: bool,
 ) -> None:
     """Hand events to the running minion on this host; returns once they are durable."""
-    data = parse_data(data_json, pairs)
+    try:
+        data = parse_data(data_json, pairs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     result = _call(_client(config_path), "event.send", tag=tag, data=data, count=count)
     if as_json:
         click.echo(json.dumps(result))

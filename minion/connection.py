@@ -24,6 +24,10 @@ def curve_client_socket(
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+    # ZMTP heartbeats: a connection that went silent (a half-open TCP link) is dropped and
+    # re-made within seconds instead of waiting for TCP to notice.
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
     return sock
 
 

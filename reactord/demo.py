@@ -58,6 +58,10 @@ def _wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
     raise TimeoutError(f"{what} did not happen within {timeout:g}s")
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(directory: Path, base_port: int) -> int:
     if not (directory / "master.yaml").exists():
         result = init_setup(
@@ -76,13 +80,15 @@ def run_demo(directory: Path, base_port: int) -> int:
             return 1
     client = ControlClient(config.control_path, timeout=15)
     procs: list[subprocess.Popen[str]] = []
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # stop the daemons in order, as on Ctrl-C
+    started = time.time()
     try:
         procs.append(_spawn("master", ["reactord", "master", "-c", str(directory / "master.yaml")]))
         _wait_for("the master start", lambda: client.call("ping"), 20)
         procs.append(_spawn("minion", ["minion", "-c", str(directory / "minion.yaml")]))
         _wait_for(
             "the minion coming up",
-            lambda: any(m["presence"] == "up" for m in client.call("minions")),
+            lambda: any(m["presence"] == "up" and m["last_seen"] > started for m in client.call("minions")),
             30,
         )
         _say("demo", "master and minion are up; running `reactord run '*' test.ping`")

@@ -47,6 +47,8 @@ def curve_server_socket(
     sock.curve_publickey = keys.public_z85
     sock.zap_domain = CURVE_DOMAIN
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)  # drop connections that went silent (half-open TCP)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
     return sock
 
 
@@ -67,6 +69,9 @@ class CommandLink:
         self.max_message_size = max_message_size
         self.socket = curve_server_socket(ctx, zmq.ROUTER, keys, max_message_size)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        # A reconnecting minion takes its routing id over from a connection that is dead but
+        # not yet noticed: safe, because that id is a secret only it and we know (see below).
+        self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self._routes: dict[bytes, bytes] = {}  # public key -> routing id of its connection
 
     def bind(self, endpoint: str) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import click
+import zmq
 
 from reactord.cli.common import EXIT_USAGE, config_option, fail, load_config
 from reactord.config import DEFAULT_COMMAND_PORT, DEFAULT_EVENT_PORT, DEFAULT_KEY_PORT
@@ -90,8 +91,8 @@ def master(config_path: str | None, log_level: str | None) -> None:
         asyncio.run(serve())
     except ReactordError as exc:
         fail(str(exc), EXIT_USAGE)
-    except OSError as exc:
-        fail(f"cannot start the master: {exc}", 1)
+    except (OSError, zmq.ZMQError) as exc:
+        fail(f"cannot start the master: {exc} (is another master running on these ports?)", 1)
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

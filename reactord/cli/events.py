@@ -66,7 +66,11 @@ def fire(
     Example:
       reactord event fire ops/deploy/start -d version=1.4.2 -d canary=true
     """
-    result = client(config_path).call("event.fire", tag=tag, data=parse_data(data_json, pairs))
+    try:
+        data = parse_data(data_json, pairs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    result = client(config_path).call("event.fire", tag=tag, data=data)
     print_json(result) if as_json else click.echo(result["id"])
 
 

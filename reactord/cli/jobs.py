@@ -115,6 +115,7 @@ def run(
 @handle_errors
 def jobs(ctx: click.Context, limit: int, config_path: str | None, as_json: bool) -> None:
     """List recent jobs (newest first); `jobs show JID` for one job's returns."""
+    ctx.obj = {"config_path": config_path, "as_json": as_json}
     if ctx.invoked_subcommand is not None:
         return
     listing = ControlClient(load_config(config_path).control_path).call("jobs.list", limit=limit)
@@ -134,9 +135,12 @@ def jobs(ctx: click.Context, limit: int, config_path: str | None, as_json: bool)
 @click.argument("jid")
 @config_option
 @json_option
+@click.pass_context
 @handle_errors
-def jobs_show(jid: str, config_path: str | None, as_json: bool) -> None:
+def jobs_show(ctx: click.Context, jid: str, config_path: str | None, as_json: bool) -> None:
     """Show one job and the returns stored for it."""
+    config_path = config_path or (ctx.obj or {}).get("config_path")
+    as_json = as_json or bool((ctx.obj or {}).get("as_json"))
     job = ControlClient(load_config(config_path).control_path).call("jobs.show", jid=jid)
     if as_json:
         print_json(job)

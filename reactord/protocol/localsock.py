@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import socket
+import stat
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -38,8 +39,9 @@ class LocalServer:
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if self.path.exists() or self.path.is_symlink():
-            self.path.unlink()
+        if self.path.is_symlink() or (self.path.exists() and not stat.S_ISSOCK(self.path.stat().st_mode)):
+            raise RequestError(f"{self.path} exists and is not a socket; refusing to replace it")
+        self.path.unlink(missing_ok=True)  # a socket left by a daemon that did not stop cleanly
         old = os.umask(0o177)
         try:
             self._server = await asyncio.start_unix_server(self._client, path=str(self.path))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from reactord.protocol.durations import parse_duration
@@ -48,12 +50,14 @@ def test_minion_namespace() -> None:
 
 
 def test_ids_are_unique_sortable_and_carry_their_time() -> None:
-    ids = [new_id(1_700_000_000.5) for _ in range(1000)]
+    later = time.time() + 86400  # ids never go back in time within a process: use a later clock
+    ids = [new_id(later) for _ in range(1000)]
     assert len(set(ids)) == 1000
     assert ids == sorted(ids)
     assert all(is_id(i) for i in ids)
-    assert id_time(ids[0]) == pytest.approx(1_700_000_000.5, abs=0.001)
-    assert new_id(1_800_000_000) > ids[-1]
+    assert id_time(ids[0]) == pytest.approx(later, abs=0.001)
+    assert new_id(later + 1) > ids[-1]
+    assert new_id(later - 3600) > ids[-1]  # an earlier clock still sorts after
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,20 @@ from reactord.reactor.conditions import Counter, compile_condition
 from reactord.reactor.templates import TemplateError, compile_template, compile_value, render_value
 
 EVENT = Event(
-    id="01J", tag="minion/web01/beacon/service", source="web01", time=100.0,
-    data={"name": "nginx", "running": False, "load": 3.5, "ip": "10.1.2.3", "tags": ["a", "b"],
-          "nested": {"k": "Value"}, "count": 7, "text": "{{ 7*7 }}"},
+    id="01J",
+    tag="minion/web01/beacon/service",
+    source="web01",
+    time=100.0,
+    data={
+        "name": "nginx",
+        "running": False,
+        "load": 3.5,
+        "ip": "10.1.2.3",
+        "tags": ["a", "b"],
+        "nested": {"k": "Value"},
+        "count": 7,
+        "text": "{{ 7*7 }}",
+    },
 )
 
 
@@ -96,8 +107,12 @@ def test_whole_value_templates_keep_their_type_and_strings_interpolate() -> None
     assert render_value(compile_value("{{ data.count }}"), EVENT) == 7
     assert render_value(compile_value("{{data.running}}"), EVENT) is False
     assert render_value(compile_value("{{ data.tags }}"), EVENT) == ["a", "b"]
-    assert render_value(compile_value("host {{ source }} load {{ data.load }}"), EVENT) == "host web01 load 3.5"
-    assert render_value(compile_value({"k": ["{{ tag }}", 1]}), EVENT) == {"k": ["minion/web01/beacon/service", 1]}
+    assert (
+        render_value(compile_value("host {{ source }} load {{ data.load }}"), EVENT) == "host web01 load 3.5"
+    )
+    assert render_value(compile_value({"k": ["{{ tag }}", 1]}), EVENT) == {
+        "k": ["minion/web01/beacon/service", 1]
+    }
 
 
 def test_event_data_is_never_evaluated_or_rendered_again() -> None:
@@ -105,7 +120,9 @@ def test_event_data_is_never_evaluated_or_rendered_again() -> None:
     assert render_value(compile_value("x={{ data.text }}"), EVENT) == "x={{ 7*7 }}"
 
 
-@pytest.mark.parametrize("text", ["{{ 7*7 }}", "{{ data.x", "a }} b", "{{ __import__('os') }}", "{{ data..x }}"])
+@pytest.mark.parametrize(
+    "text", ["{{ 7*7 }}", "{{ data.x", "a }} b", "{{ __import__('os') }}", "{{ data..x }}"]
+)
 def test_templates_that_are_not_paths_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         compile_template(text)

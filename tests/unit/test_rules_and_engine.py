@@ -37,17 +37,26 @@ def fired(engine: Engine, event: Event, previous: Event | None = None) -> list[s
     "text, where",
     [
         ("rules:\n  - name: a\n    on: x\n", "test.yaml:2: rules[0] (a).do"),
-        ("rules:\n  - name: a\n    on: x\n    do: [{fire: y}]\n    wen: {}\n", "test.yaml:5: rules[0] (a).wen"),
+        (
+            "rules:\n  - name: a\n    on: x\n    do: [{fire: y}]\n    wen: {}\n",
+            "test.yaml:5: rules[0] (a).wen",
+        ),
         ("rules:\n  - name: a\n    on: 'a//b'\n    do: [{fire: y}]\n", "test.yaml:3: rules[0] (a).on"),
-        ("rules:\n  - name: a\n    on: x\n    do:\n      - run: test.ping\n        retry: {attempts: 0}\n",
-         "test.yaml:5: rules[0] (a).do[0]: retry.attempts"),
-        ("rules:\n  - name: a\n    on: x\n    throttle: {once_within: soon}\n    do: [{log: hi}]\n",
-         "test.yaml:4: rules[0] (a).throttle"),
+        (
+            "rules:\n  - name: a\n    on: x\n    do:\n      - run: test.ping\n        retry: {attempts: 0}\n",
+            "test.yaml:5: rules[0] (a).do[0]: retry.attempts",
+        ),
+        (
+            "rules:\n  - name: a\n    on: x\n    throttle: {once_within: soon}\n    do: [{log: hi}]\n",
+            "test.yaml:4: rules[0] (a).throttle",
+        ),
         ("rules:\n  - name: a\n    on: x\n    do: [{fire: 'reactor/key/x'}]\n", "belong to the master"),
         ("rules:\n  - name: a\n    on: x\n    do: [{exec: 'rm -rf /'}]\n", "argv; no shell"),
         ("rules:\n  - name: a\n    on: x\n    do: [{log: '{{ 7*7 }}'}]\n", "bad path"),
-        ("rules:\n  - name: a\n    on: x\n    do: [{log: hi}]\n  - name: a\n    on: y\n    do: [{log: hi}]\n",
-         "duplicate rule name"),
+        (
+            "rules:\n  - name: a\n    on: x\n    do: [{log: hi}]\n  - name: a\n    on: y\n    do: [{log: hi}]\n",
+            "duplicate rule name",
+        ),
         ("rules:\n  - name: a\n    on: [x\n", "invalid YAML"),
         ("rules:\n  - name: a\n    on: x\n    on: y\n    do: [{log: hi}]\n", "duplicate key"),
     ],
@@ -68,8 +77,12 @@ def test_on_is_a_key_not_a_boolean() -> None:
 def test_matching_cost_does_not_grow_with_the_number_of_rules() -> None:
     checks = {}
     for count in (10, 10_000):
-        rule_set = rules(*({"name": f"r{i}", "on": f"minion/*/beacon/b{i}", "when": {"data.x": 1},
-                            "do": [{"log": "hi"}]} for i in range(count)))
+        rule_set = rules(
+            *(
+                {"name": f"r{i}", "on": f"minion/*/beacon/b{i}", "when": {"data.x": 1}, "do": [{"log": "hi"}]}
+                for i in range(count)
+            )
+        )
         engine = Engine(rule_set)
         before = rule_set.counter.checks
         assert fired(engine, ev("minion/web01/beacon/b5", 1.0, x=1)) == ["r5"]
@@ -79,26 +92,45 @@ def test_matching_cost_does_not_grow_with_the_number_of_rules() -> None:
 
 
 def test_index_handles_globs_in_and_across_segments() -> None:
-    engine = Engine(rules(
-        {"name": "star", "on": "minion/*/beacon/load", "do": [{"log": "x"}]},
-        {"name": "deep", "on": "minion/**/load", "do": [{"log": "x"}]},
-        {"name": "part", "on": "minion/web*/beacon/*", "do": [{"log": "x"}]},
-        {"name": "lit", "on": "minion/db01/beacon/load", "do": [{"log": "x"}]},
-        {"name": "two", "on": ["a/b", "minion/web01/**"], "do": [{"log": "x"}]},
-    ))
-    assert sorted(r.name for r in engine.candidates("minion/web01/beacon/load")) == ["deep", "part", "star", "two"]
+    engine = Engine(
+        rules(
+            {"name": "star", "on": "minion/*/beacon/load", "do": [{"log": "x"}]},
+            {"name": "deep", "on": "minion/**/load", "do": [{"log": "x"}]},
+            {"name": "part", "on": "minion/web*/beacon/*", "do": [{"log": "x"}]},
+            {"name": "lit", "on": "minion/db01/beacon/load", "do": [{"log": "x"}]},
+            {"name": "two", "on": ["a/b", "minion/web01/**"], "do": [{"log": "x"}]},
+        )
+    )
+    assert sorted(r.name for r in engine.candidates("minion/web01/beacon/load")) == [
+        "deep",
+        "part",
+        "star",
+        "two",
+    ]
     assert sorted(r.name for r in engine.candidates("minion/db01/beacon/load")) == ["deep", "lit", "star"]
     assert [r.name for r in engine.candidates("a/b")] == ["two"]
 
 
 def test_changed_from_to() -> None:
-    engine = Engine(rules(
-        {"name": "any-change", "on": "svc", "changed": "data.running", "do": [{"log": "x"}]},
-        {"name": "went-down", "on": "svc", "changed": "data.running", "from": True, "to": False,
-         "do": [{"log": "x"}]},
-    ))
-    up1, up2, down, up3 = (ev("svc", 1, running=True), ev("svc", 2, running=True),
-                           ev("svc", 3, running=False), ev("svc", 4, running=True))
+    engine = Engine(
+        rules(
+            {"name": "any-change", "on": "svc", "changed": "data.running", "do": [{"log": "x"}]},
+            {
+                "name": "went-down",
+                "on": "svc",
+                "changed": "data.running",
+                "from": True,
+                "to": False,
+                "do": [{"log": "x"}],
+            },
+        )
+    )
+    up1, up2, down, up3 = (
+        ev("svc", 1, running=True),
+        ev("svc", 2, running=True),
+        ev("svc", 3, running=False),
+        ev("svc", 4, running=True),
+    )
     assert fired(engine, up1, None) == ["any-change"]  # the first value seen is a change
     assert fired(engine, up2, up1) == []
     assert fired(engine, down, up2) == ["any-change", "went-down"]
@@ -108,8 +140,11 @@ def test_changed_from_to() -> None:
 
 
 def test_for_needs_the_condition_to_hold_without_flapping() -> None:
-    engine = Engine(rules({"name": "hot", "on": "load", "when": {"data.v": {"gt": 4}}, "for": "30s",
-                           "do": [{"log": "x"}]}))
+    engine = Engine(
+        rules(
+            {"name": "hot", "on": "load", "when": {"data.v": {"gt": 4}}, "for": "30s", "do": [{"log": "x"}]}
+        )
+    )
     assert fired(engine, ev("load", 0, v=5)) == []
     assert fired(engine, ev("load", 10, v=6)) == []
     assert fired(engine, ev("load", 20, v=1)) == []  # flapped: the clock starts again
@@ -123,11 +158,22 @@ def test_for_needs_the_condition_to_hold_without_flapping() -> None:
 
 
 def test_throttle_and_threshold_per_key() -> None:
-    engine = Engine(rules(
-        {"name": "once", "on": "x", "throttle": {"once_within": "60s", "key": "{{ source }}"}, "do": [{"log": "x"}]},
-        {"name": "three", "on": "x", "threshold": {"count": 3, "within": "10s", "key": "{{ source }}"},
-         "do": [{"log": "x"}]},
-    ))
+    engine = Engine(
+        rules(
+            {
+                "name": "once",
+                "on": "x",
+                "throttle": {"once_within": "60s", "key": "{{ source }}"},
+                "do": [{"log": "x"}],
+            },
+            {
+                "name": "three",
+                "on": "x",
+                "threshold": {"count": 3, "within": "10s", "key": "{{ source }}"},
+                "do": [{"log": "x"}],
+            },
+        )
+    )
     assert fired(engine, ev("x", 0, "a")) == ["once"]
     assert fired(engine, ev("x", 1, "a")) == []
     assert fired(engine, ev("x", 2, "b")) == ["once"]
@@ -161,8 +207,17 @@ def test_rule_state_survives_a_restart(tmp_path: Path) -> None:
 
 
 def test_state_is_bounded() -> None:
-    engine = Engine(rules({"name": "once", "on": "x", "throttle": {"once_within": "1h", "key": "{{ source }}"},
-                           "do": [{"log": "x"}]}), RuleState(limit=100))
+    engine = Engine(
+        rules(
+            {
+                "name": "once",
+                "on": "x",
+                "throttle": {"once_within": "1h", "key": "{{ source }}"},
+                "do": [{"log": "x"}],
+            }
+        ),
+        RuleState(limit=100),
+    )
     for i in range(1000):
         fired(engine, ev("x", i, f"m{i}"))
     assert len(engine.state.throttles) == 100 and engine.state.throttles.evicted == 900

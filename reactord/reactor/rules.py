@@ -129,15 +129,15 @@ def load_rules_text(text: str, path: str, counter: Counter) -> list[Rule]:
 def _rule(spec: Any, dotted: str, where: _Where, parent: LineDict, counter: Counter) -> Rule:
     if not isinstance(spec, LineDict):
         raise where.error(parent, "rules", dotted, "a rule is a mapping")
-    for key in spec:
-        if key not in RULE_KEYS:
-            raise where.error(spec, key, f"{dotted}.{key}", f"unknown key (known: {', '.join(RULE_KEYS)})")
     name = spec.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise where.error(
             spec, "name", f"{dotted}.name", "every rule needs a name: letters, digits, '_', '-', '.', ':'"
         )
     dotted = f"{dotted} ({name})"
+    for key in spec:
+        if key not in RULE_KEYS:
+            raise where.error(spec, key, f"{dotted}.{key}", f"unknown key (known: {', '.join(RULE_KEYS)})")
 
     def fail(key: str, message: str, mapping: Any = spec, sub: str | None = None) -> RuleError:
         return where.error(mapping, sub or key, f"{dotted}.{key}", message)

@@ -129,5 +129,5 @@ def test_templates_that_are_not_paths_are_refused(text: str) -> None:
 
 
 def test_missing_values_are_an_explicit_error() -> None:
-    with pytest.raises(TemplateError, match="data.nope"):
+    with pytest.raises(TemplateError, match=r"data\.nope"):
         render_value(compile_value("{{ data.nope }}"), EVENT)

@@ -54,7 +54,8 @@ def fired(engine: Engine, event: Event, previous: Event | None = None) -> list[s
         ("rules:\n  - name: a\n    on: x\n    do: [{exec: 'rm -rf /'}]\n", "argv; no shell"),
         ("rules:\n  - name: a\n    on: x\n    do: [{log: '{{ 7*7 }}'}]\n", "bad path"),
         (
-            "rules:\n  - name: a\n    on: x\n    do: [{log: hi}]\n  - name: a\n    on: y\n    do: [{log: hi}]\n",
+            "rules:\n  - name: a\n    on: x\n    do: [{log: hi}]\n"
+            "  - name: a\n    on: y\n    do: [{log: hi}]\n",
             "duplicate rule name",
         ),
         ("rules:\n  - name: a\n    on: [x\n", "invalid YAML"),

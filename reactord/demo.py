@@ -12,10 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from reactord import jsonable
 from reactord.config import load_master_config
 from reactord.control import ControlClient
 from reactord.protocol.errors import RequestError
+from reactord.protocol.localsock import LocalClient
 from reactord.scaffold import init_setup
+from reactord.watcher import BusWatcher
 
 DEMO_MINION = "demo-minion"
 
@@ -91,13 +94,17 @@ def run_demo(directory: Path, base_port: int) -> int:
             lambda: any(m["presence"] == "up" and m["last_seen"] > started for m in client.call("minions")),
             30,
         )
+        _watch_bus(config.bus_path, client)
         _say("demo", "master and minion are up; running `reactord run '*' test.ping`")
         job = client.call(
             "run", target="*", target_type="glob", fun="test.ping", args=[], kwargs={}, timeout=10
         )
         for minion_id, ret in job["returns"].items():
             _say("demo", f"{minion_id}: {ret.get('return') if ret['success'] else ret.get('error')}")
-        _say("demo", f"try: reactord minions -c {directory}/master.yaml   (Ctrl-C stops both)")
+        _say("demo", "the minion sends app/deployed; the example rule `deployed` reacts")
+        minion_socket = LocalClient(_minion_socket(directory), timeout=10, daemon="minion")
+        minion_socket.call("event.send", tag="app/deployed", data={"version": "1.0.0"}, count=1)
+        _say("demo", f"try: reactord event watch -c {directory}/master.yaml   (Ctrl-C stops both)")
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)  # supervising: wake up to notice a child that exited
         _say("demo", "a daemon exited on its own; stopping")
@@ -110,6 +117,27 @@ def run_demo(directory: Path, base_port: int) -> int:
         return 1
     finally:
         _stop(procs)
+
+
+def _watch_bus(bus_path: Path, client: ControlClient) -> None:
+    """Print every event on the master's bus from now on (a daemon thread)."""
+    watcher = BusWatcher(bus_path, client)
+    watcher.wait_live()
+
+    def show() -> None:
+        for item in watcher.events():
+            data = jsonable.dumps(item["data"])
+            _say("event", f"{item['tag']}  from {item['source']}  {data[:100]}")
+
+    threading.Thread(target=show, name="bus-watch", daemon=True).start()
+
+
+def _minion_socket(directory: Path) -> Path:
+    from reactord.protocol.configfile import read_yaml_mapping
+
+    state = read_yaml_mapping(directory / "minion.yaml").get("state_dir", "state")
+    path = Path(str(state))
+    return (path if path.is_absolute() else directory / path) / "minion.sock"
 
 
 def _stop(procs: list[subprocess.Popen[str]]) -> None:

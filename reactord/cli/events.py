@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-import zmq
 
 from reactord import jsonable
 from reactord.cli.common import (
@@ -26,11 +25,11 @@ from reactord.cli.common import (
     print_json,
     print_table,
 )
-from reactord.protocol import codec
-from reactord.protocol.errors import DecodeError, TagError
+from reactord.protocol.errors import TagError
 from reactord.protocol.eventdata import parse_data
 from reactord.protocol.tags import tag_matches, validate_pattern
 from reactord.timespec import parse_time
+from reactord.watcher import BusWatcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -156,64 +155,25 @@ def watch(
     except TagError as exc:
         fail(str(exc), EXIT_USAGE)
     config = load_config(config_path)
-    control = client(config_path, timeout=10)
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.SUB)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SUBSCRIBE, b"")
-    sock.setsockopt(zmq.RCVHWM, 100_000)
-    sock.connect(f"ipc://{config.bus_path}")
+    watcher = BusWatcher(config.bus_path, client(config_path, timeout=10))
     seen = 0
-    deadline = time.monotonic() + timeout if timeout else None
     try:
-        _wait_live(sock, control)
+        watcher.wait_live()
         click.echo(f"watching {pattern} on {config.bus_path}", err=True)
-        while count is None or seen < count:
-            wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not sock.poll(wait_ms):
-                break
-            item = _bus_event(sock.recv())
-            if item is None or not tag_matches(pattern, item["tag"]):
+        for item in watcher.events(timeout):
+            if not tag_matches(pattern, item["tag"]):
                 continue
             _print_event(item, as_json)
             seen += 1
+            if count is not None and seen >= count:
+                break
     except KeyboardInterrupt:
         pass
     finally:
-        sock.close(linger=0)
-        ctx.term()
+        watcher.close()
     if count is not None and seen < count:
         fail(f"saw {seen} of {count} events before the timeout", EXIT_FAILED)
     sys.exit(EXIT_OK)
-
-
-def _wait_live(sock: zmq.Socket[bytes], control: Any, timeout: float = 10.0) -> None:
-    """Ask the master to publish a token until this subscriber sees it: the watch is live."""
-    token = os.urandom(8).hex()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        control.call("bus.probe", token=token)
-        probe_deadline = time.monotonic() + 0.2
-        while (left := probe_deadline - time.monotonic()) > 0:
-            if not sock.poll(int(left * 1000) + 1):
-                break
-            try:
-                value = codec.unpack(sock.recv())
-            except DecodeError:
-                continue
-            if value == ["probe", token]:
-                return
-    fail(f"could not subscribe to the master's bus within {timeout:g}s", EXIT_FAILED)
-
-
-def _bus_event(frame: bytes) -> dict[str, Any] | None:
-    try:
-        value = codec.unpack(frame)
-    except DecodeError:
-        return None
-    if isinstance(value, list) and len(value) == 2 and value[0] == "event" and isinstance(value[1], dict):
-        return value[1]
-    return None
 
 
 def _time_option(name: str, help_text: str) -> Callable[[F], F]:

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
@@ -21,17 +20,20 @@ import zmq.asyncio
 
 from minion import grains as grains_mod
 from minion import local, pinning
+from minion.beacons.runner import BeaconManager, build_slots
 from minion.config import MinionConfig
 from minion.connection import MasterConnection, curve_client_socket
 from minion.delivery import Delivery
 from minion.errors import MasterKeyError
 from minion.executor import Executor
-from minion.functions import BUILTINS
+from minion.functions import allowed
+from minion.functions.context import Settings
 from minion.outbox import Outbox
+from minion.plugins import Registry, load_registry
 from minion.state import MinionState
 from reactord.protocol import __version__
 from reactord.protocol import messages as m
-from reactord.protocol.errors import DecodeError, SignatureError
+from reactord.protocol.errors import ConfigError, DecodeError, SignatureError
 from reactord.protocol.keys import CurveKeys, ensure_private_dir, fingerprint, verify_signature
 from reactord.protocol.localsock import LocalServer
 
@@ -44,9 +46,16 @@ class Agent:
         config: MinionConfig,
         *,
         ctx: zmq.asyncio.Context | None = None,
-        functions: Mapping[str, Callable[..., Any]] | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self.config = config
+        registry = registry or load_registry(
+            config.plugins.dirs, use_entry_points=config.plugins.entry_points
+        )
+        try:
+            slots = build_slots(config.beacons, registry.beacons)
+        except ValueError as exc:
+            raise ConfigError(str(config.path), None, str(exc)) from None
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.asyncio.Context()
         self.keys = CurveKeys.load_or_create(config.pki_dir, "minion")
@@ -62,8 +71,23 @@ class Agent:
         self.delivery: Delivery | None = None
         self.started = time.time()
         self.grains = grains_mod.collect(config.grains)
-        self.functions = dict(functions if functions is not None else BUILTINS)
-        self.executor = Executor(config.id, self.functions, self.grains, config.job_workers)
+        self.functions = allowed(registry.functions, config.functions.allow)
+        self.beacons = BeaconManager(slots, self.emit_many)
+        self.executor = Executor(
+            config.id,
+            self.functions,
+            self.grains,
+            config.job_workers,
+            known=registry.functions,
+            settings=Settings(
+                shell=config.functions.shell,
+                file_roots=config.functions.file_roots,
+                cmd_timeout=config.functions.cmd_timeout,
+                max_output=config.functions.max_output,
+            ),
+            emit=self._emit_from_job,
+            beacons=self.beacons,
+        )
         self.stop_event = asyncio.Event()
         self.status = "connecting"  # connecting | pending | rejected | denied | accepted
         self.heartbeat = 5.0
@@ -90,6 +114,7 @@ class Agent:
                     tasks.create_task(self._session(), name="session"),
                     tasks.create_task(self.delivery.run(), name="delivery"),
                     tasks.create_task(self.local.serve(), name="local"),
+                    tasks.create_task(self.beacons.run(), name="beacons"),
                 ]
                 await self.stop_event.wait()
                 for task in services:
@@ -129,6 +154,16 @@ class Agent:
             self.delivery.notify()
         return seqs
 
+    def _emit_from_job(self, events: list[tuple[str, dict[str, Any]]], causation: str | None) -> list[int]:
+        """``emit_many`` for a job thread: the outbox is only touched from the event loop."""
+        loop = self.executor.loop
+        assert loop is not None
+
+        async def emit() -> list[int]:
+            return self.emit_many(events, causation)
+
+        return asyncio.run_coroutine_threadsafe(emit(), loop).result(30)
+
     def status_report(self) -> dict[str, Any]:
         delivery = self.delivery
         return {
@@ -137,6 +172,7 @@ class Agent:
             "uptime": time.time() - self.started,
             "master": self.config.master,
             "status": self.status,
+            "beacons": self.beacons.listing(),
             "outbox": {
                 "epoch": self.outbox.epoch,
                 "depth": self.outbox.depth,

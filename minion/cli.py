@@ -16,6 +16,7 @@ import click
 
 from minion.config import MinionConfig, load_minion_config
 from minion.errors import MasterKeyError
+from minion.plugins import PluginError
 from reactord.protocol.errors import ConfigError, KeyFileError, RequestError, Unreachable
 from reactord.protocol.eventdata import parse_data
 from reactord.protocol.localsock import LocalClient
@@ -59,7 +60,7 @@ def main(ctx: click.Context, config_path: str | None, log_level: str | None) -> 
     setup_logging(log_level or config.log_level, fmt=config.log_format, log_file=config.log_file)
     try:
         asyncio.run(_run(config))
-    except (KeyFileError, MasterKeyError) as exc:
+    except (KeyFileError, MasterKeyError, ConfigError, PluginError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

@@ -33,6 +33,29 @@ class OutboxConfig:
     window: int = cf.option(20_000, cf.as_int(1, 10_000_000), "events in flight beyond the last ack")
 
 
+def _roots(value: Any, where: cf.Where) -> tuple[Path, ...]:
+    return tuple(cf.as_path(v, where) for v in cf.as_str_list(value, where))
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionsConfig:
+    allow: list[str] = cf.option(
+        ["test.*", "grains.*", "sys.*", "beacons.list", "service.status", "disk.usage"],
+        cf.as_str_list,
+        "globs of the functions this minion runs",
+    )
+    shell: bool = cf.option(False, cf.as_bool, "let cmd.run use a shell (shell=True)")
+    file_roots: tuple[Path, ...] = cf.option([], _roots, "folders the file.* functions may touch")
+    cmd_timeout: float = cf.option(60.0, cf.as_duration(0.01))
+    max_output: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))
+
+
+@dataclass(frozen=True, slots=True)
+class PluginsConfig:
+    dirs: tuple[Path, ...] = cf.option([], _roots, "folders of plugin modules (BEACONS, FUNCTIONS)")
+    entry_points: bool = cf.option(True, cf.as_bool, "load installed plugins (entry points)")
+
+
 @dataclass(frozen=True, slots=True)
 class MinionConfig:
     path: Path = field(default=Path("minion.yaml"))
@@ -46,6 +69,9 @@ class MinionConfig:
     state_dir: Path = cf.option("state", cf.as_path)
     grains: dict[str, Any] = cf.option({}, cf.as_mapping)
     outbox: OutboxConfig = cf.option({}, cf.section(OutboxConfig))
+    beacons: dict[str, Any] = cf.option({}, cf.as_mapping)
+    functions: FunctionsConfig = cf.option({}, cf.section(FunctionsConfig))
+    plugins: PluginsConfig = cf.option({}, cf.section(PluginsConfig))
     job_workers: int = cf.option(8, cf.as_int(1, 1024))
     retry_max: float = cf.option(10.0, cf.as_duration(0.1))
     max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))

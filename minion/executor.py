@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePath
 from typing import Any
 
+from minion.beacons.runner import BeaconManager
 from minion.errors import FunctionError
-from minion.functions.context import JobContext
+from minion.functions.context import JobContext, Outcome, Settings
 from reactord.protocol import codec
 from reactord.protocol.messages import CommandBody, Return
 
@@ -31,21 +32,36 @@ class Executor:
         functions: Mapping[str, Callable[..., Any]],
         grains: Mapping[str, Any],
         workers: int,
+        *,
+        known: Mapping[str, Callable[..., Any]] | None = None,
+        settings: Settings | None = None,
+        emit: Callable[[list[tuple[str, dict[str, Any]]], str | None], list[int]] | None = None,
+        beacons: BeaconManager | None = None,
     ) -> None:
         self.minion_id = minion_id
         self.functions = functions
+        self.known = known if known is not None else functions
         self.grains = grains
+        self.settings = settings or Settings()
+        self.emit = emit
+        self.beacons = beacons
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
         self.running: dict[str, JobContext] = {}
 
     async def run(self, body: CommandBody) -> Return:
         started = time.time()
+        self.loop = asyncio.get_running_loop()
         ctx = JobContext(
             jid=body.jid,
             minion_id=self.minion_id,
             deadline=time.monotonic() + body.timeout,
             grains=self.grains,
             functions=self.functions,
+            settings=self.settings,
+            emit=self.emit,
+            beacons=self.beacons,
+            loop=self.loop,
         )
         try:
             call = self._prepare(body, ctx)
@@ -62,16 +78,28 @@ class Executor:
                 "job %s (%s) timed out after %gs", body.jid, body.fun, body.timeout, extra={"jid": body.jid}
             )
             return self._return(body, started, False, 124, None, f"timed out after {body.timeout:g}s")
+        except FunctionError as exc:
+            return self._return(body, started, False, 1, None, str(exc))
         except Exception as exc:  # the function's own failure is the job's result, not ours
             return self._return(body, started, False, 1, None, f"{type(exc).__name__}: {exc}")
         finally:
             self.running.pop(body.jid, None)
+        if isinstance(value, Outcome):
+            ok = value.retcode == 0
+            return self._return(body, started, ok, value.retcode, wire_safe(value.value), None)
         return self._return(body, started, True, 0, wire_safe(value), None)
 
     def _prepare(self, body: CommandBody, ctx: JobContext) -> Callable[[], Any]:
         fn = self.functions.get(body.fun)
         if fn is None:
-            raise FunctionError(f"function {body.fun!r} is not available or not allowed on this minion")
+            if body.fun in self.known:
+                log.warning(
+                    "refused %s (job %s): not in functions.allow", body.fun, body.jid, extra={"jid": body.jid}
+                )
+                raise FunctionError(
+                    f"{body.fun} is not allowed on this minion (functions.allow in minion.yaml)"
+                )
+            raise FunctionError(f"no function {body.fun} on this minion")
         kwargs = dict(body.kwargs)
         signature = inspect.signature(fn)
         if "ctx" in signature.parameters:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from minion.executor import Executor, wire_safe
-from minion.functions import BUILTINS
+from minion.functions import BUILTINS, DEFAULT_ALLOW, allowed
 from minion.state import MinionState
 from reactord.protocol import codec
 from reactord.protocol.messages import CommandBody
@@ -47,7 +47,7 @@ def test_success_failure_bad_arguments_unknown_function_and_timeout() -> None:
     assert not bad_args.success and "bad arguments" in (bad_args.error or "")
 
     unknown = _run(_body("os.system", "id"))
-    assert not unknown.success and "not available" in (unknown.error or "")
+    assert not unknown.success and unknown.error == "no function os.system on this minion"
 
     slow = _run(_body("test.sleep", 30, timeout=0.2))
     assert (slow.success, slow.retcode) == (False, 124)
@@ -75,3 +75,17 @@ def test_a_jid_is_claimed_once_and_returns_wait_for_their_ack(tmp_path: Path) ->
     reopened = MinionState(tmp_path / "minion.db")
     assert reopened.claim("j2", "x", 1.0, 1.0) and not reopened.claim("j2", "x", 1.0, 1.0)
     assert (tmp_path / "minion.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_functions_outside_the_allow_list_are_refused_not_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    known = {**BUILTINS}
+    executor = Executor("web01", allowed(known, DEFAULT_ALLOW), {}, workers=1, known=known)
+    try:
+        ret = asyncio.run(executor.run(_body("cmd.run", ["touch", str(marker)])))
+    finally:
+        executor.cancel_all()
+    assert not ret.success
+    assert ret.error == "cmd.run is not allowed on this minion (functions.allow in minion.yaml)"
+    assert not marker.exists()
+    assert "cmd.run" not in allowed(known, DEFAULT_ALLOW) and "test.ping" in allowed(known, DEFAULT_ALLOW)

@@ -1,0 +1,164 @@
+"""Running beacons: each on its own interval, in worker threads, failures contained.
+
+A beacon that raises or runs past its timeout is logged and tried again at its next
+interval; it never stops the minion or the other beacons, and a poll still running is
+never started twice. ``onchange`` reports a subject only when its state differs from the
+last report; ``emit_at_start`` decides whether the first poll reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from minion.beacons.base import Beacon, Report
+from minion.options import Options
+
+log = logging.getLogger("minion.beacons")
+
+Emit = Callable[[list[tuple[str, dict[str, Any]]]], object]
+COMMON = ("type", "interval", "onchange", "emit_at_start", "enabled", "timeout")
+
+
+@dataclass(slots=True)
+class Slot:
+    name: str
+    kind: str
+    beacon: Beacon
+    interval: float
+    onchange: bool
+    emit_at_start: bool
+    enabled: bool
+    timeout: float
+    last: dict[str | None, Any] = field(default_factory=dict)
+    polls: int = 0
+    errors: int = 0
+    emitted: int = 0
+    last_error: str | None = None
+    last_poll: float = 0.0
+    busy: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.kind,
+            "enabled": self.enabled,
+            "interval": self.interval,
+            "onchange": self.onchange,
+            "polls": self.polls,
+            "errors": self.errors,
+            "emitted": self.emitted,
+            "last_error": self.last_error,
+            "last_poll": self.last_poll,
+        }
+
+
+def build_slots(config: Mapping[str, Any], kinds: Mapping[str, type]) -> list[Slot]:
+    """Beacons from minion.yaml's ``beacons:``; ``ValueError`` names ``beacons.<name>.<key>``."""
+    slots = []
+    for name, raw in config.items():
+        where = f"beacons.{name}"
+        options = Options(where, raw)
+        kind = options.text("type", str(name)) or str(name)
+        cls = kinds.get(kind)
+        if cls is None:
+            raise ValueError(f"{where}: unknown beacon type {kind!r} (known: {', '.join(sorted(kinds))})")
+        interval = options.duration("interval", getattr(cls, "default_interval", 30.0), 0.05)
+        onchange = options.boolean("onchange", False)
+        emit_at_start = options.boolean("emit_at_start", True)
+        enabled = options.boolean("enabled", True)
+        timeout = options.duration("timeout", min(interval, 30.0), 0.05)
+        own = Options(where, {k: v for k, v in options.raw.items() if k not in COMMON})
+        beacon: Beacon = cls(own)
+        own.done()
+        slots.append(Slot(str(name), kind, beacon, interval, onchange, emit_at_start, enabled, timeout))
+    return slots
+
+
+class BeaconManager:
+    def __init__(self, slots: list[Slot], emit: Emit) -> None:
+        self.slots = {slot.name: slot for slot in slots}
+        self.emit = emit
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for slot in self.slots.values():
+                tasks.create_task(self._loop(slot), name=f"beacon-{slot.name}")
+
+    async def _loop(self, slot: Slot) -> None:
+        while True:
+            if slot.enabled:
+                await self.poll(slot)
+            slot.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(slot.interval):
+                    await slot.wake.wait()
+
+    async def poll(self, slot: Slot, *, force: bool = False) -> list[Report]:
+        """One poll of ``slot``; its reports are emitted (all of them when ``force``)."""
+        if slot.busy:
+            log.warning("beacon %s: the previous poll is still running; skipped", slot.name)
+            return []
+        slot.busy = True
+        first = slot.polls == 0
+        try:
+            task = asyncio.ensure_future(asyncio.to_thread(slot.beacon.poll))
+            async with asyncio.timeout(slot.timeout):
+                reports = await asyncio.shield(task)
+        except TimeoutError:
+            slot.errors += 1
+            slot.last_error = f"timed out after {slot.timeout:g}s"
+            log.warning("beacon %s timed out after %gs", slot.name, slot.timeout)
+            task.add_done_callback(lambda _: setattr(slot, "busy", False))
+            return []
+        except Exception as exc:  # a plugin's bug is logged and contained, never fatal
+            slot.errors += 1
+            slot.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "beacon %s failed: %s", slot.name, slot.last_error, exc_info=log.isEnabledFor(logging.DEBUG)
+            )
+            slot.busy = False
+            return []
+        slot.busy = False
+        slot.polls += 1
+        slot.last_poll = time.time()
+        slot.last_error = None
+        out = []
+        for report in reports:
+            key = report.key()
+            seen = report.subject in slot.last
+            changed = not seen or slot.last[report.subject] != key
+            slot.last[report.subject] = key
+            if force or (first and slot.emit_at_start) or (not first and (not slot.onchange or changed)):
+                out.append(report)
+        if out:
+            self.emit([(f"beacon/{slot.name}" + (f"/{r.subject}" if r.subject else ""), r.data) for r in out])
+            slot.emitted += len(out)
+        return out
+
+    # -- what functions (beacons.*) can do ------------------------------------------------------
+
+    def listing(self) -> list[dict[str, Any]]:
+        return [slot.public() for slot in self.slots.values()]
+
+    def _slot(self, name: str) -> Slot:
+        slot = self.slots.get(name)
+        if slot is None:
+            raise KeyError(f"no beacon {name!r} (have: {', '.join(sorted(self.slots)) or 'none'})")
+        return slot
+
+    def set_enabled(self, name: str, enabled: bool) -> dict[str, Any]:
+        slot = self._slot(name)
+        slot.enabled = enabled
+        slot.wake.set()
+        return slot.public()
+
+    async def fire_now(self, name: str) -> list[dict[str, Any]]:
+        reports = await self.poll(self._slot(name), force=True)
+        return [{"subject": r.subject, "data": r.data} for r in reports]

@@ -156,7 +156,10 @@ def test_command_exit_code_output_and_timeout_kills_the_group(tmp_path: Path) ->
     data = one(make("command", argv=[sys.executable, "-c", "print('hi'); raise SystemExit(3)"]).poll())
     assert (data["retcode"], data["ok"], data["output"]) == (3, False, "hi")
     marker = tmp_path / "child.pid"
-    code = f"import subprocess,time; p=subprocess.Popen(['sleep','30']); open({str(marker)!r},'w').write(str(p.pid)); time.sleep(30)"
+    code = (
+        "import subprocess, time; p = subprocess.Popen(['sleep', '30']); "
+        f"open({str(marker)!r}, 'w').write(str(p.pid)); time.sleep(30)"
+    )
     slow = one(make("command", argv=[sys.executable, "-c", code], timeout="1s").poll())
     assert slow["timed_out"] is True and slow["retcode"] == 124
     child = int(marker.read_text())

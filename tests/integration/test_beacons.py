@@ -255,9 +255,9 @@ def test_a_failing_or_hung_beacon_never_stops_the_others() -> None:
                 await asyncio.sleep(0.02)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        slots[1].beacon.release.set()  # type: ignore[attr-defined]  # let the hung thread end
 
     asyncio.run(scenario())
-    slots[1].beacon.release.set()  # type: ignore[attr-defined]
     assert manager.slots["broken"].errors >= 2 and manager.slots["broken"].last_error == "RuntimeError: boom"
     assert manager.slots["hung"].last_error == "timed out after 0.1s"
 

@@ -38,6 +38,7 @@ class Slot:
     last: dict[str | None, Any] = field(default_factory=dict)
     polls: int = 0
     errors: int = 0
+    skipped: int = 0
     emitted: int = 0
     last_error: str | None = None
     last_poll: float = 0.0
@@ -53,6 +54,7 @@ class Slot:
             "onchange": self.onchange,
             "polls": self.polls,
             "errors": self.errors,
+            "skipped": self.skipped,
             "emitted": self.emitted,
             "last_error": self.last_error,
             "last_poll": self.last_poll,
@@ -103,6 +105,7 @@ class BeaconManager:
     async def poll(self, slot: Slot, *, force: bool = False) -> list[Report]:
         """One poll of ``slot``; its reports are emitted (all of them when ``force``)."""
         if slot.busy:
+            slot.skipped += 1
             log.warning("beacon %s: the previous poll is still running; skipped", slot.name)
             return []
         slot.busy = True

@@ -7,6 +7,7 @@ counted. Frames already queued are taken together and committed in one transacti
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import zmq
@@ -60,6 +61,9 @@ class Ingest:
                     break
                 self._take(await self.socket.recv(copy=False))
             self.pipeline.commit()
+            # A ready message makes `await recv()` return at once, without yielding: under a
+            # flood this loop would starve every other task (control, commands) without this.
+            await asyncio.sleep(0)
 
     def _take(self, frame: zmq.Frame) -> None:
         self.stats.incr("frames.received")

@@ -12,6 +12,8 @@ Example exchange: request ``b"key"``; reply ``["master_key", {"key": <32 bytes>,
 
 from __future__ import annotations
 
+import asyncio
+
 import zmq
 import zmq.asyncio
 
@@ -38,6 +40,7 @@ class KeyService:
                 await self.socket.send_multipart([frames[0], self.reply], flags=zmq.NOBLOCK)
             except zmq.ZMQError:
                 pass  # the asker is gone or not reading; it will ask again
+            await asyncio.sleep(0)  # a flood of askers must not starve the other tasks
 
     def close(self) -> None:
         self.socket.close(linger=0)

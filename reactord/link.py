@@ -117,7 +117,11 @@ class CommandLink:
         return False
 
     async def serve(self) -> None:
+        handled = 0
         while True:
+            handled += 1
+            if handled % 64 == 0:
+                await asyncio.sleep(0)  # ready messages never yield: let other tasks run under a flood
             frames = await self.socket.recv_multipart(copy=False)
             reply = self._receive(frames)
             if reply is not None:

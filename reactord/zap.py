@@ -8,6 +8,7 @@ again, because ZAP runs once per connection, not per message.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import zmq
@@ -58,6 +59,7 @@ class ZapHandler:
                 continue  # libzmq only sends well-formed requests; nothing to answer
             code, text, user = self.decide(frames)
             await self.socket.send_multipart([frames[0], frames[1], code, text, user, b""])
+            await asyncio.sleep(0)  # a flood of handshakes must not starve the other tasks
 
     def close(self) -> None:
         self.socket.close(linger=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,13 +10,18 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
+
+if TYPE_CHECKING:
+    from reactord.master import Master
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -251,3 +257,45 @@ def minion_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[
     return subprocess.run(
         [sys.executable, "-m", "minion", *args], capture_output=True, text=True, timeout=timeout
     )
+
+
+class MasterThread:
+    """A master running in this process, in its own thread and event loop (real sockets)."""
+
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, name="master", daemon=True)
+        self.error: BaseException | None = None
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.master.run())
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+        finally:
+            self.loop.close()
+
+    def start(self) -> None:
+        self.thread.start()
+        wait_until(lambda: self.master.control.path.exists(), 10, "the master to listen")
+
+    def call(self, coro: Awaitable[T], timeout: float = 30) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        return future.result(timeout)
+
+    def run_sync(self, fn: Any, *args: Any) -> Any:
+        async def call() -> Any:
+            return fn(*args)
+
+        return self.call(call())
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.master.stop_event.set)
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "the master did not stop"
+        if self.error is not None:
+            raise self.error
+
+

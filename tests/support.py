@@ -297,5 +297,3 @@ class MasterThread:
         assert not self.thread.is_alive(), "the master did not stop"
         if self.error is not None:
             raise self.error
-
-

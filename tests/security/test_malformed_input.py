@@ -37,6 +37,7 @@ def test_malformed_frames_from_an_accepted_key_are_dropped_and_counted(setup: Se
     ctx = zmq.Context()
     pub = curve_socket(ctx, zmq.PUB, setup, keys, setup.ports[0])
     try:
+
         def counted() -> bool:
             for frame in MALFORMED:
                 peer.send(frame)
@@ -58,7 +59,9 @@ def test_a_frame_over_the_size_limit_never_reaches_the_master(setup: Setup) -> N
     ctx = zmq.Context()
     pub = curve_socket(ctx, zmq.PUB, setup, keys, setup.ports[0])
     before = setup.counters().get("frames.received", 0)
-    huge = m.EventBatch(epoch="big", base=1, events=[[1, "minion/web01/big", 1.0, {"x": "a" * 200_000}, None]])
+    huge = m.EventBatch(
+        epoch="big", base=1, events=[[1, "minion/web01/big", 1.0, {"x": "a" * 200_000}, None]]
+    )
     try:
         for _ in range(20):
             pub.send(huge.to_wire())
@@ -82,8 +85,11 @@ def test_a_million_tiny_messages_leave_memory_bounded_and_the_master_serving(set
     peer = RawPeer(setup.ports[1], master_key(setup.root), CurveKeys.generate())
     stranger.sndhwm = insider.sndhwm = 0
     try:
-        wait_until(lambda: (stranger.send(b"x"), setup.counters().get("drop.unauthenticated", 0) > 0)[1], 20,
-                   "the flood to start arriving")
+        wait_until(
+            lambda: (stranger.send(b"x"), setup.counters().get("drop.unauthenticated", 0) > 0)[1],
+            20,
+            "the flood to start arriving",
+        )
         for n in range(500_000):
             stranger.send(b"\x00")
             insider.send(b"\x01")

@@ -57,7 +57,9 @@ def test_an_unknown_curve_key_is_only_heard_saying_hello(setup: Setup) -> None:
     try:
         hostile: list[bytes] = [
             m.Heartbeat(time=time.time()).to_wire(),
-            m.Return(jid="01J00000000000000000000000", id="web01", success=True, retcode=0, ret="x").to_wire(),
+            m.Return(
+                jid="01J00000000000000000000000", id="web01", success=True, retcode=0, ret="x"
+            ).to_wire(),
             m.Welcome(status="accepted", signing_key=b"k" * 32).to_wire(),
             m.Command(payload=b"p", sig=b"s").to_wire(),
             m.Ack(epoch="e", seq=10**9).to_wire(),
@@ -66,7 +68,9 @@ def test_an_unknown_curve_key_is_only_heard_saying_hello(setup: Setup) -> None:
             codec.pack(["run", {"fun": "cmd.run", "args": ["id"]}]),
             *(codec.pack([os.urandom(6).hex(), {"x": 1}]) for _ in range(20)),
         ]
-        batch = m.EventBatch(epoch="e", base=1, events=[[1, "minion/web01/evil", time.time(), {}, None]]).to_wire()
+        batch = m.EventBatch(
+            epoch="e", base=1, events=[[1, "minion/web01/evil", time.time(), {}, None]]
+        ).to_wire()
 
         def all_dropped() -> bool:
             for frame in hostile:

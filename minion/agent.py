@@ -66,6 +66,7 @@ class Agent:
             config.id,
             max_events=config.outbox.max_events,
             policy=config.outbox.when_full,
+            max_event_bytes=config.max_message_size // 2 - 1024,
         )
         self.local = LocalServer(config.local_socket, local.handlers(self))
         self.delivery: Delivery | None = None

@@ -94,6 +94,12 @@ class Delivery:
         rows = self.outbox.read(max(self.sent, self.acked), self.batch_events)
         if not rows:
             return True
+        if rows[0].seq == base and len(rows[0].data) + len(rows[0].tag) + 64 > self.batch_bytes:
+            # Written under a larger max_message_size: it can never be delivered. Drop it (the
+            # master counts it lost when the base moves) rather than block everything behind it.
+            log.error("dropping event %d (%s): larger than one message may carry", rows[0].seq, rows[0].tag)
+            self.outbox.ack(rows[0].seq)
+            return True
         batch: list[tuple[int, str, float, bytes, str | None]] = []
         size = 0
         for row in rows:

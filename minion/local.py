@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from minion.outbox import OutboxFull
+from minion.outbox import EventTooLarge, OutboxFull
 from reactord.protocol.errors import RequestError, TagError
 from reactord.protocol.localsock import Handler
-from reactord.protocol.tags import validate_tag
+from reactord.protocol.tags import localize, validate_tag
 
 if TYPE_CHECKING:
     from minion.agent import Agent
@@ -23,7 +23,7 @@ def handlers(agent: Agent) -> dict[str, Handler]:
     async def send(args: dict[str, Any]) -> Any:
         tag, data, count = args.get("tag"), args.get("data", {}), args.get("count", 1)
         try:
-            validate_tag(tag)
+            localize(agent.config.id, validate_tag(tag))  # still a valid tag once under minion/<id>/
         except TagError as exc:
             raise RequestError(str(exc), "bad_request") from exc
         if not isinstance(data, dict):
@@ -36,6 +36,8 @@ def handlers(agent: Agent) -> dict[str, Handler]:
             seqs = agent.emit_many(events)
         except OutboxFull as exc:
             raise RequestError(str(exc), "outbox_full") from exc
+        except (EventTooLarge, TagError) as exc:
+            raise RequestError(str(exc), "bad_request") from exc
         return {"count": len(seqs), "first_seq": seqs[0], "last_seq": seqs[-1], "epoch": agent.outbox.epoch}
 
     async def status(args: dict[str, Any]) -> Any:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minion.errors import MinionError
 from reactord.protocol import codec
 from reactord.protocol.tags import localize
 
@@ -25,8 +26,12 @@ log = logging.getLogger("minion.outbox")
 DROP_OLDEST, REFUSE = "drop_oldest", "refuse"
 
 
-class OutboxFull(Exception):
+class OutboxFull(MinionError):
     """The outbox is full and its policy is ``refuse``."""
+
+
+class EventTooLarge(MinionError):
+    """An event bigger than one wire message may carry: it could never be delivered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +44,11 @@ class Pending:
 
 
 class Outbox:
-    def __init__(self, path: Path, minion_id: str, *, max_events: int, policy: str) -> None:
+    def __init__(
+        self, path: Path, minion_id: str, *, max_events: int, policy: str, max_event_bytes: int = 512 * 1024
+    ) -> None:
         self.minion_id = minion_id
+        self.max_event_bytes = max_event_bytes
         self.max_events = max_events
         self.policy = policy
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -86,7 +94,13 @@ class Outbox:
         rows = []
         seq = self.next_seq
         for tag, data in events:
-            rows.append((seq, localize(self.minion_id, tag), now, codec.pack(data), causation))
+            packed = codec.pack(data)
+            if len(packed) + len(tag) > self.max_event_bytes:
+                raise EventTooLarge(
+                    f"an event of {len(packed)} bytes is larger than {self.max_event_bytes}, the most one "
+                    "message carries (max_message_size / 2): it could never be delivered"
+                )
+            rows.append((seq, localize(self.minion_id, tag), now, packed, causation))
             seq += 1
         if not rows:
             return []

@@ -1,7 +1,7 @@
 """The master's command channel: a CURVE ROUTER that minions' DEALERs connect to.
 
 Messages in: ``hello`` (read from any key), ``heartbeat``, ``return`` (accepted keys only).
-Messages out: ``welcome``, ``pong``, ``return_ack``, ``command``, and later ``ack``.
+Messages out: ``welcome``, ``pong``, ``return_ack``, ``command`` and ``ack`` (of events).
 
 Routing is by authenticated identity: a route from a minion to the ROUTER routing id of its
 connection is learned only from a message whose ZAP User-Id is that minion's accepted key,

@@ -71,7 +71,13 @@ class Master:
         self.bus = Bus(self.ctx, config.bus_path)
         self.state_table = StateTable(self.db)
         self.pipeline = EventPipeline(
-            self.event_log, self.state_table, self.bus, self.stats, send_ack=self._send_ack, clock=clock
+            self.event_log,
+            self.state_table,
+            self.bus,
+            self.stats,
+            send_ack=self._send_ack,
+            depth_of=self._depth_of,
+            clock=clock,
         )
         self.presence = PresenceTracker(self.registry, config.presence, self.emit, self.started)
         self.nodes = Nodes(config, self.keystore, self.registry, self.presence, self.signer, self.emit, clock)
@@ -131,6 +137,14 @@ class Master:
         accepted = [m for m in self.keystore.accepted_ids() if self.registry.get(m) is not None]
         return resolve(target, target_type, accepted, {r.id: r.grains for r in self.registry.all()})
 
+    def _depth_of(self, causation: str) -> int:
+        """The depth of what a minion event names as its cause (a job, or an event)."""
+        job = self.job_store.get(causation)
+        if job is not None:
+            return job.depth
+        cause = self.event_log.get(causation)
+        return cause.depth + 1 if cause is not None else 0
+
     def _send_ack(self, minion_id: str, epoch: str, seq: int) -> None:
         self.link.send(minion_id, m.Ack(epoch=epoch, seq=seq))
 
@@ -186,8 +200,11 @@ class Master:
                 max_count=self.config.event_log.max_count,
                 now=self.clock(),
             )
+            if self.config.event_log.max_age:
+                before = self.clock() - self.config.event_log.max_age
+                removed += self.reactor.audit.prune(before) + self.job_store.prune(before)
             if removed:
-                log.info("retention: removed %d old events", removed)
+                log.info("retention: removed %d old records", removed)
             await asyncio.sleep(60)
 
     async def _tick(self) -> None:

@@ -60,6 +60,20 @@ class Nodes:
         return m.Welcome(status=status, message=f"key {status} by the master")
 
     def on_hello(self, key: bytes, hello: m.Hello) -> m.Welcome:
+        if hello.protocol != m.PROTOCOL_VERSION:
+            log.warning(
+                "refused %s: it speaks protocol %d, this master %d",
+                hello.id,
+                hello.protocol,
+                m.PROTOCOL_VERSION,
+                extra={"minion": hello.id},
+            )
+            return m.Welcome(
+                status="rejected",
+                message=(
+                    f"protocol {hello.protocol} is not supported: this master speaks {m.PROTOCOL_VERSION}"
+                ),
+            )
         before = self.keystore.lookup(key)
         status = self.keystore.register(hello.id, key)
         now = self.clock()

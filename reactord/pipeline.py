@@ -48,6 +48,7 @@ class EventPipeline:
         stats: Stats,
         *,
         send_ack: AckSender,
+        depth_of: Callable[[str], int] = lambda causation: 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.log = event_log
@@ -55,6 +56,7 @@ class EventPipeline:
         self.bus = bus
         self.stats = stats
         self.send_ack = send_ack
+        self.depth_of = depth_of
         self.clock = clock
         self.subscribers: list[Subscriber] = []
         self.epoch = os.urandom(8).hex()  # the master's own emitter epoch, new at each start
@@ -119,6 +121,8 @@ class EventPipeline:
                     seq=seq,
                     epoch=batch.epoch,
                     causation=causation,
+                    # a job's event.fire names the job: count the depth so loops through minions stop
+                    depth=self.depth_of(causation) if causation else 0,
                     received=now,
                 )
             )

@@ -18,6 +18,7 @@ from typing import Any
 
 from minion.beacons.base import Beacon, Report
 from minion.options import Options
+from reactord.protocol.errors import ReactordError
 
 log = logging.getLogger("minion.beacons")
 
@@ -141,9 +142,20 @@ class BeaconManager:
             if force or (first and slot.emit_at_start) or (not first and (not slot.onchange or changed)):
                 out.append(report)
         if out:
-            self.emit([(f"beacon/{slot.name}" + (f"/{r.subject}" if r.subject else ""), r.data) for r in out])
-            slot.emitted += len(out)
+            self._emit(slot, out)
         return out
+
+    def _emit(self, slot: Slot, out: list[Report]) -> None:
+        """Queue a poll's reports; one that cannot be queued is logged, the beacon goes on."""
+        events = [(f"beacon/{slot.name}" + (f"/{r.subject}" if r.subject else ""), r.data) for r in out]
+        try:
+            self.emit(events)
+        except (ReactordError, TypeError, ValueError) as exc:  # too large, refused, or not packable
+            slot.errors += 1
+            slot.last_error = f"not queued: {exc}"
+            log.warning("beacon %s: its reports were not queued: %s", slot.name, exc)
+            return
+        slot.emitted += len(out)
 
     # -- what functions (beacons.*) can do ------------------------------------------------------
 

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from reactord import jsonable
 from reactord.actions import ACTIONS
 from reactord.actions.context import ActionContext, ActionFailed
+from reactord.protocol.errors import ReactordError
 from reactord.protocol.events import Event
 from reactord.protocol.ids import new_id
 from reactord.reactor.actionspec import ActionSpec, Retry
@@ -61,57 +63,31 @@ class ActionDispatcher:
     def submit(self, rule: Rule, event: Event, *, replay: str | None = None) -> list[str]:
         """Record the firing's actions as pending and schedule them; return their ids."""
         ids = [new_id(self.clock()) for _ in rule.do]
-        rendered: list[dict[str, Any] | None] = []
         for action_id, spec in zip(ids, rule.do, strict=True):
-            try:
-                params: dict[str, Any] | None = spec.render(event)
-            except TemplateError as exc:
-                params = None
-                error = str(exc)
             self.audit.add_action(
-                action_id,
-                event.id,
-                rule.name,
-                spec.index,
-                spec.kind,
-                spec.label,
-                self.clock(),
-                params,
-                replay,
+                action_id, event.id, rule.name, spec.index, spec.kind, spec.label, self.clock(), None, replay
             )
-            rendered.append(params)
-            if params is None:
-                self._dead(action_id, event, rule.name, spec, {}, f"template: {error}", 0)
-                for later, later_spec in zip(ids[len(rendered) :], rule.do[len(rendered) :], strict=True):
-                    self.audit.add_action(
-                        later,
-                        event.id,
-                        rule.name,
-                        later_spec.index,
-                        later_spec.kind,
-                        later_spec.label,
-                        self.clock(),
-                        None,
-                        replay,
-                    )
-                    self.audit.update_action(later, status="skipped", error="an earlier action failed")
-                return ids
         if len(self._tasks) >= self.max_pending:
-            for action_id, spec, params in zip(ids, rule.do, rendered, strict=True):
-                self._dead(action_id, event, rule.name, spec, params or {}, "the action queue is full", 0)
+            for action_id, spec in zip(ids, rule.do, strict=True):
+                self._dead(action_id, event, rule.name, spec, None, "the action queue is full", 0)
             self.stats.incr("actions.refused_full")
             return ids
-        task = asyncio.get_running_loop().create_task(self._firing(rule, event, ids, rendered))
+        task = asyncio.get_running_loop().create_task(self._firing(rule, event, ids))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return ids
 
-    async def _firing(
-        self, rule: Rule, event: Event, ids: list[str], rendered: list[dict[str, Any] | None]
-    ) -> None:
+    async def _firing(self, rule: Rule, event: Event, ids: list[str]) -> None:
+        """The rule's actions in order; one that fails for good stops the rest."""
         async with self._slots:
-            for position, (action_id, spec, params) in enumerate(zip(ids, rule.do, rendered, strict=True)):
-                assert params is not None
+            for position, (action_id, spec) in enumerate(zip(ids, rule.do, strict=True)):
+                try:
+                    params, lock_key = spec.render(event), spec.lock_key(event)
+                except TemplateError as exc:
+                    self._dead(action_id, event, rule.name, spec, None, f"template: {exc}", 0)
+                    self._skip(ids[position + 1 :])
+                    return
+                self.audit.update_action(action_id, params=jsonable.dumps(params))
                 error, attempts = await self._attempts(
                     action_id,
                     event,
@@ -121,13 +97,16 @@ class ActionDispatcher:
                     params,
                     spec.timeout,
                     spec.retry,
-                    spec.lock_key(event),
+                    lock_key,
                 )
                 if error is not None:
                     self._dead(action_id, event, rule.name, spec, params, error, attempts)
-                    for later in ids[position + 1 :]:
-                        self.audit.update_action(later, status="skipped", error="an earlier action failed")
+                    self._skip(ids[position + 1 :])
                     return
+
+    def _skip(self, ids: list[str]) -> None:
+        for later in ids:
+            self.audit.update_action(later, status="skipped", error="an earlier action failed")
 
     async def _attempts(
         self,
@@ -159,6 +138,11 @@ class ActionDispatcher:
                     error, again, jid = str(exc), exc.retry, exc.jid
                 except TimeoutError:
                     error, again, jid = f"timed out after {timeout:g}s", True, None
+                except ReactordError as exc:  # e.g. a target that is not valid: trying again cannot help
+                    error, again, jid = str(exc), False, None
+                except Exception as exc:  # a bug in an action: recorded and contained, never left running
+                    log.exception("%s: %s raised", rule, label)
+                    error, again, jid = f"internal error: {type(exc).__name__}: {exc}", False, None
                 else:
                     self.audit.update_action(
                         action_id,
@@ -205,7 +189,7 @@ class ActionDispatcher:
         event: Event,
         rule: str,
         spec: ActionSpec,
-        params: dict[str, Any],
+        params: dict[str, Any] | None,
         error: str,
         attempts: int,
     ) -> None:
@@ -240,6 +224,13 @@ class ActionDispatcher:
 
     async def retry_dead(self, letter: DeadLetter, event: Event) -> tuple[bool, str]:
         """Run a dead letter's action again (with its retry policy); resolve it on success."""
+        if letter.status != "open":
+            return False, f"dead letter {letter.id} is {letter.status}, not open"
+        if letter.params is None:
+            return False, (
+                "this action never ran: its parameters did not render (see the error); "
+                "fix the rule, then `reactord event replay` the event"
+            )
         retry = Retry(**letter.retry)
         action_id = new_id(self.clock())
         self.audit.add_action(

@@ -252,12 +252,14 @@ def _print_chain(item: dict[str, Any], level: int) -> None:
     pad = "  " * level
     jobs = {job["jid"]: job for job in item.get("jobs", [])}
     for decision in item.get("decisions", []):
+        replay = decision.get("replay")
+        where = f" (replay {replay})" if replay else ""
         if decision["fired"]:
-            click.echo(f"{pad}rule {decision['rule']}: fired")
+            click.echo(f"{pad}rule {decision['rule']}: fired{where}")
         else:
-            click.echo(f"{pad}rule {decision['rule']}: not fired ({decision.get('reason')})")
+            click.echo(f"{pad}rule {decision['rule']}: not fired{where} ({decision.get('reason')})")
         for action in item.get("actions", []):
-            if action["rule"] != decision["rule"] or not decision["fired"]:
+            if action["rule"] != decision["rule"] or not decision["fired"] or action.get("replay") != replay:
                 continue
             status = action["status"]
             line = f"{pad}  {action['label']}: {status}"

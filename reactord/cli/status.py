@@ -22,6 +22,11 @@ def status(config_path: str | None, as_json: bool) -> None:
     click.echo(f"master key: {info['master_finger']}")
     click.echo("minions:    " + ", ".join(f"{n} {state}" for state, n in info["minions"].items()))
     click.echo("keys:       " + ", ".join(f"{n} {state}" for state, n in info["keys"].items()))
+    click.echo(
+        f"rules:      {info['rules_loaded']} loaded, {info['actions_in_flight']} actions in flight, "
+        f"{info['dead_letters']} dead letters"
+    )
+    click.echo(f"events:     {info['events_logged']} in the log")
     click.echo(f"database:   {info['database_bytes'] / 1e6:.1f} MB")
     for name, value in info["counters"].items():
         click.echo(f"  {name:<28} {value}")

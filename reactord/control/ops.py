@@ -190,6 +190,8 @@ def handlers(master: Master) -> dict[str, Handler]:
             returns = master.job_store.returns(job.jid)
             jobs.append({**job.public(), "returns": {m: return_public(r) for m, r in returns.items()}})
         caused = master.event_log.caused_by(event.id)
+        for entry in jobs:
+            caused += master.event_log.caused_by(entry["jid"])  # events a job emitted on its minion
         return {
             **event.public(),
             "received": event.received,
@@ -238,7 +240,8 @@ def handlers(master: Master) -> dict[str, Handler]:
         else:
             event = _stored(_arg(args, "id", str))
             recorded = master.reactor.audit.decisions(event.id)
-        return {"event": event.public(), "recorded": recorded, "now": master.reactor.explain(event)}
+        now = master.reactor.explain(event, stored=recorded is not None)
+        return {"event": event.public(), "recorded": recorded, "now": now}
 
     async def dead_list(args: dict[str, Any]) -> Any:
         status = _arg(args, "status", str, "open")

@@ -176,7 +176,7 @@ def _compile_expected(op: str, expected: Any, where: str, ignore_case: bool) -> 
     if op in ("in", "not_in") and not isinstance(expected, list):
         raise ValueError(f"{where}: expected a list")
     if op in ("gt", "gte", "lt", "lte") and not (_number(expected) or isinstance(expected, str)):
-        raise ValueError(f"{where}: expected a number")
+        raise ValueError(f"{where}: expected a number (or text, compared as text)")
     if op in ("prefix", "suffix", "glob") and not isinstance(expected, str):
         raise ValueError(f"{where}: expected a string")
     if op == "exists" and not isinstance(expected, bool):

@@ -8,6 +8,7 @@ first step that fails is the reason recorded for the decision.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -80,11 +81,15 @@ class Engine:
                 ),
             )
         reason = rule.when.failure(event) if rule.when is not None else None
+        key = (rule.name, f"{event.source}\0{event.tag}")
+        hold = self.state.holds.get(key) if rule.hold is not None else None
         if reason is None and rule.changed is not None:
-            reason = _changed_failure(rule, event, previous)
+            # With `for`, the change starts the hold; then the value must stay what it became.
+            if hold is not None:
+                reason = _still_failure(rule, event, hold.event)
+            else:
+                reason = _changed_failure(rule, event, previous)
         if rule.hold is not None:
-            key = (rule.name, f"{event.source}\0{event.tag}")
-            hold = self.state.holds.get(key)
             if reason is not None:
                 if hold is not None and commit:
                     self.state.holds.pop(key)
@@ -183,8 +188,21 @@ def _changed_failure(rule: Rule, event: Event, previous: Event | None) -> str | 
     return "; ".join(unchanged)
 
 
+def _still_failure(rule: Rule, event: Event, started: Event) -> str | None:
+    """None while every watched value is still what it became when the hold started."""
+    changed = rule.changed
+    assert changed is not None
+    for parts, written in zip(changed.paths, changed.written, strict=True):
+        now_value, then = resolve(event, parts), resolve(started, parts)
+        if now_value != then or type(now_value) is not type(then):
+            return f"changed {written}: changed again, from {_show(then)} to {_show(now_value)}"
+    if changed.to is not None and (why := changed.to.failure(resolve(event, changed.paths[0]))):
+        return f"to {changed.written[0]}: {why}"
+    return None
+
+
 def _show(value: object) -> str:
-    return "missing" if value is MISSING else repr(value)
+    return "missing" if value is MISSING else json.dumps(value, default=str)
 
 
 def rule_names(decisions: Iterable[Decision]) -> list[str]:

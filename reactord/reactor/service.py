@@ -181,11 +181,16 @@ class Reactor:
 
     # -- explain and replay ----------------------------------------------------------------------
 
-    def explain(self, event: Event) -> list[dict[str, Any]]:
-        """What the loaded rules decide for ``event`` now (without changing any state)."""
-        previous = self.pipeline.state.previous(event.source, event.tag)
-        if previous is not None and previous.id == event.id:
-            previous = None
+    def explain(self, event: Event, *, stored: bool) -> list[dict[str, Any]]:
+        """What the loaded rules decide for ``event`` now (without changing any state).
+
+        A stored event is compared with the event that came before it; a new one with the
+        latest of its source and tag.
+        """
+        if stored:
+            previous = self.event_log.previous(event)
+        else:
+            previous = self.pipeline.state.previous(event.source, event.tag)
         return [d.public() for d in self.engine.evaluate(event, previous, self.clock(), commit=False)]
 
     async def replay(self, query: EventQuery, dry_run: bool) -> AsyncIterator[dict[str, Any]]:

@@ -26,7 +26,7 @@ class DeadLetter:
     rule: str
     kind: str
     label: str
-    params: dict[str, Any]
+    params: dict[str, Any] | None  # None: the action's templates did not render
     timeout: float
     retry: dict[str, Any]
     error: str
@@ -111,9 +111,10 @@ class AuditLog:
 
     def actions_for(self, event_id: str) -> list[dict[str, Any]]:
         rows = self.db.conn.execute(
-            f"SELECT {_ACTION_COLUMNS} FROM actions WHERE event_id=? ORDER BY created, idx", (event_id,)
+            f"SELECT {_ACTION_COLUMNS}, replay FROM actions WHERE event_id=? ORDER BY created, idx",
+            (event_id,),
         ).fetchall()
-        names = _ACTION_COLUMNS.split(", ")
+        names = [*_ACTION_COLUMNS.split(", "), "replay"]
         out = []
         for row in rows:
             item = dict(zip(names, row, strict=True))
@@ -180,6 +181,18 @@ class AuditLog:
             "UPDATE deadletters SET status=?, error=?, attempts=?, updated=? WHERE id=?",
             (status, error, attempts, now, letter_id),
         )
+
+    def prune(self, before: float) -> int:
+        """Forget decisions and finished actions older than ``before``, and resolved dead letters."""
+        conn = self.db.conn
+        removed = conn.execute("DELETE FROM decisions WHERE time < ?", (before,)).rowcount
+        removed += conn.execute(
+            "DELETE FROM actions WHERE created < ? AND status NOT IN ('pending', 'running')", (before,)
+        ).rowcount
+        removed += conn.execute(
+            "DELETE FROM deadletters WHERE status='resolved' AND updated < ?", (before,)
+        ).rowcount
+        return int(removed)
 
     def count_dead(self) -> int:
         return int(self.db.conn.execute("SELECT COUNT(*) FROM deadletters WHERE status='open'").fetchone()[0])

@@ -94,6 +94,14 @@ class EventLog:
         row = self.db.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id=?", (event_id,)).fetchone()
         return _event(row) if row else None
 
+    def previous(self, event: Event) -> Event | None:
+        """The event of the same source and tag logged just before ``event``."""
+        row = self.db.conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE source=? AND tag=? AND id<? ORDER BY id DESC LIMIT 1",
+            (event.source, event.tag, event.id),
+        ).fetchone()
+        return _event(row) if row else None
+
     def caused_by(self, event_id: str) -> list[Event]:
         rows = self.db.conn.execute(
             f"SELECT {_COLUMNS} FROM events WHERE causation=? ORDER BY rowid", (event_id,)

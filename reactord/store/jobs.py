@@ -134,6 +134,14 @@ class JobStore:
             for r in rows
         }
 
+    def prune(self, before: float) -> int:
+        """Forget jobs (and their returns) created before ``before``."""
+        conn = self.db.conn
+        removed = conn.execute(
+            "DELETE FROM returns WHERE jid IN (SELECT jid FROM jobs WHERE created < ?)", (before,)
+        ).rowcount
+        return int(removed + conn.execute("DELETE FROM jobs WHERE created < ?", (before,)).rowcount)
+
     def count_returns(self, jids: list[str]) -> dict[str, int]:
         if not jids:
             return {}

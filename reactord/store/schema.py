@@ -136,3 +136,10 @@ MIGRATIONS.append(
     );
     """
 )
+
+MIGRATIONS.append(
+    # 4: find the event before another of the same source and tag (explain, state --at)
+    """
+    CREATE INDEX events_source_tag ON events (source, tag, id);
+    """
+)

@@ -319,3 +319,40 @@ rules:
         "the replayed alerts",
     )
     assert len(alerts) == 4
+
+
+def test_a_loop_through_a_minion_also_stops_at_the_depth_limit(setup: Setup) -> None:
+    setup.edit_master(reactor={"max_depth": 3})
+    write_rules(
+        setup,
+        """
+rules:
+  - name: bounce
+    on: "minion/*/app/bounce"
+    do:
+      - run: event.fire
+        target: "{{ source }}"
+        args: [app/bounce, {n: 1}]
+""",
+    )
+    master = setup.start_master()
+    setup.start_minion("web01", functions={"allow": ["test.*", "event.fire"]})
+    setup.accept_all("web01")
+    assert setup.send("web01", "app/bounce").returncode == 0
+    wait_until(lambda: "depth limit" in master.output(), 30, "the loop to hit the depth limit")
+    bounces = setup.events("--tag", "minion/web01/app/bounce")
+    assert [e.get("depth", 0) for e in bounces] == [0, 1, 2, 3]
+    first = setup.cli_json("event", "show", bounces[0]["id"])
+    assert [c["tag"] for c in first["caused"] if c["tag"].startswith("minion/")] == [
+        "minion/web01/app/bounce"
+    ]
+
+
+def test_explain_compares_a_stored_event_with_the_one_before_it(setup: Setup) -> None:
+    write_rules(
+        setup, "rules:\n  - name: flip\n    on: ops/flag\n    changed: data.on\n    do: [{log: flip}]\n"
+    )
+    setup.start_master()
+    ids = [fire(setup, "ops/flag", f"on={v}") for v in ("true", "false", "false")]
+    assert [recorded(setup, i)["flip"]["fired"] for i in ids] == [True, True, False]
+    assert [setup.cli_json("rules", "explain", i)["now"][0]["fired"] for i in ids] == [True, True, False]

@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from minion.executor import Executor, wire_safe
 from minion.functions import BUILTINS, DEFAULT_ALLOW, allowed
 from minion.state import MinionState
@@ -89,3 +91,13 @@ def test_functions_outside_the_allow_list_are_refused_not_run(tmp_path: Path) ->
     assert ret.error == "cmd.run is not allowed on this minion (functions.allow in minion.yaml)"
     assert not marker.exists()
     assert "cmd.run" not in allowed(known, DEFAULT_ALLOW) and "test.ping" in allowed(known, DEFAULT_ALLOW)
+
+
+def test_an_event_too_large_to_ever_deliver_is_refused_at_the_door(tmp_path: Path) -> None:
+    from minion.outbox import EventTooLarge, Outbox
+
+    outbox = Outbox(tmp_path / "o.db", "web01", max_events=10, policy="drop_oldest", max_event_bytes=1000)
+    with pytest.raises(EventTooLarge, match="could never be delivered"):
+        outbox.append([("big", {"x": "a" * 2000})])
+    assert outbox.append([("small", {"x": "a"})]) == [1]
+    outbox.close()

@@ -137,7 +137,49 @@ def test_changed_from_to() -> None:
     assert fired(engine, down, up2) == ["any-change", "went-down"]
     assert fired(engine, up3, down) == ["any-change"]
     reasons = {d.rule.name: d.reason for d in engine.evaluate(up2, up1, 2)}
-    assert reasons["any-change"] == "changed data.running: still True"
+    assert reasons["any-change"] == "changed data.running: still true"
+
+
+def test_changed_with_for_means_changed_and_stayed_so() -> None:
+    engine = Engine(
+        rules(
+            {
+                "name": "down-for-30s",
+                "on": "svc",
+                "changed": "data.running",
+                "from": True,
+                "to": False,
+                "for": "30s",
+                "do": [{"log": "x"}],
+            }
+        )
+    )
+    events = [
+        ev("svc", 0, running=True),
+        ev("svc", 10, running=False),
+        ev("svc", 20, running=False),
+        ev("svc", 45, running=False),
+    ]
+    previous = None
+    outcomes = []
+    for event in events:
+        outcomes.append(fired(engine, event, previous))
+        previous = event
+    assert outcomes == [[], [], [], ["down-for-30s"]]  # stopped at 10, still stopped 35s later
+    flap = Engine(engine.rules)
+    seq = [
+        ev("svc", 0, running=True),
+        ev("svc", 10, running=False),
+        ev("svc", 20, running=True),
+        ev("svc", 30, running=False),
+        ev("svc", 45, running=False),
+    ]
+    previous, outcomes = None, []
+    for event in seq:
+        outcomes.append(fired(flap, event, previous))
+        previous = event
+    assert outcomes == [[], [], [], [], []]  # the restart at 20 broke the hold; 30..45 is only 15s
+    assert [d.rule.name for d in flap.due_holds(61)] == ["down-for-30s"]
 
 
 def test_for_needs_the_condition_to_hold_without_flapping() -> None:

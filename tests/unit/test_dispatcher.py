@@ -1,0 +1,109 @@
+"""The action dispatcher with a real audit database: order, failures, skips, dead letters, locks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reactord.actions.context import ActionContext
+from reactord.actions.dispatcher import ActionDispatcher
+from reactord.errors import TargetError
+from reactord.protocol.events import Event
+from reactord.reactor.conditions import Counter
+from reactord.reactor.rules import Rule, load_rules_text
+from reactord.stats import Stats
+from reactord.store.audit import AuditLog
+from reactord.store.database import Database
+from reactord.store.schema import MIGRATIONS
+
+EVENT = Event(id="E1", tag="x", source="web01", time=1.0, data={"name": "nginx"})
+
+
+def rule(actions: list[dict[str, Any]]) -> Rule:
+    return load_rules_text(
+        yaml.safe_dump({"rules": [{"name": "r", "on": "x", "do": actions}]}), "t.yaml", Counter()
+    )[0]
+
+
+def context(event: Event, rule_name: str, action_id: str, timeout: float, dry_run: bool) -> ActionContext:
+    def resolve(target: str, kind: str) -> list[str]:
+        raise TargetError(f"a grain target is key:value, got {target!r}")
+
+    return ActionContext(
+        event=event,
+        rule=rule_name,
+        action_id=action_id,
+        timeout=timeout,
+        dry_run=dry_run,
+        max_depth=8,
+        pipeline=None,
+        jobs=object(),  # type: ignore[arg-type]
+        resolve_target=resolve,
+    )
+
+
+def run(
+    tmp_path: Path, actions: list[dict[str, Any]]
+) -> tuple[AuditLog, list[dict[str, Any]], ActionDispatcher]:
+    audit = AuditLog(Database(tmp_path / "m.db", MIGRATIONS))
+
+    async def scenario() -> ActionDispatcher:
+        dispatcher = ActionDispatcher(audit, context, Stats())
+        dispatcher.submit(rule(actions), EVENT)
+        async with asyncio.timeout(10):
+            while dispatcher.in_flight:
+                await asyncio.sleep(0.01)  # poll: the firing is a task of its own
+        return dispatcher
+
+    dispatcher = asyncio.run(scenario())
+    return audit, audit.actions_for("E1"), dispatcher
+
+
+def test_a_template_that_does_not_render_stops_there_after_the_earlier_actions_ran(tmp_path: Path) -> None:
+    audit, actions, dispatcher = run(
+        tmp_path, [{"log": "first {{ data.name }}"}, {"log": "{{ data.missing }}"}, {"log": "third"}]
+    )
+    assert [a["status"] for a in actions] == ["ok", "dead", "skipped"]
+    assert actions[0]["result"] == {"message": "first nginx"}
+    (letter,) = audit.dead_letters()
+    assert letter.params is None and "data.missing" in letter.error
+    ok, error = asyncio.run(dispatcher.retry_dead(letter, EVENT))
+    assert not ok and "did not render" in error
+
+
+def test_a_lock_that_does_not_render_is_a_dead_letter_not_a_crash(tmp_path: Path) -> None:
+    _, actions, _ = run(tmp_path, [{"log": "x", "lock": "{{ data.nope }}"}])
+    assert [a["status"] for a in actions] == ["dead"]
+
+
+def test_an_invalid_target_fails_the_action_without_retrying_or_hanging(tmp_path: Path) -> None:
+    audit, actions, _ = run(
+        tmp_path,
+        [
+            {
+                "run": "test.ping",
+                "target": "broken",
+                "target_type": "grain",
+                "retry": {"attempts": 5, "backoff": "10s"},
+            },
+            {"log": "after"},
+        ],
+    )
+    assert [a["status"] for a in actions] == ["dead", "skipped"]
+    assert actions[0]["attempts"] == 1 and "key:value" in actions[0]["error"]
+    assert audit.dead_letters()[0].attempts == 1
+
+
+def test_resolved_dead_letters_are_not_retried_again(tmp_path: Path) -> None:
+    audit, _, dispatcher = run(tmp_path, [{"log": "{{ data.missing }}"}])
+    (letter,) = audit.dead_letters()
+    audit.update_dead(letter.id, status="resolved", error="", attempts=1, now=2.0)
+    resolved = audit.dead_letter(letter.id)
+    assert resolved is not None
+    assert asyncio.run(dispatcher.retry_dead(resolved, EVENT)) == (
+        False,
+        f"dead letter {letter.id} is resolved, not open",
+    )

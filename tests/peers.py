@@ -25,8 +25,13 @@ class RawPeer:
         self.sock.setsockopt(zmq.ROUTING_ID, os.urandom(16))
         self.sock.connect(f"tcp://127.0.0.1:{port}")
 
-    def send(self, message: m.Message | bytes) -> None:
-        self.sock.send(message if isinstance(message, bytes) else message.to_wire())
+    def send(self, message: m.Message | bytes) -> bool:
+        """Queue a message; False when it cannot even be queued (no connection ever completed)."""
+        try:
+            self.sock.send(message if isinstance(message, bytes) else message.to_wire(), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
 
     def recv(self, timeout: float = 5.0) -> m.Message | None:
         if not self.sock.poll(timeout * 1000):

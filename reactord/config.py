@@ -40,6 +40,11 @@ class ReactorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StateConfig:
+    ttl: float = cf.option(300.0, cf.as_duration(0.1), "state older than this is stale (gates fail on it)")
+
+
+@dataclass(frozen=True, slots=True)
 class MasterConfig:
     path: Path = field(default=Path("master.yaml"))
     interface: str = cf.option("0.0.0.0", cf.as_str)
@@ -55,6 +60,7 @@ class MasterConfig:
     presence: PresenceConfig = cf.option({}, cf.section(PresenceConfig))
     event_log: EventLogConfig = cf.option({}, cf.section(EventLogConfig))
     reactor: ReactorConfig = cf.option({}, cf.section(ReactorConfig))
+    state: StateConfig = cf.option({}, cf.section(StateConfig))
     job_timeout: float = cf.option(10.0, cf.as_duration(0.01))
     command_ttl: float = cf.option(300.0, cf.as_duration(1.0))
     max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))

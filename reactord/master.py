@@ -16,6 +16,7 @@ from reactord import __version__
 from reactord.bus import Bus
 from reactord.config import MasterConfig
 from reactord.control import ControlServer, ops
+from reactord.fleet import Fleet, compile_checks
 from reactord.ingest import Ingest
 from reactord.jobs import JobDispatcher
 from reactord.keyservice import KeyService
@@ -112,6 +113,12 @@ class Master:
             config, self.db, self.pipeline, self.event_log, self.jobs, self.resolve_target, self.stats, clock
         )
         self.reactor.load()
+        self.fleet = Fleet(self.state_table, self.event_log, self.registry, config.state.ttl, clock)
+        self.reactor.gate = self.gate_for_action
+        if self.state_table.empty() and self.event_log.count():
+            log.warning(
+                "the state table is empty: rebuilt %d rows from the event log", self.state_table.rebuild()
+            )
         self.control = ControlServer(config.control_path, ops.handlers(self))
         self.stop_event = asyncio.Event()
 
@@ -136,6 +143,17 @@ class Master:
         """The accepted, registered minions a target names."""
         accepted = [m for m in self.keystore.accepted_ids() if self.registry.get(m) is not None]
         return resolve(target, target_type, accepted, {r.id: r.grains for r in self.registry.all()})
+
+    def gate_for_action(self, spec: dict[str, Any], minions: list[str]) -> str | None:
+        """A rule's `gate:` on a run action: None when open, else why it is closed."""
+        if spec.get("target"):
+            minions = self.resolve_target(spec["target"], spec["target_type"])
+        result = self.fleet.gate(compile_checks(spec["checks"]), minions, allow_stale=spec["allow_stale"])
+        if result["open"]:
+            return None
+        return "; ".join(f"{m}: {r['reasons'][0]}" for m, r in result["minions"].items() if not r["ok"]) or (
+            "no minion to check"
+        )
 
     def _depth_of(self, causation: str) -> int:
         """The depth of what a minion event names as its cause (a job, or an event)."""

@@ -34,7 +34,7 @@ class ActionContext:
     pipeline: EventPipeline | None
     jobs: JobDispatcher | None
     resolve_target: Callable[[str, str], list[str]] | None
-    check_gate: Callable[[Any], Awaitable[str | None]] | None = None
+    check_gate: Callable[[dict[str, Any], list[str]], Awaitable[str | None]] | None = None
 
 
 Execute = Callable[[dict[str, Any], ActionContext], Awaitable[dict[str, Any]]]

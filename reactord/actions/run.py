@@ -13,13 +13,15 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     target = params["target"]
     if not isinstance(target, str):
         raise ActionFailed(f"target must be text, got {target!r}", retry=False)
-    if ctx.check_gate is not None and params.get("gate") is not None:
-        closed = await ctx.check_gate(params["gate"])
-        if closed:
-            raise ActionFailed(f"gate closed: {closed}")
     minions = ctx.resolve_target(target, params["target_type"])
     if not minions:
         raise ActionFailed(f"no accepted minion matches {params['target_type']} target {target!r}")
+    if params.get("gate") is not None:
+        if ctx.check_gate is None:
+            raise ActionFailed("this action has a gate but nothing can check it", retry=False)
+        closed = await ctx.check_gate(params["gate"], minions)
+        if closed:
+            raise ActionFailed(f"gate closed: {closed}")  # retried with backoff: waits for a healthy fleet
     result = await ctx.jobs.run(
         minions,
         params["fun"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from reactord import __version__
-from reactord.cli import daemons, events, jobs, keys, rules, status
+from reactord.cli import daemons, events, fleet, jobs, keys, rules, status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -13,8 +13,8 @@ from reactord.cli import daemons, events, jobs, keys, rules, status
 def cli() -> None:
     """reactord: event-driven infrastructure automation.
 
-    Run a master and minions, accept their keys, run functions on them, and
-    watch, replay and explain the events they send.
+    Run a master and minions, accept their keys, run functions on them, watch,
+    replay and explain the events they send, and gate deploys on the fleet's state.
     """
 
 
@@ -24,6 +24,7 @@ for command in (
     *jobs.COMMANDS,
     *events.COMMANDS,
     *rules.COMMANDS,
+    *fleet.COMMANDS,
     *status.COMMANDS,
 ):
     cli.add_command(command)

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from reactord import __version__
+from reactord.control import fleet_ops
 from reactord.errors import ControlError, KeyStoreError
 from reactord.keystore import PENDING
 from reactord.protocol.errors import TagError
@@ -270,6 +271,7 @@ def handlers(master: Master) -> dict[str, Handler]:
         return {"bus": str(master.config.bus_path)}
 
     return {
+        **fleet_ops.handlers(master, _arg),
         "ping": ping,
         "event.fire": event_fire,
         "event.list": event_list,

@@ -86,8 +86,36 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
         "kwargs": compile_value(kwargs),
     }
     if "gate" in spec:
-        out["gate"] = spec["gate"]
+        out["gate"] = parse_gate(spec["gate"])
     return out
+
+
+def parse_gate(value: Any) -> dict[str, Any]:
+    """``gate: {on, when, target, target_type, allow_stale}`` (or ``checks: [{on, when}, ...]``)."""
+    from reactord.fleet import GateError, compile_checks
+
+    if not isinstance(value, dict):
+        raise ValueError("gate: expected {on: TAG_GLOB, when: {...}} or {checks: [...]}")
+    extra = set(value) - {"on", "when", "checks", "target", "target_type", "allow_stale"}
+    if extra:
+        raise ValueError(f"gate: unknown key {sorted(extra)[0]!r}")
+    groups = value.get("checks") or [{k: value[k] for k in ("on", "when") if k in value}]
+    try:
+        compile_checks(groups)
+    except GateError as exc:
+        raise ValueError(f"gate: {exc}") from None
+    allow_stale = value.get("allow_stale", False)
+    if not isinstance(allow_stale, bool):
+        raise ValueError("gate.allow_stale: expected true or false")
+    target_type = value.get("target_type", "glob")
+    if target_type not in TARGET_TYPES:
+        raise ValueError(f"gate.target_type: expected one of {', '.join(TARGET_TYPES)}")
+    return {
+        "checks": groups,
+        "target": value.get("target"),
+        "target_type": target_type,
+        "allow_stale": allow_stale,
+    }
 
 
 def _fire(spec: dict[str, Any]) -> dict[str, Any]:

@@ -151,7 +151,16 @@ class Reactor:
             pipeline=self.pipeline,
             jobs=self.jobs,
             resolve_target=self.resolve_target,
+            check_gate=self.check_gate,
         )
+
+    #: Set by the master: ``(gate spec, the action's minions) -> why the gate is closed, or None``.
+    gate: Callable[[dict[str, Any], list[str]], str | None] | None = None
+
+    async def check_gate(self, spec: dict[str, Any], minions: list[str]) -> str | None:
+        if self.gate is None:
+            return "no fleet state to check the gate against"
+        return self.gate(spec, minions)
 
     async def tick(self) -> None:
         """Fire ``for`` holds that are due, persist rule state, reload changed rule files."""

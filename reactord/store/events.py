@@ -102,6 +102,19 @@ class EventLog:
         ).fetchone()
         return _event(row) if row else None
 
+    def latest_at(self, when: float) -> list[Event]:
+        """The latest event of each (source, tag) received at or before ``when``: the past state."""
+        rows = self.db.conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE id IN"
+            " (SELECT MAX(id) FROM events WHERE received <= ? GROUP BY source, tag) ORDER BY source, tag",
+            (when,),
+        ).fetchall()
+        return [_event(r) for r in rows]
+
+    def oldest_received(self) -> float | None:
+        row = self.db.conn.execute("SELECT MIN(received) FROM events").fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def caused_by(self, event_id: str) -> list[Event]:
         rows = self.db.conn.execute(
             f"SELECT {_COLUMNS} FROM events WHERE causation=? ORDER BY rowid", (event_id,)

@@ -66,6 +66,38 @@ class StateTable:
         rows = [(e.source, e.tag, e.id, e.time, e.received, codec.pack(e.data)) for e in latest.values()]
         return pairs, rows
 
+    def current(self) -> list[Event]:
+        """Every row of the state table: the latest event of each (source, tag)."""
+        rows = self.db.conn.execute(
+            "SELECT source, tag, event_id, time, received, data FROM state ORDER BY source, tag"
+        ).fetchall()
+        return [
+            Event(
+                id=r[2],
+                tag=r[1],
+                source=r[0],
+                time=r[3],
+                received=r[4],
+                data=codec.unpack(r[5], max_size=1 << 30),
+            )
+            for r in rows
+        ]
+
+    def empty(self) -> bool:
+        return self.db.conn.execute("SELECT 1 FROM state LIMIT 1").fetchone() is None
+
+    def rebuild(self) -> int:
+        """Fill the table again from the event log (after it was lost); return the rows written."""
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM state")
+            conn.execute(
+                "INSERT INTO state (source, tag, event_id, time, received, data)"
+                " SELECT source, tag, id, time, received, data FROM events"
+                " WHERE id IN (SELECT MAX(id) FROM events GROUP BY source, tag)"
+            )
+        self._cache.clear()
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM state").fetchone()[0])
+
     SQL = (
         "INSERT INTO state (source, tag, event_id, time, received, data) VALUES (?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (source, tag) DO UPDATE SET event_id=excluded.event_id, time=excluded.time,"

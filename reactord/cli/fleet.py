@@ -1,0 +1,213 @@
+"""``reactord state`` and ``reactord gate``: the fleet's current (or past) state, and a deploy gate."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import Any
+
+import click
+import yaml
+
+from reactord import jsonable
+from reactord.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    client,
+    config_option,
+    fail,
+    handle_errors,
+    iso,
+    json_option,
+    print_json,
+    print_table,
+)
+from reactord.reactor.yamlfile import load_with_lines
+from reactord.timespec import parse_time
+
+_SHORT = re.compile(
+    r"\s*([A-Za-z_][\w.-]*)"  # the path
+    r"(?:\s*(==|!=|<=|>=|=~|<|>)\s*|\s+(not in|in|contains)\s+|\s+(exists|missing)\s*$)"  # the operator
+    r"(.*)",  # the value, YAML
+    re.S,
+)
+_OPS = {
+    "==": "eq",
+    "!=": "ne",
+    "<": "lt",
+    "<=": "lte",
+    ">": "gt",
+    ">=": "gte",
+    "=~": "regex",
+    "in": "in",
+    "not in": "not_in",
+    "contains": "contains",
+}
+
+
+def _target_options(func: Any) -> Any:
+    func = click.option("-G", "--grain", metavar="KEY:VALUE", help="minions whose grain matches")(func)
+    return click.option("--target", metavar="GLOB", help="minions whose id matches (default: all)")(func)
+
+
+def _target(target: str | None, grain: str | None) -> dict[str, Any]:
+    if target and grain:
+        raise click.UsageError("--target and -G cannot be combined")
+    if grain:
+        return {"target": grain, "target_type": "grain"}
+    return {"target": target, "target_type": "glob"} if target else {}
+
+
+def parse_condition(text: str) -> dict[str, Any]:
+    """``data.load1 < 2`` (or a YAML mapping in the rules' form) into a ``when`` mapping."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            value = load_with_lines(stripped)  # YAML 1.2 booleans: `on` stays a key
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{text!r}: {exc}") from None
+        if not isinstance(value, dict):
+            raise click.BadParameter(f"{text!r} is not a mapping")
+        return value
+    match = _SHORT.fullmatch(stripped)
+    if not match:
+        raise click.BadParameter(
+            f"{text!r}: expected PATH OP VALUE, e.g. 'data.load1 < 2' or 'data.ok == true'"
+        )
+    path, symbol, word, presence, raw = match.groups()
+    if presence:
+        return {path: {"exists": presence == "exists"}}
+    op = symbol or word
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return {path: {_OPS[op]: value}}
+
+
+def parse_checks(words: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Tag globs each followed by their conditions: ``'minion/*/beacon/load' 'data.load1 < 2' ...``."""
+    checks: list[dict[str, Any]] = []
+    for word in words:
+        text = word.strip()
+        if text and not text.startswith("{") and not any(c in text for c in " \t<>=!~"):  # a tag glob
+            checks.append({"on": word, "when": {}})
+            continue
+        if not checks:
+            raise click.UsageError(f"{word!r}: give a TAG_GLOB before its conditions")
+        condition = parse_condition(word)
+        if set(condition) <= {"on", "when"} and "on" in condition:
+            checks.append(condition)
+        else:
+            checks[-1]["when"].update(condition)
+    if not checks:
+        raise click.UsageError("give a TAG_GLOB and conditions, e.g. 'minion/*/beacon/load' 'data.load1 < 2'")
+    return [c if c.get("when") else {"on": c["on"]} for c in checks]
+
+
+@click.command()
+@click.argument("tag_glob", required=False)
+@click.option("--source", metavar="GLOB", help="only these sources (a glob on ids)")
+@_target_options
+@click.option("--at", "at_text", metavar="TIME", help="the state as it was then, rebuilt from the event log")
+@config_option
+@json_option
+@handle_errors
+def state(
+    tag_glob: str | None,
+    source: str | None,
+    target: str | None,
+    grain: str | None,
+    at_text: str | None,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """The fleet's state: the latest event of each source and tag, with its age.
+
+    A row is stale when older than state.ttl or when its minion is down. With --at
+    (ISO 8601, `10m` ago, or epoch seconds) the state is rebuilt from the log as it was then.
+    """
+    args: dict[str, Any] = {"tag": tag_glob, "source": source, **_target(target, grain)}
+    if at_text:
+        try:
+            args["at"] = parse_time(at_text)
+        except ValueError as exc:
+            fail(str(exc), EXIT_USAGE)
+    result = client(config_path).call("state.list", **args)
+    if as_json:
+        print_json(result)
+        return
+    if result["at"] is not None:
+        click.echo(
+            f"state at {iso(result['at'])}"
+            + ("" if result["complete"] else " (incomplete: the log's retention has removed older events)")
+        )
+    print_table(
+        ["source", "tag", "age", "presence", "stale", "data"],
+        [
+            [
+                r["source"],
+                r["tag"],
+                f"{r['age']:.0f}s",
+                r["presence"],
+                "STALE" if r["stale"] else "",
+                _short(jsonable.dumps(r["data"])),
+            ]
+            for r in result["rows"]
+        ],
+    )
+
+
+def _short(text: str, width: int = 50) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@click.command()
+@click.argument("conditions", nargs=-1, required=True)
+@_target_options
+@click.option("--wait", "wait", type=float, default=0, help="keep checking up to S seconds until it opens")
+@click.option("--allow-stale", is_flag=True, help="let stale or missing state pass")
+@config_option
+@json_option
+@handle_errors
+def gate(
+    conditions: tuple[str, ...],
+    target: str | None,
+    grain: str | None,
+    wait: float,
+    allow_stale: bool,
+    config_path: str | None,
+    as_json: bool,
+) -> None:
+    """Exit 0 when every targeted minion's current state satisfies CONDITIONS, 1 when not.
+
+    CONDITIONS: a tag glob, then its conditions in the rules' language, short
+    ('data.load1 < 2', 'data.ok == true', 'data.name in [a, b]', 'data.x exists')
+    or as a mapping ('{data.load1: {lt: 2}}'). Several globs may follow each other.
+    Stale or missing state fails unless --allow-stale. Exit 3: master not reachable.
+
+    \b
+    Example, in a deploy pipeline:
+      reactord gate 'minion/*/beacon/load' 'data.load1 < 2' --target 'web*' --wait 300
+    """
+    checks = parse_checks(conditions)
+    args = {"checks": checks, "allow_stale": allow_stale, **_target(target, grain)}
+    control = client(config_path)
+    deadline = time.monotonic() + wait
+    while True:
+        result = control.call("gate.check", **args)
+        if result["open"] or time.monotonic() >= deadline:
+            break
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))  # --wait: check again until the deadline
+    if as_json:
+        print_json(result)
+    else:
+        minions = result["minions"]
+        passed = sum(1 for r in minions.values() if r["ok"])
+        click.echo(f"gate {'open' if result['open'] else 'closed'}: {passed} of {len(minions)} minions pass")
+        for minion_id, r in minions.items():
+            for reason in r["reasons"]:
+                click.echo(f"  {minion_id}: {reason}")
+    sys.exit(EXIT_OK if result["open"] else EXIT_FAILED)
+
+
+COMMANDS = [state, gate]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reactord.errors import MasterError
+from reactord.protocol.errors import ReactordError
 from reactord.protocol.events import Event
 from reactord.protocol.tags import tag_matches, validate_pattern
 from reactord.reactor.conditions import Condition, Counter, compile_condition
@@ -51,7 +52,7 @@ def compile_checks(groups: list[dict[str, Any]]) -> list[Check]:
                 if group.get("when")
                 else None
             )
-        except (ValueError, MasterError) as exc:
+        except (ValueError, ReactordError) as exc:
             raise GateError(str(exc)) from None
         checks.append(Check(group["on"], when, group))
     return checks

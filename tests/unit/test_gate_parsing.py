@@ -1,0 +1,62 @@
+"""The gate's command-line language, and the fleet's gate verdicts on rows."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from reactord.cli.fleet import parse_checks, parse_condition
+from reactord.fleet import GateError, compile_checks
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("data.load1 < 2", {"data.load1": {"lt": 2}}),
+        ("data.load1<=2.5", {"data.load1": {"lte": 2.5}}),
+        ("data.ok == true", {"data.ok": {"eq": True}}),
+        ("data.state != failed", {"data.state": {"ne": "failed"}}),
+        ("data.name in [nginx, apache]", {"data.name": {"in": ["nginx", "apache"]}}),
+        ("data.name not in [x]", {"data.name": {"not_in": ["x"]}}),
+        ("data.tags contains prod", {"data.tags": {"contains": "prod"}}),
+        ("data.version =~ ^1\\.", {"data.version": {"regex": "^1\\."}}),
+        ("data.x exists", {"data.x": {"exists": True}}),
+        ("data.x missing", {"data.x": {"exists": False}}),
+        (
+            "{data.load1: {lt: 2}, source: {glob: 'web*'}}",
+            {"data.load1": {"lt": 2}, "source": {"glob": "web*"}},
+        ),
+    ],
+)
+def test_short_and_mapping_conditions(text: str, expected: dict[str, object]) -> None:
+    assert parse_condition(text) == expected
+
+
+def test_tag_globs_start_groups() -> None:
+    checks = parse_checks(
+        (
+            "minion/*/beacon/load",
+            "data.load1 < 2",
+            "minion/*/beacon/disk/*",
+            "data.percent < 90",
+            "minion/*/beacon/heartbeat",
+        )
+    )
+    assert checks == [
+        {"on": "minion/*/beacon/load", "when": {"data.load1": {"lt": 2}}},
+        {"on": "minion/*/beacon/disk/*", "when": {"data.percent": {"lt": 90}}},
+        {"on": "minion/*/beacon/heartbeat"},
+    ]
+    compile_checks(checks)
+
+
+@pytest.mark.parametrize("words", [("data.x < 2",), ("minion/*/x", "data.x ?? 2"), ()])
+def test_bad_gate_words(words: tuple[str, ...]) -> None:
+    with pytest.raises(click.ClickException):
+        parse_checks(words)
+
+
+def test_bad_checks_are_refused_by_the_master_side_too() -> None:
+    for groups in ([], [{"on": "a//b"}], [{"on": "x", "when": {"data.x": {"nope": 1}}}], [{"when": {}}]):
+        with pytest.raises(GateError):
+            compile_checks(groups)  # type: ignore[arg-type]

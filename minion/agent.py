@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -28,6 +29,7 @@ from minion.errors import MasterKeyError
 from minion.executor import Executor
 from minion.functions import allowed
 from minion.functions.context import Settings
+from minion.metrics import MinionCollector
 from minion.outbox import Outbox
 from minion.plugins import Registry, load_registry
 from minion.state import MinionState
@@ -36,6 +38,7 @@ from reactord.protocol import messages as m
 from reactord.protocol.errors import ConfigError, DecodeError, SignatureError
 from reactord.protocol.keys import CurveKeys, ensure_private_dir, fingerprint, verify_signature
 from reactord.protocol.localsock import LocalServer
+from reactord.protocol.metricsserver import MetricsServer
 
 log = logging.getLogger("minion")
 
@@ -69,6 +72,9 @@ class Agent:
             max_event_bytes=config.max_message_size // 2 - 1024,
         )
         self.local = LocalServer(config.local_socket, local.handlers(self))
+        self.metrics = (
+            MetricsServer(config.metrics.address, MinionCollector(self)) if config.metrics.address else None
+        )
         self.delivery: Delivery | None = None
         self.started = time.time()
         self.grains = grains_mod.collect(config.grains)
@@ -79,6 +85,7 @@ class Agent:
             self.functions,
             self.grains,
             config.job_workers,
+            max_return_bytes=config.max_message_size // 2,
             known=registry.functions,
             settings=Settings(
                 shell=config.functions.shell,
@@ -109,6 +116,8 @@ class Agent:
             self.conn = MasterConnection(self.ctx, self.config, self.keys, self.master_key)
             self.delivery = self._delivery(self.master_key)
             await self.local.start()
+            if self.metrics is not None:
+                self.metrics.start()
             async with asyncio.TaskGroup() as tasks:
                 services = [
                     tasks.create_task(self._receive(), name="receive"),
@@ -124,11 +133,12 @@ class Agent:
             self.close()
             log.info("minion %s stopped", self.config.id)
 
-    def install_signals(self) -> None:
+    def install_signals(self, reopen_log: Callable[[], None] = lambda: None) -> None:
+        """SIGTERM and SIGINT stop; SIGHUP reopens the log file (after the OS rotated it)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP: nothing to reload yet"))
+        loop.add_signal_handler(signal.SIGHUP, reopen_log)
 
     def _delivery(self, master_key: bytes) -> Delivery:
         pub = curve_client_socket(self.ctx, zmq.PUB, self.keys, master_key, self.config.max_message_size)
@@ -187,6 +197,8 @@ class Agent:
 
     def close(self) -> None:
         self.executor.cancel_all()
+        if self.metrics is not None:
+            self.metrics.close()
         self.local.close()
         if self.delivery is not None:
             self.delivery.socket.close(linger=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -20,7 +21,7 @@ from minion.plugins import PluginError
 from reactord.protocol.errors import ConfigError, KeyFileError, RequestError, Unreachable
 from reactord.protocol.eventdata import parse_data
 from reactord.protocol.localsock import LocalClient
-from reactord.protocol.logsetup import LEVELS, setup_logging
+from reactord.protocol.logsetup import LEVELS, reopen_log, setup_logging
 
 CONFIG_HELP = "minion.yaml (default: $REACTORD_CONFIG, ./minion.yaml, /etc/reactord/minion.yaml)"
 
@@ -57,19 +58,19 @@ def main(ctx: click.Context, config_path: str | None, log_level: str | None) -> 
     if ctx.invoked_subcommand is not None:
         return
     config = _config(config_path)
-    setup_logging(log_level or config.log_level, fmt=config.log_format, log_file=config.log_file)
+    handler = setup_logging(log_level or config.log_level, fmt=config.log_format, log_file=config.log_file)
     try:
-        asyncio.run(_run(config))
+        asyncio.run(_run(config, lambda: reopen_log(handler)))
     except (KeyFileError, MasterKeyError, ConfigError, PluginError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
 
 
-async def _run(config: MinionConfig) -> None:
+async def _run(config: MinionConfig, reopen: Callable[[], None]) -> None:
     from minion.agent import Agent
 
     agent = Agent(config)
-    agent.install_signals()
+    agent.install_signals(reopen)
     await agent.run()
 
 

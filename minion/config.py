@@ -10,6 +10,7 @@ from typing import Any
 from reactord.protocol import configfile as cf
 from reactord.protocol.keys import normalize_fingerprint
 from reactord.protocol.logsetup import LEVELS
+from reactord.protocol.metricsserver import parse_address
 from reactord.protocol.tags import validate_minion_id
 
 
@@ -47,13 +48,25 @@ class FunctionsConfig:
     shell: bool = cf.option(False, cf.as_bool, "let cmd.run use a shell (shell=True)")
     file_roots: tuple[Path, ...] = cf.option([], _roots, "folders the file.* functions may touch")
     cmd_timeout: float = cf.option(60.0, cf.as_duration(0.01))
-    max_output: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))
+    max_output: int = cf.option(128 * 1024, cf.as_int(1024, 64 << 20), "bytes kept of each output stream")
 
 
 @dataclass(frozen=True, slots=True)
 class PluginsConfig:
     dirs: tuple[Path, ...] = cf.option([], _roots, "folders of plugin modules (BEACONS, FUNCTIONS)")
     entry_points: bool = cf.option(True, cf.as_bool, "load installed plugins (entry points)")
+
+
+def _address(value: Any, where: cf.Where) -> str:
+    text = cf.as_str(value, where) if value is not None else ""
+    if text:
+        parse_address(text)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    address: str = cf.option("", _address, "host:port of /metrics (Prometheus); empty: off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,7 @@ class MinionConfig:
     beacons: dict[str, Any] = cf.option({}, cf.as_mapping)
     functions: FunctionsConfig = cf.option({}, cf.section(FunctionsConfig))
     plugins: PluginsConfig = cf.option({}, cf.section(PluginsConfig))
+    metrics: MetricsConfig = cf.option({}, cf.section(MetricsConfig))
     job_workers: int = cf.option(8, cf.as_int(1, 1024))
     retry_max: float = cf.option(10.0, cf.as_duration(0.1))
     max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePath
@@ -33,12 +34,14 @@ class Executor:
         grains: Mapping[str, Any],
         workers: int,
         *,
+        max_return_bytes: int = 512 * 1024,
         known: Mapping[str, Callable[..., Any]] | None = None,
         settings: Settings | None = None,
         emit: Callable[[list[tuple[str, dict[str, Any]]], str | None], list[int]] | None = None,
         beacons: BeaconManager | None = None,
     ) -> None:
         self.minion_id = minion_id
+        self.max_return_bytes = max_return_bytes
         self.functions = functions
         self.known = known if known is not None else functions
         self.grains = grains
@@ -48,6 +51,7 @@ class Executor:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
         self.running: dict[str, JobContext] = {}
+        self.counts: Counter[str] = Counter()  # jobs by outcome: ok, failed, timed_out, refused
 
     async def run(self, body: CommandBody) -> Return:
         started = time.time()
@@ -93,6 +97,7 @@ class Executor:
         fn = self.functions.get(body.fun)
         if fn is None:
             if body.fun in self.known:
+                self.counts["refused"] += 1
                 log.warning(
                     "refused %s (job %s): not in functions.allow", body.fun, body.jid, extra={"jid": body.jid}
                 )
@@ -110,10 +115,15 @@ class Executor:
             raise FunctionError(f"bad arguments for {body.fun}: {exc}") from exc
         return lambda: fn(*body.args, **kwargs)
 
+    def _count(self, ret: Return) -> Return:
+        outcome = "ok" if ret.success else "timed_out" if ret.retcode == 124 else "failed"
+        self.counts[outcome] += 1
+        return ret
+
     def _return(
         self, body: CommandBody, started: float, success: bool, retcode: int, value: Any, error: str | None
     ) -> Return:
-        return Return(
+        ret = Return(
             jid=body.jid,
             id=self.minion_id,
             success=success,
@@ -123,6 +133,26 @@ class Executor:
             started=started,
             finished=time.time(),
         )
+        size = len(ret.to_wire())
+        if size > self.max_return_bytes:
+            # A return the master could never accept would block this minion's channel: say so instead.
+            log.warning(
+                "job %s returned %d bytes, more than %d: not sent", body.jid, size, self.max_return_bytes
+            )
+            ret = Return(
+                jid=body.jid,
+                id=self.minion_id,
+                success=False,
+                retcode=retcode or 1,
+                ret=None,
+                error=(
+                    f"the return was {size} bytes, more than one message carries ({self.max_return_bytes}); "
+                    "ask for less, or raise max_message_size on master and minion"
+                ),
+                started=started,
+                finished=time.time(),
+            )
+        return self._count(ret)
 
     def cancel_all(self) -> None:
         for ctx in self.running.values():

@@ -73,6 +73,15 @@ class Options:
             raise self.fail(key, "needs at least one entry")
         return list(value)
 
+    def numbers(self, key: str) -> dict[str, float]:
+        """A mapping of numbers (thresholds): ``{"/": 90}``; ``ValueError`` names the key."""
+        out = {}
+        for name, value in self.mapping(key).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.fail(f"{key}.{name}", f"expected a number, got {value!r}")
+            out[str(name)] = float(value)
+        return out
+
     def mapping(self, key: str) -> dict[str, Any]:
         value = self._get(key, {})
         if not isinstance(value, dict):

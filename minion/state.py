@@ -30,7 +30,7 @@ class MinionState:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA synchronous=FULL")  # a claimed jid must survive a power loss
         self.conn.executescript(_SCHEMA)
 
     def claim(self, jid: str, fun: str, expires: float, now: float) -> bool:

@@ -44,6 +44,21 @@ class StateConfig:
     ttl: float = cf.option(300.0, cf.as_duration(0.1), "state older than this is stale (gates fail on it)")
 
 
+def as_address(value: object, where: cf.Where) -> str:
+    """``host:port``, or empty for off."""
+    text = cf.as_str(value, where) if value is not None else ""
+    if text:
+        from reactord.protocol.metricsserver import parse_address
+
+        parse_address(text)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    address: str = cf.option("", as_address, "host:port of /metrics (Prometheus); empty: off")
+
+
 @dataclass(frozen=True, slots=True)
 class MasterConfig:
     path: Path = field(default=Path("master.yaml"))
@@ -61,6 +76,7 @@ class MasterConfig:
     event_log: EventLogConfig = cf.option({}, cf.section(EventLogConfig))
     reactor: ReactorConfig = cf.option({}, cf.section(ReactorConfig))
     state: StateConfig = cf.option({}, cf.section(StateConfig))
+    metrics: MetricsConfig = cf.option({}, cf.section(MetricsConfig))
     job_timeout: float = cf.option(10.0, cf.as_duration(0.01))
     command_ttl: float = cf.option(300.0, cf.as_duration(1.0))
     max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))

@@ -22,12 +22,14 @@ from reactord.jobs import JobDispatcher
 from reactord.keyservice import KeyService
 from reactord.keystore import KeyStore
 from reactord.link import CommandLink
+from reactord.metrics import MasterCollector
 from reactord.nodes import Nodes
 from reactord.pipeline import EventPipeline
 from reactord.presence import PresenceTracker
 from reactord.protocol import messages as m
 from reactord.protocol.events import Event
 from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
+from reactord.protocol.metricsserver import MetricsServer
 from reactord.reactor.service import Reactor
 from reactord.stats import Stats
 from reactord.store.database import Database
@@ -77,7 +79,7 @@ class Master:
             self.bus,
             self.stats,
             send_ack=self._send_ack,
-            depth_of=self._depth_of,
+            cause_of=self._cause_of,
             clock=clock,
         )
         self.presence = PresenceTracker(self.registry, config.presence, self.emit, self.started)
@@ -120,6 +122,9 @@ class Master:
                 "the state table is empty: rebuilt %d rows from the event log", self.state_table.rebuild()
             )
         self.control = ControlServer(config.control_path, ops.handlers(self))
+        self.metrics = (
+            MetricsServer(config.metrics.address, MasterCollector(self)) if config.metrics.address else None
+        )
         self.stop_event = asyncio.Event()
 
     # -- what the command link hands us --------------------------------------------------------
@@ -155,13 +160,16 @@ class Master:
             "no minion to check"
         )
 
-    def _depth_of(self, causation: str) -> int:
-        """The depth of what a minion event names as its cause (a job, or an event)."""
+    def _cause_of(self, source: str, causation: str) -> tuple[str | None, int]:
+        """A minion event's cause as the master trusts it: a job that was sent to that minion.
+
+        Returns (causation, depth): the job's jid and depth, or (None, 0) for anything else,
+        so a minion can neither attach its events to others' chains nor pick its depth.
+        """
         job = self.job_store.get(causation)
-        if job is not None:
-            return job.depth
-        cause = self.event_log.get(causation)
-        return cause.depth + 1 if cause is not None else 0
+        if job is not None and source in job.minions:
+            return causation, job.depth
+        return None, 0
 
     def _send_ack(self, minion_id: str, epoch: str, seq: int) -> None:
         self.link.send(minion_id, m.Ack(epoch=epoch, seq=seq))
@@ -173,6 +181,8 @@ class Master:
         self.link.bind(f"tcp://{iface}:{self.config.command_port}")
         self.ingest.bind(f"tcp://{iface}:{self.config.event_port}")
         self.bus.bind()
+        if self.metrics is not None:
+            self.metrics.start()
         if self.key_service is not None:
             self.key_service.bind(f"tcp://{iface}:{self.config.key_port}")
 
@@ -243,6 +253,8 @@ class Master:
         loop.add_signal_handler(signal.SIGHUP, hangup)
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
         self.control.close()
         if self.key_service is not None:
             self.key_service.close()

@@ -17,6 +17,7 @@ from reactord.config import MasterConfig
 from reactord.keystore import ACCEPTED, PENDING, KeyEntry, KeyStore
 from reactord.link import CommandLink
 from reactord.presence import PresenceTracker
+from reactord.protocol import codec
 from reactord.protocol import messages as m
 from reactord.protocol.keys import Signer
 from reactord.store.minions import MinionRegistry
@@ -46,6 +47,7 @@ class Nodes:
         self.clock = clock
         self.link: CommandLink | None = None
         self._pending_hello: dict[bytes, m.Hello] = {}
+        self.outbox_depth: dict[str, int] = {}  # as each accepted minion last reported it
 
     def welcome(self, status: str) -> m.Welcome:
         if status == ACCEPTED:
@@ -79,7 +81,7 @@ class Nodes:
         now = self.clock()
         if status == PENDING:
             if len(self._pending_hello) < self.config.max_pending or key in self._pending_hello:
-                self._pending_hello[key] = hello
+                self._pending_hello[key] = _bounded(hello)
             if before is None:
                 self.emit(f"reactor/key/{hello.id}/pending", {"id": hello.id, "key_state": PENDING})
         elif status == ACCEPTED:
@@ -94,6 +96,7 @@ class Nodes:
 
     def on_heartbeat(self, minion_id: str, beat: m.Heartbeat) -> m.Pong:
         self.presence.seen(minion_id, self.clock())
+        self.outbox_depth[minion_id] = max(0, beat.outbox)
         return m.Pong(time=self.clock())
 
     # -- operator actions, from the control socket ---------------------------------------------
@@ -126,8 +129,26 @@ class Nodes:
         return entries
 
     def _cut_off(self, minion_id: str, keys: list[bytes]) -> None:
+        self.outbox_depth.pop(minion_id, None)
         for key in keys:
             self._pending_hello.pop(key, None)
             if self.link is not None:
                 self.link.forget(key)
         self.presence.forget(minion_id, self.clock())
+
+
+#: The grains of a key not yet accepted are kept in memory up to this size (packed).
+MAX_PENDING_GRAINS = 16 * 1024
+
+
+def _bounded(hello: m.Hello) -> m.Hello:
+    """A pending minion's hello, its grains dropped when large: anyone can say hello."""
+    if len(codec.pack(hello.grains)) + len(codec.pack(hello.functions)) <= MAX_PENDING_GRAINS:
+        return hello
+    return m.Hello(
+        id=hello.id,
+        grains={"grains_dropped": "too large before the key was accepted"},
+        version=hello.version,
+        functions=[],
+        protocol=hello.protocol,
+    )

@@ -48,7 +48,7 @@ class EventPipeline:
         stats: Stats,
         *,
         send_ack: AckSender,
-        depth_of: Callable[[str], int] = lambda causation: 0,
+        cause_of: Callable[[str, str], tuple[str | None, int]] = lambda source, causation: (None, 0),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.log = event_log
@@ -56,7 +56,7 @@ class EventPipeline:
         self.bus = bus
         self.stats = stats
         self.send_ack = send_ack
-        self.depth_of = depth_of
+        self.cause_of = cause_of
         self.clock = clock
         self.subscribers: list[Subscriber] = []
         self.epoch = os.urandom(8).hex()  # the master's own emitter epoch, new at each start
@@ -87,7 +87,7 @@ class EventPipeline:
             )
             last = batch.base - 1
         now = self.clock()
-        for seq, tag, when, data, causation in batch.events:
+        for seq, tag, when, data, claimed in batch.events:
             if seq <= last:
                 self.stats.incr("events.duplicate")
                 continue
@@ -111,6 +111,8 @@ class EventPipeline:
                     extra={"source": source, "tag": tag},
                 )
                 continue
+            # a job's event.fire names the job: its depth carries on, so loops through minions stop
+            causation, depth = self.cause_of(source, claimed) if claimed else (None, 0)
             self._pending.events.append(
                 Event(
                     id=new_id(now),
@@ -121,8 +123,7 @@ class EventPipeline:
                     seq=seq,
                     epoch=batch.epoch,
                     causation=causation,
-                    # a job's event.fire names the job: count the depth so loops through minions stop
-                    depth=self.depth_of(causation) if causation else 0,
+                    depth=depth,
                     received=now,
                 )
             )
@@ -142,6 +143,7 @@ class EventPipeline:
                 del self._last[stale]
         self._last.update(pending.delivery)
         self.stats.incr("events.accepted", len(pending.events))
+        self.stats.event_rate.add(len(pending.events), self.clock())
         for (source, epoch), seq in pending.delivery.items():
             self.send_ack(source, epoch, seq)
         self._publish(pairs)
@@ -176,6 +178,7 @@ class EventPipeline:
         pairs, state_rows = self.state.advance([event])
         self.log.append([event], {}, state_rows)
         self.stats.incr("events.accepted")
+        self.stats.event_rate.add(1, now)
         self._publish(pairs)
         return event
 

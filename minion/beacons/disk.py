@@ -70,7 +70,7 @@ class DiskBeacon:
 
     def __init__(self, options: Options) -> None:
         self.mounts = options.text_list("mounts")
-        self.thresholds = {str(k): float(v) for k, v in options.mapping("thresholds").items()}
+        self.thresholds = options.numbers("thresholds")
 
     def poll(self) -> list[Report]:
         reports = []

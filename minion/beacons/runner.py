@@ -19,11 +19,12 @@ from typing import Any
 from minion.beacons.base import Beacon, Report
 from minion.options import Options
 from reactord.protocol.errors import ReactordError
+from reactord.protocol.tags import is_valid_segment
 
 log = logging.getLogger("minion.beacons")
 
 Emit = Callable[[list[tuple[str, dict[str, Any]]]], object]
-COMMON = ("type", "interval", "onchange", "emit_at_start", "enabled", "timeout")
+COMMON = ("type", "interval", "onchange", "emit_at_start", "enabled", "poll_timeout")
 
 
 @dataclass(slots=True)
@@ -76,7 +77,9 @@ def build_slots(config: Mapping[str, Any], kinds: Mapping[str, type]) -> list[Sl
         onchange = options.boolean("onchange", False)
         emit_at_start = options.boolean("emit_at_start", True)
         enabled = options.boolean("enabled", True)
-        timeout = options.duration("timeout", min(interval, 30.0), 0.05)
+        timeout = options.duration("poll_timeout", 60.0, 0.05)
+        if not is_valid_segment(str(name)):
+            raise ValueError(f"{where}: a beacon name is one tag segment: letters, digits, '_', '.', '-'")
         own = Options(where, {k: v for k, v in options.raw.items() if k not in COMMON})
         beacon: Beacon = cls(own)
         own.done()
@@ -136,16 +139,17 @@ class BeaconManager:
         out = []
         for report in reports:
             key = report.key()
-            seen = report.subject in slot.last
-            changed = not seen or slot.last[report.subject] != key
-            slot.last[report.subject] = key
+            changed = report.subject not in slot.last or slot.last[report.subject] != key
             if force or (first and slot.emit_at_start) or (not first and (not slot.onchange or changed)):
                 out.append(report)
-        if out:
-            self._emit(slot, out)
+            else:
+                slot.last[report.subject] = key
+        if out and self._emit(slot, out):
+            for report in out:  # remembered only once queued: a change that was not sent is sent again
+                slot.last[report.subject] = report.key()
         return out
 
-    def _emit(self, slot: Slot, out: list[Report]) -> None:
+    def _emit(self, slot: Slot, out: list[Report]) -> bool:
         """Queue a poll's reports; one that cannot be queued is logged, the beacon goes on."""
         events = [(f"beacon/{slot.name}" + (f"/{r.subject}" if r.subject else ""), r.data) for r in out]
         try:
@@ -154,8 +158,9 @@ class BeaconManager:
             slot.errors += 1
             slot.last_error = f"not queued: {exc}"
             log.warning("beacon %s: its reports were not queued: %s", slot.name, exc)
-            return
+            return False
         slot.emitted += len(out)
+        return True
 
     # -- what functions (beacons.*) can do ------------------------------------------------------
 

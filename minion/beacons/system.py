@@ -22,7 +22,7 @@ class LoadBeacon:
     default_interval: ClassVar[float] = 10.0
 
     def __init__(self, options: Options) -> None:
-        self.thresholds = {k: float(v) for k, v in options.mapping("thresholds").items()}
+        self.thresholds = options.numbers("thresholds")
         unknown = set(self.thresholds) - {"load1", "load5", "load15"}
         if unknown:
             raise options.fail("thresholds", f"unknown key {sorted(unknown)[0]!r} (load1, load5, load15)")

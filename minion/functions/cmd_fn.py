@@ -23,11 +23,12 @@ def run(
     """Run a program; return ``{retcode, stdout, stderr}`` (success when it exits 0).
 
     ``cmd`` is an argv list, or a string split like a shell would split words (``shlex``),
-    with no shell features: ``a; touch /tmp/x`` runs ``a`` with the arguments ``;``,
-    ``touch`` and ``/tmp/x``. ``shell=True`` is refused unless ``functions.shell`` is
-    true in minion.yaml. The program runs in its own process group, killed as a whole when
-    ``timeout`` (default ``functions.cmd_timeout``) or the job's deadline passes. Output is
-    capped at ``functions.max_output`` bytes per stream.
+    with no shell features: ``a; touch /tmp/x`` runs a program named ``a;`` with the
+    arguments ``touch`` and ``/tmp/x`` (which fails: there is no such program).
+    ``shell=True`` is refused unless ``functions.shell`` is true in minion.yaml. The program
+    runs in its own process group, killed as a whole when ``timeout`` (default
+    ``functions.cmd_timeout``) or the job's deadline passes. Output is capped at
+    ``functions.max_output`` bytes per stream.
     """
     if shell:
         if not ctx.settings.shell:

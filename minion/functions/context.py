@@ -29,7 +29,7 @@ class Settings:
     shell: bool = False
     file_roots: tuple[Path, ...] = ()
     cmd_timeout: float = 60.0
-    max_output: int = 1 << 20
+    max_output: int = 128 * 1024
 
 
 @dataclass(slots=True)

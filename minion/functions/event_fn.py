@@ -7,7 +7,7 @@ from typing import Any
 from minion.errors import FunctionError
 from minion.functions.context import JobContext
 from reactord.protocol.errors import TagError
-from reactord.protocol.tags import validate_tag
+from reactord.protocol.tags import localize, validate_tag
 
 
 def fire(tag: str, data: dict[str, Any] | None = None, *, ctx: JobContext) -> dict[str, Any]:
@@ -15,13 +15,13 @@ def fire(tag: str, data: dict[str, Any] | None = None, *, ctx: JobContext) -> di
     try:
         validate_tag(tag)
     except TagError as exc:
-        raise FunctionError(str(exc)) from None
+        raise FunctionError(str(exc.args[0])) from None
     if data is not None and not isinstance(data, dict):
         raise FunctionError("data must be a mapping")
     if ctx.emit is None:
         raise FunctionError("this minion cannot emit events here")
     seqs = ctx.emit([(tag, data or {})], ctx.jid)
-    return {"tag": tag, "seq": seqs[0]}
+    return {"tag": localize(ctx.minion_id, tag), "seq": seqs[0]}
 
 
 def _beacons(ctx: JobContext) -> Any:
@@ -40,7 +40,7 @@ def beacons_enable(name: str, *, ctx: JobContext) -> dict[str, Any]:
     try:
         return _beacons(ctx).set_enabled(name, True)  # type: ignore[no-any-return]
     except KeyError as exc:
-        raise FunctionError(str(exc)) from None
+        raise FunctionError(str(exc.args[0])) from None
 
 
 def beacons_disable(name: str, *, ctx: JobContext) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def beacons_disable(name: str, *, ctx: JobContext) -> dict[str, Any]:
     try:
         return _beacons(ctx).set_enabled(name, False)  # type: ignore[no-any-return]
     except KeyError as exc:
-        raise FunctionError(str(exc)) from None
+        raise FunctionError(str(exc.args[0])) from None
 
 
 def beacons_fire_now(name: str, *, ctx: JobContext) -> list[dict[str, Any]]:
@@ -57,5 +57,5 @@ def beacons_fire_now(name: str, *, ctx: JobContext) -> list[dict[str, Any]]:
     try:
         manager._slot(name)
     except KeyError as exc:
-        raise FunctionError(str(exc)) from None
+        raise FunctionError(str(exc.args[0])) from None
     return ctx.on_loop(manager.fire_now(name))  # type: ignore[no-any-return]

@@ -13,7 +13,7 @@ from minion.errors import FunctionError
 from minion.functions.confine import confined
 from minion.functions.context import JobContext
 
-MAX_READ = 4 << 20
+MAX_READ = 256 * 1024  # a return must fit one message (max_message_size / 2 by default)
 
 
 def stat_(path: str, *, ctx: JobContext) -> dict[str, Any]:
@@ -52,17 +52,26 @@ def read(path: str, max_bytes: int = MAX_READ, *, ctx: JobContext) -> str:
     except OSError as exc:
         raise FunctionError(f"{path}: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as handle:
-        return handle.read(min(max_bytes, MAX_READ)).decode(errors="replace")
+        return handle.read(max(0, min(int(max_bytes), MAX_READ))).decode(errors="replace")
 
 
 def write(
-    path: str, content: str, mode: str = "0644", append: bool = False, *, ctx: JobContext
+    path: str, content: str, mode: str | int = "0644", append: bool = False, *, ctx: JobContext
 ) -> dict[str, Any]:
-    """Write (or append) text to a file inside the roots; never through a symlink."""
+    """Write (or append) text to a file inside the roots; never through a symlink.
+
+    ``mode`` is octal text (``"0600"``) or a number (``0o600``; YAML reads ``0600`` as one).
+    """
+    if not isinstance(content, str):
+        raise FunctionError("content must be text")
+    try:
+        bits = mode if isinstance(mode, int) and not isinstance(mode, bool) else int(str(mode), 8)
+    except ValueError:
+        raise FunctionError(f"mode {mode!r} is not an octal mode like 0644") from None
     real = confined(path, ctx.settings.file_roots, parent_only=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
     try:
-        fd = os.open(real, flags, int(mode, 8))
+        fd = os.open(real, flags, bits & 0o7777)
     except OSError as exc:
         raise FunctionError(f"{path}: {exc.strerror}") from None
     data = content.encode()

@@ -46,6 +46,8 @@ def _control(action: str, name: str, ctx: JobContext) -> Outcome:
         return cmd_fn.run(["systemctl", action, name], ctx=ctx)
     if action in ("start", "stop", "restart", "reload") and shutil.which("service"):
         return cmd_fn.run(["service", name, action], ctx=ctx)
+    if action in ("enable", "disable"):
+        raise FunctionError(f"cannot {action} {name}: that needs systemd, which does not run this host")
     raise FunctionError(f"cannot {action} {name}: systemd does not run this host and there is no `service`")
 
 

@@ -104,6 +104,10 @@ class ActionDispatcher:
                     self._skip(ids[position + 1 :])
                     return
 
+    def _measure(self, rule: str, kind: str, outcome: str, started: float) -> None:
+        self.stats.incr_labeled("actions", rule=rule, kind=kind, outcome=outcome)
+        self.stats.observe("action_seconds", max(0.0, self.clock() - started), kind=kind)
+
     def _skip(self, ids: list[str]) -> None:
         for later in ids:
             self.audit.update_action(later, status="skipped", error="an earlier action failed")
@@ -144,6 +148,7 @@ class ActionDispatcher:
                     log.exception("%s: %s raised", rule, label)
                     error, again, jid = f"internal error: {type(exc).__name__}: {exc}", False, None
                 else:
+                    self._measure(rule, kind, "ok", started)
                     self.audit.update_action(
                         action_id,
                         status="ok",
@@ -160,6 +165,7 @@ class ActionDispatcher:
                         extra={"rule": rule, "event_id": event.id, "action": kind, "jid": result.get("jid")},
                     )
                     return None, attempt
+                self._measure(rule, kind, "failed", started)
                 self.audit.update_action(
                     action_id, status="failed", finished=self.clock(), error=error, jid=jid
                 )
@@ -214,6 +220,7 @@ class ActionDispatcher:
             )
         )
         self.stats.incr("deadletters")
+        self.stats.incr_labeled("actions", rule=rule, kind=spec.kind, outcome="dead")
         log.error(
             "%s: %s went to the dead letters: %s",
             rule,

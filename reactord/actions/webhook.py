@@ -21,10 +21,21 @@ def _post(url: str, method: str, headers: dict[str, str], body: bytes, timeout: 
     for name, value in headers.items():
         request.add_header(name, value)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return int(response.status), response.read(MAX_RESPONSE)
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read(MAX_RESPONSE)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer (a failure), never followed: headers such as Authorization
+    must not travel to another address."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:

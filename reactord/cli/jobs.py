@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 import sys
 from typing import Any
@@ -39,10 +40,12 @@ def parse_call_args(raw: tuple[str, ...]) -> tuple[list[Any], dict[str, Any]]:
 
 
 def _value(text: str) -> Any:
+    """A YAML scalar (3, true, [a, b]); text that YAML would turn into a date stays text."""
     try:
-        return yaml.safe_load(text) if text else ""
+        value = yaml.safe_load(text) if text else ""
     except yaml.YAMLError:
         return text
+    return text if isinstance(value, (datetime.date, datetime.datetime)) else value
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
@@ -102,7 +105,12 @@ def run(
                 for line in text.rstrip("\n").removesuffix("\n...").splitlines():
                     click.echo(f"    {line}")
             else:
-                click.echo(f"    ERROR: {ret.get('error') or 'failed'}")
+                reason = ret.get("error") or f"failed (retcode {ret.get('retcode')})"
+                click.echo(f"    ERROR: {reason}")
+                if ret.get("return") is not None:
+                    text = yaml.safe_dump(ret["return"], default_flow_style=False, sort_keys=True)
+                    for line in text.rstrip("\n").removesuffix("\n...").splitlines():
+                        click.echo(f"    {line}")
     if not all(r["success"] for r in returns.values()):
         sys.exit(EXIT_FAILED)
 
@@ -155,7 +163,8 @@ def jobs_show(ctx: click.Context, jid: str, config_path: str | None, as_json: bo
         elif ret["success"]:
             click.echo(f"  {minion_id}: {ret['return']!r}")
         else:
-            click.echo(f"  {minion_id}: ERROR {ret.get('error')}")
+            detail = ret.get("error") or f"failed (retcode {ret.get('retcode')}): {ret.get('return')!r}"
+            click.echo(f"  {minion_id}: ERROR {detail}")
 
 
 @click.command()

@@ -37,6 +37,11 @@ def validate_tag(tag: object) -> str:
     return tag
 
 
+def is_valid_segment(value: object) -> bool:
+    """One tag segment (what a beacon name or a subject becomes)."""
+    return isinstance(value, str) and _SEGMENT.fullmatch(value) is not None
+
+
 def is_valid_minion_id(value: object) -> bool:
     return isinstance(value, str) and _MINION_ID.fullmatch(value) is not None
 

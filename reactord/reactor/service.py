@@ -130,6 +130,7 @@ class Reactor:
 
     def _fire(self, decision: Decision, replay: str | None = None) -> None:
         self.stats.incr("reactor.fired")
+        self.stats.incr_labeled("rule_matches", rule=decision.rule.name)
         log.info(
             "rule %s fired on %s",
             decision.rule.name,

@@ -134,6 +134,9 @@ class JobStore:
             for r in rows
         }
 
+    def count(self) -> int:
+        return int(self.db.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+
     def prune(self, before: float) -> int:
         """Forget jobs (and their returns) created before ``before``."""
         conn = self.db.conn

@@ -237,7 +237,7 @@ def test_a_failing_or_hung_beacon_never_stops_the_others() -> None:
     slots = build_slots(
         {
             "broken": {"interval": 0.05},
-            "hung": {"interval": 0.05, "timeout": 0.1},
+            "hung": {"interval": 0.05, "poll_timeout": 0.1},
             "heartbeat": {"interval": 0.05},
         },
         kinds,
@@ -291,3 +291,39 @@ def test_onchange_and_emit_at_start() -> None:
 
     asyncio.run(polls())
     assert [tag for tag, _ in emitted] == ["beacon/svc/no-such-process-xyz"]
+
+
+def test_a_beacons_own_timeout_reaches_it_and_the_poll_timeout_is_separate() -> None:
+    (slot,) = build_slots(
+        {"probe": {"type": "command", "argv": ["true"], "timeout": "0.5s", "poll_timeout": "9s"}}, BUILTINS
+    )
+    assert slot.beacon.timeout == 0.5 and slot.timeout == 9.0  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="one tag segment"):
+        build_slots({"my beacon": {"type": "heartbeat"}}, BUILTINS)
+    with pytest.raises(ValueError, match=r"beacons.disk.thresholds./: expected a number, got '90%'"):
+        build_slots({"disk": {"thresholds": {"/": "90%"}}}, BUILTINS)
+
+
+def test_a_change_that_could_not_be_queued_is_reported_again() -> None:
+    queued: list[tuple[str, dict[str, Any]]] = []
+    refuse = [True]
+
+    def emit(events: list[tuple[str, dict[str, Any]]]) -> None:
+        if refuse[0]:
+            raise ValueError("the outbox is full")
+        queued.extend(events)
+
+    (slot,) = build_slots(
+        {"svc": {"type": "process", "processes": ["no-such-process-xyz"], "onchange": True}}, BUILTINS
+    )
+    manager = BeaconManager([slot], emit)
+
+    async def polls() -> None:
+        await manager.poll(slot)  # first poll: refused
+        refuse[0] = False
+        await manager.poll(slot)  # unchanged state, but never sent: sent now
+        await manager.poll(slot)  # sent already: nothing
+
+    asyncio.run(polls())
+    assert [tag for tag, _ in queued] == ["beacon/svc/no-such-process-xyz"]
+    assert slot.errors == 1

@@ -127,7 +127,7 @@ def test_event_fire_and_beacons_functions() -> None:
     emitted: list[tuple[list[tuple[str, dict[str, Any]]], str | None]] = []
     job = ctx()
     job.emit = lambda events, causation: (emitted.append((events, causation)), [7])[1]
-    assert F["event.fire"]("app/started", {"v": 1}, ctx=job) == {"tag": "app/started", "seq": 7}
+    assert F["event.fire"]("app/started", {"v": 1}, ctx=job) == {"tag": "minion/web01/app/started", "seq": 7}
     assert emitted == [([("app/started", {"v": 1})], "j")]
     with pytest.raises(FunctionError):
         F["event.fire"]("bad tag", ctx=job)
@@ -147,3 +147,37 @@ def test_event_fire_and_beacons_functions() -> None:
             await asyncio.to_thread(F["beacons.enable"], "nope", ctx=job)
 
     asyncio.run(use())
+
+
+def test_a_return_too_large_for_one_message_is_reported_not_sent() -> None:
+    from minion.executor import Executor
+    from reactord.protocol.messages import CommandBody
+
+    def big() -> str:
+        return "x" * 100_000
+
+    executor = Executor("web01", {"test.big": big}, {}, workers=1, max_return_bytes=50_000)
+    body = CommandBody(
+        jid="J1", id="web01", fun="test.big", args=[], kwargs={}, timeout=5, expires=1e12, nonce=b"n"
+    )
+    try:
+        ret = asyncio.run(executor.run(body))
+    finally:
+        executor.cancel_all()
+    assert not ret.success and ret.ret is None and "more than one message carries" in (ret.error or "")
+    assert len(ret.to_wire()) < 50_000
+
+
+def test_file_write_modes_and_read_bounds(tmp_path: Path) -> None:
+    (tmp_path / "root").mkdir()
+    job = ctx(tmp_path)
+    target = str(tmp_path / "root" / "secret.conf")
+    F["file.write"](target, "k=v\n", mode=0o600, ctx=job)
+    assert os.stat(target).st_mode & 0o777 == 0o600
+    F["file.write"](str(tmp_path / "root" / "b"), "x", mode="0640", ctx=job)
+    with pytest.raises(FunctionError, match="octal"):
+        F["file.write"](target, "x", mode="rw-r--r--", ctx=job)
+    with pytest.raises(FunctionError, match="text"):
+        F["file.write"](target, 42, ctx=job)
+    assert F["file.read"](target, max_bytes=-1, ctx=job) == ""
+    assert F["file.read"](target, max_bytes=2, ctx=job) == "k="

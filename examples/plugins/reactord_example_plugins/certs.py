@@ -15,6 +15,8 @@ from cryptography import x509
 
 from minion.beacons.base import Report, subject
 from minion.errors import FunctionError
+from minion.functions.confine import confined
+from minion.functions.context import JobContext
 from minion.options import Options
 
 
@@ -76,6 +78,9 @@ class CertExpiryBeacon:
         return reports
 
 
-def days_left(path: str) -> float:
-    """Days until the PEM certificate at ``path`` expires (negative once it has)."""
-    return _days(_not_after(path))
+def days_left(path: str, *, ctx: JobContext) -> float:
+    """Days until the PEM certificate at ``path`` expires (negative once it has).
+
+    Like the built-in file functions, it reads only inside ``functions.file_roots``.
+    """
+    return _days(_not_after(str(confined(path, ctx.settings.file_roots))))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from cryptography.x509.oid import NameOID
 from reactord_example_plugins.certs import CertExpiryBeacon, days_left
 
 from minion.errors import FunctionError
+from minion.functions.context import JobContext, Settings
 from minion.options import Options
 from minion.plugins import load_registry
 
@@ -35,11 +37,24 @@ def certificate(path: Path, days: int) -> Path:
     return path
 
 
+def ctx(root: Path) -> JobContext:
+    return JobContext(
+        jid="j",
+        minion_id="m",
+        deadline=time.monotonic() + 10,
+        grains={},
+        functions={},
+        settings=Settings(file_roots=(root,)),
+    )
+
+
 def test_days_left(tmp_path: Path) -> None:
-    assert 29.9 < days_left(str(certificate(tmp_path / "a.pem", 30))) <= 30
+    assert 29.9 < days_left(str(certificate(tmp_path / "a.pem", 30)), ctx=ctx(tmp_path)) <= 30
+    (tmp_path / "junk.pem").write_text("junk")
     with pytest.raises(FunctionError, match="not a PEM certificate"):
-        (tmp_path / "junk.pem").write_text("junk")
-        days_left(str(tmp_path / "junk.pem"))
+        days_left(str(tmp_path / "junk.pem"), ctx=ctx(tmp_path))
+    with pytest.raises(FunctionError, match=r"outside functions\.file_roots"):
+        days_left("/etc/ssl/certs/ca-certificates.crt", ctx=ctx(tmp_path))
 
 
 def test_beacon_reports_expiring_certificates(tmp_path: Path) -> None:

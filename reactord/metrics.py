@@ -1,0 +1,113 @@
+"""The master's Prometheus metrics, collected at scrape time from what the master already counts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from reactord.stats import BUCKETS, Stats
+
+if TYPE_CHECKING:
+    from reactord.master import Master
+
+#: Internal counters that become one family with a label: prefix -> (metric, label).
+GROUPED = {
+    "drop.": ("reactord_events_dropped_total", "reason"),
+    "actions.ok.": ("reactord_actions_succeeded_total", "kind"),
+    "actions.failed.": ("reactord_action_attempts_failed_total", "kind"),
+}
+HELP = {
+    "events.received": "Events read from minions (before checks)",
+    "events.accepted": "Events logged, minion and master events alike",
+    "events.duplicate": "Re-sent events already logged (deduplicated)",
+    "events.lost_by_minion": "Events minions dropped from a full outbox before delivery",
+    "frames.received": "Frames read on the event socket",
+    "handshake.refused": "CURVE handshakes refused (rejected or denied keys)",
+    "deadletters": "Actions that went to the dead letters",
+    "reactor.fired": "Rule firings",
+}
+
+
+def counters_from(stats: Stats) -> Iterator[Metric]:
+    """Every internal counter as a Prometheus counter (``reactord_…_total``)."""
+    grouped: dict[str, CounterMetricFamily] = {}
+    for name, value in stats.snapshot().items():
+        for prefix, (metric, label) in GROUPED.items():
+            if name.startswith(prefix):
+                group = grouped.get(metric)
+                if group is None:
+                    group = grouped[metric] = CounterMetricFamily(
+                        metric, metric.replace("_", " "), labels=[label]
+                    )
+                group.add_metric([name[len(prefix) :]], value)
+                break
+        else:
+            metric = "reactord_" + name.replace(".", "_").replace("-", "_")
+            yield CounterMetricFamily(metric, HELP.get(name, name), value=value)
+    yield from grouped.values()
+    for name, values in stats.labeled().items():
+        label_names = [k for k, _ in next(iter(values))] if values else []
+        family = CounterMetricFamily(f"reactord_{name}_total", name.replace("_", " "), labels=label_names)
+        for labels, value in values.items():
+            family.add_metric([v for _, v in labels], value)
+        yield family
+    for name, series in stats.histograms().items():
+        label_names = [k for k, _ in next(iter(series))] if series else []
+        histograms = HistogramMetricFamily(f"reactord_{name}", name.replace("_", " "), labels=label_names)
+        for labels, histogram in series.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip((*BUCKETS, float("inf")), histogram.counts, strict=True):
+                cumulative += count
+                buckets.append((str(bound) if bound != float("inf") else "+Inf", cumulative))
+            histograms.add_metric([v for _, v in labels], buckets, histogram.total)
+        yield histograms
+
+
+class MasterCollector:
+    def __init__(self, master: Master) -> None:
+        self.master = master
+
+    def collect(self) -> Iterator[Metric]:
+        master = self.master
+        yield from counters_from(master.stats)
+        presence = GaugeMetricFamily("reactord_minions", "Accepted minions by presence", labels=["presence"])
+        counts = {"up": 0, "suspect": 0, "down": 0}
+        for record in master.registry.all():
+            counts[record.presence] = counts.get(record.presence, 0) + 1
+        for state, n in counts.items():
+            presence.add_metric([state], n)
+        yield presence
+        keys = GaugeMetricFamily("reactord_keys", "Minion keys by state", labels=["state"])
+        for state, ids in master.keystore.listing().items():
+            keys.add_metric([state], len(ids))
+        yield keys
+        outbox = GaugeMetricFamily(
+            "reactord_minion_outbox_depth", "Undelivered events per minion (its heartbeat)", labels=["minion"]
+        )
+        for minion_id, depth in master.nodes.outbox_depth.items():
+            outbox.add_metric([minion_id], depth)
+        yield outbox
+        yield GaugeMetricFamily(
+            "reactord_dead_letters", "Open dead letters", value=master.reactor.audit.count_dead()
+        )
+        yield GaugeMetricFamily(
+            "reactord_rules_loaded", "Rules loaded", value=len(master.reactor.engine.rules.rules)
+        )
+        yield GaugeMetricFamily(
+            "reactord_actions_in_flight", "Firings running", value=master.reactor.dispatcher.in_flight
+        )
+        yield CounterMetricFamily("reactord_jobs_total", "Jobs started", value=master.job_store.count())
+        yield GaugeMetricFamily(
+            "reactord_events_per_second",
+            "Accepted events per second over the last minute",
+            value=master.stats.event_rate.per_second(time.time()),
+        )
+        yield GaugeMetricFamily(
+            "reactord_database_bytes", "Size of the state database", value=master.db.size()
+        )
+        yield GaugeMetricFamily(
+            "reactord_uptime_seconds", "Seconds since the master started", value=time.time() - master.started
+        )

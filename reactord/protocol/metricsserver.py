@@ -1,0 +1,33 @@
+"""Serving Prometheus metrics over HTTP (off unless a daemon's ``metrics.address`` is set)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9510`` for IPv6) into its parts; ``ValueError`` if malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class MetricsServer:
+    """The ``/metrics`` endpoint of one daemon, for one registry of collectors."""
+
+    def __init__(self, address: str, collector: Any) -> None:
+        self.host, self.port = parse_address(address)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(collector)
+        self._server: Any = None
+
+    def start(self) -> None:
+        self._server, _thread = start_http_server(self.port, addr=self.host, registry=self.registry)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

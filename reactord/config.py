@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reactord.protocol import configfile as cf
 from reactord.protocol.logsetup import LEVELS
@@ -59,6 +61,44 @@ class MetricsConfig:
     address: str = cf.option("", as_address, "host:port of /metrics (Prometheus); empty: off")
 
 
+def _secret(value: Any, where: cf.Where) -> str | None:
+    if value in (None, ""):
+        return None
+    return cf.as_str(value, where)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    kind: str = cf.option("json", cf.as_choice("json", "cloudevents", "alertmanager"))
+    secret: str | None = cf.option(None, _secret, "HMAC-SHA256 key of the signature header (sha256=...)")
+    secret_file: Path | None = cf.option(None, cf.as_optional_path, "a file holding the secret")
+    token: str | None = cf.option(None, _secret, "bearer token (Authorization: Bearer ...)")
+    token_file: Path | None = cf.option(None, cf.as_optional_path, "a file holding the token")
+
+    def __post_init__(self) -> None:
+        if not (self.secret or self.secret_file or self.token or self.token_file):
+            raise ValueError("every endpoint authenticates: give secret(_file) or token(_file)")
+
+
+def _endpoints(value: Any, where: cf.Where) -> dict[str, EndpointConfig]:
+    raw = cf.as_mapping(value, where)
+    out = {}
+    for name, spec in raw.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+            raise ValueError(f"bad endpoint name {name!r}")
+        out[name] = cf.build(
+            EndpointConfig, spec or {}, cf.Where(where.path, where.base, f"{where.key}.{name}")
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    address: str = cf.option("", as_address, "host:port of the HTTP listener; empty: off")
+    max_body: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20), "largest request body, bytes")
+    endpoints: dict[str, EndpointConfig] = cf.option({}, _endpoints, "name -> {kind, secret|token}")
+
+
 @dataclass(frozen=True, slots=True)
 class MasterConfig:
     path: Path = field(default=Path("master.yaml"))
@@ -77,6 +117,7 @@ class MasterConfig:
     reactor: ReactorConfig = cf.option({}, cf.section(ReactorConfig))
     state: StateConfig = cf.option({}, cf.section(StateConfig))
     metrics: MetricsConfig = cf.option({}, cf.section(MetricsConfig))
+    webhooks: WebhooksConfig = cf.option({}, cf.section(WebhooksConfig))
     job_timeout: float = cf.option(10.0, cf.as_duration(0.01))
     command_ttl: float = cf.option(300.0, cf.as_duration(1.0))
     max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))

@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -27,6 +28,7 @@ from reactord.nodes import Nodes
 from reactord.pipeline import EventPipeline
 from reactord.presence import PresenceTracker
 from reactord.protocol import messages as m
+from reactord.protocol.errors import ConfigError
 from reactord.protocol.events import Event
 from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
 from reactord.protocol.metricsserver import MetricsServer
@@ -39,6 +41,7 @@ from reactord.store.minions import MinionRegistry
 from reactord.store.schema import MIGRATIONS
 from reactord.store.state import StateTable
 from reactord.targeting import resolve
+from reactord.webhooks import Endpoint, WebhookServer, emit_through
 from reactord.zap import ZapHandler
 
 log = logging.getLogger("reactord.master")
@@ -125,6 +128,7 @@ class Master:
         self.metrics = (
             MetricsServer(config.metrics.address, MasterCollector(self)) if config.metrics.address else None
         )
+        self.webhooks: WebhookServer | None = None
         self.stop_event = asyncio.Event()
 
     # -- what the command link hands us --------------------------------------------------------
@@ -186,9 +190,35 @@ class Master:
         if self.key_service is not None:
             self.key_service.bind(f"tcp://{iface}:{self.config.key_port}")
 
+    def _start_webhooks(self) -> None:
+        hooks = self.config.webhooks
+        if not hooks.address:
+            return
+        endpoints = {}
+        for name, spec in hooks.endpoints.items():
+            secret = (
+                _read_secret(spec.secret, spec.secret_file, "secret")
+                if spec.secret or spec.secret_file
+                else None
+            )
+            token = (
+                _read_secret(spec.token, spec.token_file, "token") if spec.token or spec.token_file else None
+            )
+            endpoints[name] = Endpoint(name, spec.kind, secret.encode() if secret else None, token)
+
+        def emit(tag: str, data: dict[str, Any], source: str) -> str:
+            return self.pipeline.emit(tag, data, source=source).id
+
+        loop = asyncio.get_running_loop()
+        self.webhooks = WebhookServer(
+            hooks.address, endpoints, hooks.max_body, self.stats, emit_through(loop, emit)
+        )
+        self.webhooks.start()
+
     async def run(self) -> None:
         """Serve until ``stop_event`` is set; then close everything in reverse order."""
         self.bind()
+        self._start_webhooks()
         await self.control.start()
         log.info(
             "master %s up: events on %s:%d, commands on :%d, key %s, control %s",
@@ -253,6 +283,8 @@ class Master:
         loop.add_signal_handler(signal.SIGHUP, hangup)
 
     def close(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.close()
         if self.metrics is not None:
             self.metrics.close()
         self.control.close()
@@ -266,3 +298,17 @@ class Master:
         self.db.close()
         if self._own_ctx:
             self.ctx.term()
+
+
+def _read_secret(value: str | None, path: Path | None, what: str) -> str:
+    """A webhook secret or token, inline or from an owner-only file."""
+    if value:
+        return value
+    assert path is not None
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(str(path), what, f"cannot read: {exc.strerror}") from exc
+    if not text:
+        raise ConfigError(str(path), what, "the file is empty")
+    return text

@@ -26,7 +26,9 @@ def status(config_path: str | None, as_json: bool) -> None:
         f"rules:      {info['rules_loaded']} loaded, {info['actions_in_flight']} actions in flight, "
         f"{info['dead_letters']} dead letters"
     )
-    click.echo(f"events:     {info['events_logged']} in the log")
+    click.echo(
+        f"events:     {info['events_logged']} in the log, {info['events_per_second']}/s over the last minute"
+    )
     click.echo(f"database:   {info['database_bytes'] / 1e6:.1f} MB")
     for name, value in info["counters"].items():
         click.echo(f"  {name:<28} {value}")

@@ -56,6 +56,7 @@ def handlers(master: Master) -> dict[str, Handler]:
             "keys": {state: len(ids) for state, ids in keystore.listing().items()},
             "database_bytes": master.db.size(),
             "events_logged": master.event_log.count(),
+            "events_per_second": round(master.stats.event_rate.per_second(time.time()), 2),
             "rules_loaded": len(master.reactor.engine.rules.rules),
             "actions_in_flight": master.reactor.dispatcher.in_flight,
             "dead_letters": master.reactor.audit.count_dead(),

@@ -19,7 +19,7 @@
 #
 # Exit codes: 0 rolled out to the canary and handed over to the master; 1 the gate stayed
 # closed, the deploy failed or the canary did not become healthy; 2 bad input or config;
-# 3 the master is not reachable (nothing was deployed).
+# 3 the master is not reachable (at step 1, nothing was deployed).
 #
 # What the minions must report (see README.md):
 #   minion/<id>/beacon/load     the load beacon: data.load1
@@ -52,6 +52,8 @@ shift
 [[ $SERVICE =~ ^[a-z0-9][a-z0-9_-]*$ ]] || { echo "error: bad SERVICE '$SERVICE'" >&2; exit 2; }
 [[ $CANARY =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ ]] || { echo "error: bad CANARY '$CANARY'" >&2; exit 2; }
 [[ $COMMIT =~ ^[A-Za-z0-9._-]+$ ]] || { echo "error: bad COMMIT '$COMMIT'" >&2; exit 2; }
+[[ $MAX_LOAD1 =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "error: bad MAX_LOAD1 '$MAX_LOAD1'" >&2; exit 2; }
+[[ $# -gt 0 || $DEPLOY_PROGRAM =~ ^/[A-Za-z0-9._/-]+$ ]] || { echo "error: bad DEPLOY_PROGRAM '$DEPLOY_PROGRAM'" >&2; exit 2; }
 
 # fire TAG [STEP]: record a pipeline event on the master (source: cli). Text values are passed
 # as JSON strings ("1.4.2", not a number). Best effort: a failure here is reported, and
@@ -79,7 +81,7 @@ rc=0                                                 # `|| rc=$?` keeps set -e f
     -G "$TIER" --wait "$GATE_WAIT" || rc=$?
 case $rc in
     0) ;;
-    1) echo "gate closed after ${GATE_WAIT}s: not deploying $SERVICE $VERSION" >&2
+    1) echo "the gate did not open: not deploying $SERVICE $VERSION" >&2
        fire ci/deploy/held gate
        exit 1 ;;
     3) echo "the master is not reachable: not deploying" >&2
@@ -103,8 +105,10 @@ if [[ $rc -ne 0 ]]; then
 fi
 
 echo "== 3. verify: $CANARY reports $SERVICE $VERSION, healthy (waiting up to ${VERIFY_WAIT}s)"
-# The version is quoted for YAML so that 1.10.0 stays text. The row must also be fresh:
-# an old report from before the deploy carries the old version and fails this check.
+# The version is quoted for YAML so that 1.10.0 stays text. The gate reads the canary's
+# latest report: until its health check reports again after the deploy, that report
+# carries the old version and the gate stays closed. It must also be fresh (state.ttl).
+# (Each path once per group: a second condition on the same path would replace the first.)
 rc=0
 "$REACTORD" gate \
     "minion/*/app/$SERVICE" "data.version == '$VERSION'" 'data.healthy == true' \

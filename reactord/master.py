@@ -261,6 +261,7 @@ class Master:
             if self.config.event_log.max_age:
                 before = self.clock() - self.config.event_log.max_age
                 removed += self.reactor.audit.prune(before) + self.job_store.prune(before)
+                removed += self.state_table.prune(before)
             if removed:
                 log.info("retention: removed %d old records", removed)
             await asyncio.sleep(60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 import sys
 import time
@@ -80,28 +81,53 @@ def parse_condition(text: str) -> dict[str, Any]:
     if presence:
         return {path: {"exists": presence == "exists"}}
     op = symbol or word
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    return {path: {_OPS[op]: value}}
+    return {path: {_OPS[op]: _value(raw, text)}}
+
+
+def _value(raw: str, text: str) -> Any:
+    """The value of a short condition, read as YAML 1.2 (``on`` and ``yes`` stay text)."""
+    if not raw.strip():
+        return ""
+    try:
+        value = load_with_lines(raw)
+    except yaml.YAMLError:
+        raise click.BadParameter(f"{text!r}: the value is not valid YAML; quote it") from None
+    return raw.strip() if isinstance(value, (datetime.date, datetime.datetime)) else value
 
 
 def parse_checks(words: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Tag globs each followed by their conditions: ``'minion/*/beacon/load' 'data.load1 < 2' ...``."""
-    checks: list[dict[str, Any]] = []
+    """Tag globs each followed by their conditions: ``'minion/*/beacon/load' 'data.load1 < 2' ...``.
+
+    The conditions of one glob must all hold (several on one path are all kept, never merged).
+    """
+    groups: list[tuple[str, list[dict[str, Any]]]] = []
+    whole: list[dict[str, Any]] = []
     for word in words:
         text = word.strip()
-        if text and not text.startswith("{") and not any(c in text for c in " \t<>=!~"):  # a tag glob
-            checks.append({"on": word, "when": {}})
-            continue
-        if not checks:
-            raise click.UsageError(f"{word!r}: give a TAG_GLOB before its conditions")
-        condition = parse_condition(word)
-        if set(condition) <= {"on", "when"} and "on" in condition:
-            checks.append(condition)
-        else:
-            checks[-1]["when"].update(condition)
+        if (
+            text.startswith("data.")
+            or text in ("id", "tag", "source", "time")
+            or " " in text
+            or text.startswith("{")
+        ):
+            condition = parse_condition(word)
+            if set(condition) <= {"on", "when"} and "on" in condition:  # a whole group as a mapping
+                whole.append(condition)
+                continue
+            if not groups:
+                raise click.UsageError(f"{word!r}: give a TAG_GLOB before its conditions")
+            groups[-1][1].append(condition)
+        elif any(c in text for c in "<>=!~"):
+            raise click.UsageError(f"{word!r}: put spaces around the operator ('data.load1 < 2')")
+        elif text:
+            groups.append((text, []))
+    checks = [
+        {"on": on} if not conds else {"on": on, "when": conds[0] if len(conds) == 1 else {"all": conds}}
+        for on, conds in groups
+    ] + whole
     if not checks:
         raise click.UsageError("give a TAG_GLOB and conditions, e.g. 'minion/*/beacon/load' 'data.load1 < 2'")
-    return [c if c.get("when") else {"on": c["on"]} for c in checks]
+    return checks
 
 
 @click.command()

@@ -99,7 +99,12 @@ def parse_gate(value: Any) -> dict[str, Any]:
     extra = set(value) - {"on", "when", "checks", "target", "target_type", "allow_stale"}
     if extra:
         raise ValueError(f"gate: unknown key {sorted(extra)[0]!r}")
-    groups = value.get("checks") or [{k: value[k] for k in ("on", "when") if k in value}]
+    if "checks" in value and ("on" in value or "when" in value):
+        raise ValueError("gate: give checks: [...] or on/when, not both")
+    groups = value["checks"] if "checks" in value else [{k: value[k] for k in ("on", "when") if k in value}]
+    target = value.get("target")
+    if target is not None and (not isinstance(target, str) or "{{" in target):
+        raise ValueError("gate.target: expected a target like 'web*' (templates are not supported here)")
     try:
         compile_checks(groups)
     except GateError as exc:
@@ -112,7 +117,7 @@ def parse_gate(value: Any) -> dict[str, Any]:
         raise ValueError(f"gate.target_type: expected one of {', '.join(TARGET_TYPES)}")
     return {
         "checks": groups,
-        "target": value.get("target"),
+        "target": target,
         "target_type": target_type,
         "allow_stale": allow_stale,
     }

@@ -11,6 +11,9 @@ from reactord.protocol.events import Event
 from reactord.reactor.state import Hold, RuleState
 from reactord.store.database import Database
 
+#: Tags that name one occurrence (a job), not the state of a thing: kept out of the state table.
+UNSTATEFUL = "reactor/job/"
+
 
 class StateTable:
     """The latest event of every (source, tag); the most recent ones cached in memory."""
@@ -60,6 +63,9 @@ class StateTable:
         pairs: list[tuple[Event, Event | None]] = []
         latest: dict[tuple[str, str], Event] = {}
         for event in events:
+            if event.tag.startswith(UNSTATEFUL):
+                pairs.append((event, None))  # one tag per job: no state to keep
+                continue
             pairs.append((event, self.previous(event.source, event.tag)))
             latest[(event.source, event.tag)] = event
             self._remember(event)
@@ -83,6 +89,13 @@ class StateTable:
             for r in rows
         ]
 
+    def prune(self, before: float) -> int:
+        """Forget rows not updated since ``before`` (with the event log's retention)."""
+        removed = self.db.conn.execute("DELETE FROM state WHERE received < ?", (before,)).rowcount
+        if removed:
+            self._cache.clear()
+        return int(removed)
+
     def empty(self) -> bool:
         return self.db.conn.execute("SELECT 1 FROM state LIMIT 1").fetchone() is None
 
@@ -93,7 +106,8 @@ class StateTable:
             conn.execute(
                 "INSERT INTO state (source, tag, event_id, time, received, data)"
                 " SELECT source, tag, id, time, received, data FROM events"
-                " WHERE id IN (SELECT MAX(id) FROM events GROUP BY source, tag)"
+                " WHERE id IN (SELECT MAX(id) FROM events"
+                " WHERE tag NOT LIKE 'reactor/job/%' GROUP BY source, tag)"
             )
         self._cache.clear()
         return int(self.db.conn.execute("SELECT COUNT(*) FROM state").fetchone()[0])

@@ -50,7 +50,18 @@ def test_tag_globs_start_groups() -> None:
     compile_checks(checks)
 
 
-@pytest.mark.parametrize("words", [("data.x < 2",), ("minion/*/x", "data.x ?? 2"), ()])
+def test_conditions_on_one_path_all_hold_and_values_are_yaml_1_2() -> None:
+    checks = parse_checks(("minion/*/beacon/load", "data.load1 < 1", "data.load1 > 0"))
+    assert checks == [{"on": "minion/*/beacon/load",
+                       "when": {"all": [{"data.load1": {"lt": 1}}, {"data.load1": {"gt": 0}}]}}]
+    assert parse_condition("data.mode == on") == {"data.mode": {"eq": "on"}}
+    assert parse_condition("data.day == 2026-11-26") == {"data.day": {"eq": "2026-11-26"}}
+    assert parse_checks(("{on: a/b, when: {data.q: 1}}",)) == [{"on": "a/b", "when": {"data.q": 1}}]
+
+
+@pytest.mark.parametrize(
+    "words", [("data.x < 2",), ("minion/*/x", "data.x ?? 2"), (), ("x/y", "data.x == ["), ("x/y", "load<2")]
+)
 def test_bad_gate_words(words: tuple[str, ...]) -> None:
     with pytest.raises(click.ClickException):
         parse_checks(words)

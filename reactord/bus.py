@@ -20,8 +20,10 @@ from reactord.protocol.events import Event
 class Bus:
     def __init__(self, ctx: zmq.asyncio.Context, path: Path) -> None:
         self.path = path
-        # A plain (blocking-API) socket in the same context: the bus only ever sends, NOBLOCK.
-        self.socket: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.PUB)
+        # A plain (blocking-API) XPUB in the same context: it only sends, NOBLOCK, and reads the
+        # subscriptions, so that nothing is packed for the bus while nobody watches.
+        self.socket: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.XPUB)
+        self.watched = False
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, 100_000)  # a slow watcher loses events, never the master
 
@@ -35,11 +37,24 @@ class Bus:
             os.umask(old)
         os.chmod(self.path, 0o600)
 
+    def _poll_subscriptions(self) -> None:
+        while True:
+            try:
+                message = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if message:  # \x01 + topic: someone subscribed; \x00 + topic: the last one left
+                self.watched = message[0] == 1
+
     def publish(self, events: list[Event]) -> None:
+        self._poll_subscriptions()
+        if not self.watched:
+            return
         for event in events:
             self._send(event.to_bus())
 
     def probe(self, token: str) -> None:
+        self._poll_subscriptions()
         self._send(codec.pack(["probe", token]))
 
     def _send(self, frame: bytes) -> None:

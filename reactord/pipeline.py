@@ -14,22 +14,34 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from reactord.bus import Bus
+from reactord.protocol import codec
 from reactord.protocol.errors import TagError
 from reactord.protocol.events import Event
-from reactord.protocol.ids import new_id
+from reactord.protocol.ids import new_id, new_ids
 from reactord.protocol.messages import EventBatch
-from reactord.protocol.tags import in_minion_namespace, validate_tag
+from reactord.protocol.tags import minion_prefix, validate_tag
 from reactord.stats import Stats
 from reactord.store.events import EventLog
 from reactord.store.state import StateTable
 
 log = logging.getLogger("reactord.events")
 
-#: Called with each committed event and the event it follows (same source and tag).
-Subscriber = Callable[[list[tuple[Event, Event | None]]], None]
+Pairs = list[tuple[Event, Event | None]]
+
+
+class Decider(Protocol):
+    """The reactor, as the pipeline sees it: decide before the write, act after it."""
+
+    def decide(self, pairs: Pairs) -> tuple[dict[str, bytes], list[Any]]:
+        """Each event with the one it follows -> (packed decisions by event id, what fired)."""
+        ...
+
+    def dispatch(self, fired: list[Any]) -> None: ...
+
+
 AckSender = Callable[[str, str, int], None]
 
 
@@ -58,7 +70,7 @@ class EventPipeline:
         self.send_ack = send_ack
         self.cause_of = cause_of
         self.clock = clock
-        self.subscribers: list[Subscriber] = []
+        self.decider: Decider | None = None  # the reactor, set by the master
         self.epoch = os.urandom(8).hex()  # the master's own emitter epoch, new at each start
         self._seq = 0
         self._last: dict[tuple[str, str], int] = event_log.delivery()
@@ -87,21 +99,24 @@ class EventPipeline:
             )
             last = batch.base - 1
         now = self.clock()
+        prefix = minion_prefix(source)
+        ids = iter(new_ids(len(batch.events), now))
+        received = duplicates = 0
         for seq, tag, when, data, claimed in batch.events:
             if seq <= last:
-                self.stats.incr("events.duplicate")
+                duplicates += 1
                 continue
             if seq != last + 1:
                 self.stats.incr("events.out_of_order")  # a gap: wait for the re-send
                 break
             last = seq
-            self.stats.incr("events.received")
+            received += 1
             try:
                 validate_tag(tag)
             except TagError:
                 self.stats.incr("drop.bad_tag")
                 continue
-            if not in_minion_namespace(source, tag):
+            if not tag.startswith(prefix) or len(tag) == len(prefix):
                 self.stats.incr("drop.namespace")
                 log.warning(
                     "dropped %s from %s: outside minion/%s/",
@@ -115,7 +130,7 @@ class EventPipeline:
             causation, depth = self.cause_of(source, claimed) if claimed else (None, 0)
             self._pending.events.append(
                 Event(
-                    id=new_id(now),
+                    id=next(ids),
                     tag=tag,
                     source=source,
                     time=float(when),
@@ -125,9 +140,14 @@ class EventPipeline:
                     causation=causation,
                     depth=depth,
                     received=now,
+                    packed=codec.pack(data),
                 )
             )
         self._pending.delivery[key] = last
+        if received:
+            self.stats.incr("events.received", received)
+        if duplicates:
+            self.stats.incr("events.duplicate", duplicates)
 
     def commit(self) -> list[Event]:
         """Log what ``offer`` accepted, then acknowledge, republish and hand it on."""
@@ -136,7 +156,8 @@ class EventPipeline:
             return []
         new_epochs = [k for k in pending.delivery if k not in self._last]
         pairs, state_rows = self.state.advance(pending.events)
-        self.log.append(pending.events, pending.delivery, state_rows)
+        decided, fired = self.decider.decide(pairs) if self.decider else ({}, [])
+        self.log.append(pending.events, pending.delivery, state_rows, decided)
         for source, epoch in new_epochs:
             self.log.forget_epochs(source, epoch)
             for stale in [k for k in self._last if k[0] == source and k[1] != epoch]:
@@ -146,7 +167,7 @@ class EventPipeline:
         self.stats.event_rate.add(len(pending.events), self.clock())
         for (source, epoch), seq in pending.delivery.items():
             self.send_ack(source, epoch, seq)
-        self._publish(pairs)
+        self._publish(pending.events, fired)
         return pending.events
 
     # -- events of the master itself ------------------------------------------------------------
@@ -174,17 +195,17 @@ class EventPipeline:
             causation=causation,
             depth=depth,
             received=now,
+            packed=codec.pack(data),
         )
         pairs, state_rows = self.state.advance([event])
-        self.log.append([event], {}, state_rows)
+        decided, fired = self.decider.decide(pairs) if self.decider else ({}, [])
+        self.log.append([event], {}, state_rows, decided)
         self.stats.incr("events.accepted")
         self.stats.event_rate.add(1, now)
-        self._publish(pairs)
+        self._publish([event], fired)
         return event
 
-    def _publish(self, pairs: list[tuple[Event, Event | None]]) -> None:
-        if not pairs:
-            return
-        self.bus.publish([event for event, _ in pairs])
-        for subscriber in self.subscribers:
-            subscriber(pairs)
+    def _publish(self, events: list[Event], fired: list[Any]) -> None:
+        self.bus.publish(events)
+        if fired and self.decider is not None:
+            self.decider.dispatch(fired)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reactord.protocol import codec
@@ -29,6 +29,11 @@ class Event:
     depth: int = 0
     received: float = 0.0
     replayed: bool = False
+    #: ``data`` packed once, on the hot path, for the log, the state table and the bus.
+    packed: bytes | None = field(default=None, compare=False, repr=False)
+
+    def packed_data(self) -> bytes:
+        return self.packed if self.packed is not None else codec.pack(self.data)
 
     def public(self) -> dict[str, Any]:
         """The envelope as ``event watch --json`` and the CLI show it."""
@@ -50,5 +55,29 @@ class Event:
         return out
 
     def to_bus(self) -> bytes:
-        """The frame republished on the master's local bus: ``["event", {...}]``."""
-        return codec.pack(["event", {**self.public(), "received": self.received}])
+        """The frame republished on the master's local bus: ``["event", {...}]``.
+
+        The same map as ``public()`` plus ``received``, assembled around the packed data.
+        """
+        head = {
+            "id": self.id,
+            "tag": self.tag,
+            "source": self.source,
+            "time": self.time,
+            "seq": self.seq,
+            "epoch": self.epoch,
+            "received": self.received,
+        }
+        if self.causation:
+            head["causation"] = self.causation
+        if self.depth:
+            head["depth"] = self.depth
+        if self.replayed:
+            head["replayed"] = True
+        packer = codec.packer()
+        parts = [packer.pack_array_header(2), packer.pack("event"), packer.pack_map_header(len(head) + 1)]
+        for key, value in head.items():
+            parts.append(packer.pack(key))
+            parts.append(packer.pack(value))
+        parts += [packer.pack("data"), self.packed_data()]
+        return b"".join(parts)

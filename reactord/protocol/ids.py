@@ -18,20 +18,42 @@ def new_id(now: float | None = None) -> str:
     Ids made by one process are strictly increasing, even within one millisecond, so sorting
     ids sorts by creation time.
     """
+    return new_ids(1, now)[0]
+
+
+def new_ids(count: int, now: float | None = None) -> list[str]:
+    """``count`` consecutive ids (one lock, one clock read, one random draw: the hot path)."""
     global _last_ms, _last_rand
     ms = int((time.time() if now is None else now) * 1000)
     with _lock:
         if ms <= _last_ms:
             ms = _last_ms
-            rand = _last_rand + 1
+            first = _last_rand + 1
         else:
-            rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to count up
-        _last_ms, _last_rand = ms, rand
-    value = (ms << 80) | (rand & ((1 << 80) - 1))
+            first = int.from_bytes(os.urandom(10), "big") >> 2  # room to count up
+        _last_ms, _last_rand = ms, first + count - 1
+    prefix = _encode(ms, 10)
+    ids: list[str] = []
+    rand, end = first, first + count
+    while rand < end:  # consecutive ids share all but the last two digits, 1,024 at a time
+        head = prefix + _encode((rand & _RAND_MASK) >> 10, 14)
+        low = rand & 1023
+        run = min(1024 - low, end - rand)
+        ids.extend([head + _PAIRS[low + n] for n in range(run)])
+        rand += run
+    return ids
+
+
+_RAND_MASK = (1 << 80) - 1
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits at a time
+
+
+def _encode(value: int, width: int) -> str:
+    """``value`` as ``width`` Crockford base32 digits (``width`` even)."""
     out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
+    for _ in range(width // 2):
+        out.append(_PAIRS[value & 1023])
+        value >>= 10
     return "".join(reversed(out))
 
 
@@ -45,3 +67,8 @@ def id_time(identifier: str) -> float:
 
 def is_id(text: str) -> bool:
     return len(text) == 26 and all(c in _ALPHABET for c in text.upper())
+
+
+def id_floor(when: float) -> str:
+    """The smallest id made at or after ``when``: ids compare as times (``id >= id_floor(t)``)."""
+    return _encode(int(when * 1000), 10) + "0" * 16

@@ -22,8 +22,21 @@ _MINION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RESERVED_PREFIX = "reactor/"
 
 
+_TAG = re.compile(r"[A-Za-z0-9_.:@=+,~%-]+(?:/[A-Za-z0-9_.:@=+,~%-]+){0,31}")
+
+
+_SEEN: dict[str, None] = {}  # tags already found valid (they repeat: one per minion and beacon)
+
+
 def validate_tag(tag: object) -> str:
     """Return ``tag`` if it is a well-formed tag, else raise ``TagError`` saying why."""
+    if tag in _SEEN:
+        return tag  # type: ignore[return-value,unused-ignore]
+    if isinstance(tag, str) and len(tag) <= MAX_TAG and _TAG.fullmatch(tag):
+        if len(_SEEN) >= 65536:
+            _SEEN.clear()
+        _SEEN[tag] = None
+        return tag
     if not isinstance(tag, str) or not tag:
         raise TagError("a tag must be a non-empty string")
     if len(tag) > MAX_TAG:

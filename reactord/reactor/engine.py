@@ -42,6 +42,7 @@ class Engine:
         self.max_depth = max_depth
         self.rules = rules
         self.index: TagIndex[Rule] = _index(rules)
+        self._candidates: dict[str, list[Rule]] = {}
         self.fire_counts: dict[str, int] = {}
 
     @property
@@ -52,9 +53,21 @@ class Engine:
         """Use a new rule set (state of rules that remain is kept)."""
         self.rules = rules
         self.index = _index(rules)
+        self._candidates = {}
         self.state.forget_rules({r.name for r in rules.rules})
 
     def candidates(self, tag: str) -> list[Rule]:
+        """The enabled rules whose globs match ``tag`` (cached per tag: tags repeat)."""
+        cached = self._candidates.get(tag)
+        if cached is not None:
+            return cached
+        found = self._find(tag)
+        if len(self._candidates) >= 65536:
+            self._candidates.clear()
+        self._candidates[tag] = found
+        return found
+
+    def _find(self, tag: str) -> list[Rule]:
         seen: set[str] = set()
         out = []
         for rule in self.index.candidates(tag):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from reactord.actions.context import ActionContext
 from reactord.actions.dispatcher import ActionDispatcher
+from reactord.protocol import codec
 from reactord.protocol.events import Event
 from reactord.protocol.ids import new_id
 from reactord.reactor.engine import Decision, Engine
@@ -75,7 +76,7 @@ class Reactor:
         interrupted = self.audit.interrupt_unfinished(clock())
         if interrupted:
             log.warning("%d actions were cut short by the last stop; see their events", len(interrupted))
-        pipeline.subscribers.append(self.on_events)
+        pipeline.decider = self
 
     # -- rules ------------------------------------------------------------------------------------
 
@@ -105,17 +106,30 @@ class Reactor:
 
     # -- events -----------------------------------------------------------------------------------
 
-    def on_events(self, pairs: list[tuple[Event, Event | None]]) -> None:
+    def decide(self, pairs: list[tuple[Event, Event | None]]) -> tuple[dict[str, bytes], list[Decision]]:
+        """Decide every candidate rule for each event, before the events are written.
+
+        The decisions go on the event rows (in the same transaction); what fired is
+        dispatched once they are written.
+        """
         now = self.clock()
-        rows = []
+        decided: dict[str, bytes] = {}
+        fired: list[Decision] = []
         for event, previous in pairs:
-            for decision in self.engine.evaluate(event, previous, now):
-                rows.append((event.id, decision.rule.name, decision.fired, decision.reason, now, None))
+            decisions = self.engine.evaluate(event, previous, now)
+            if not decisions:
+                continue
+            decided[event.id] = codec.pack([[d.rule.name, d.fired, d.reason] for d in decisions])
+            for decision in decisions:
                 if decision.fired:
-                    self._fire(decision)
+                    fired.append(decision)
                 else:
                     self._record_limit(decision)
-        self.audit.record_decisions(rows)
+        return decided, fired
+
+    def dispatch(self, fired: list[Decision]) -> None:
+        for decision in fired:
+            self._fire(decision)
 
     def _record_limit(self, decision: Decision) -> None:
         if decision.reason and decision.reason.startswith("depth limit"):
@@ -176,6 +190,7 @@ class Reactor:
                 if decision.fired:
                     self._fire(decision)
             self.audit.record_decisions(rows)
+            self.audit.flush()
             self.state_store.flush(self.engine.state)
             checks += 1
             if self.config.reactor.watch_rules and checks % 4 == 0 and self.changed_on_disk():
@@ -186,6 +201,7 @@ class Reactor:
 
     async def close(self) -> None:
         await self.dispatcher.close()
+        self.audit.flush()
         self.audit.interrupt_unfinished(self.clock())
         self.state_store.flush(self.engine.state)
 

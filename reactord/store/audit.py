@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reactord import jsonable
+from reactord.protocol import codec
 from reactord.store.database import Database
 
 _ACTION_COLUMNS = (
@@ -53,8 +54,25 @@ class DeadLetter:
 
 
 class AuditLog:
+    """Writes are buffered and flushed in one transaction (by the reactor's tick, when the
+    buffer fills, and before any read), so recording an action costs no transaction of its own."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._writes: list[tuple[str, tuple[Any, ...]]] = []
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._writes.append((sql, params))
+        if len(self._writes) >= 2000:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._writes:
+            return
+        writes, self._writes = self._writes, []
+        with self.db.transaction() as conn:
+            for sql, params in writes:
+                conn.execute(sql, params)
 
     # -- decisions ------------------------------------------------------------------------------
 
@@ -68,11 +86,22 @@ class AuditLog:
                 )
 
     def decisions(self, event_id: str) -> list[dict[str, Any]]:
+        """Decisions on the event's row (made when it arrived), then later ones (holds, replays)."""
+        self.flush()
+        row = self.db.conn.execute(
+            "SELECT decisions, received FROM events WHERE id=?", (event_id,)
+        ).fetchone()
+        on_arrival = []
+        if row is not None and row[0]:
+            on_arrival = [
+                {"rule": rule, "fired": fired, "reason": reason, "time": row[1]}
+                for rule, fired, reason in codec.unpack(row[0], max_size=1 << 30)
+            ]
         rows = self.db.conn.execute(
             "SELECT rule, fired, reason, time, replay FROM decisions WHERE event_id=? ORDER BY rowid",
             (event_id,),
         ).fetchall()
-        return [
+        return on_arrival + [
             {
                 "rule": r[0],
                 "fired": bool(r[1]),
@@ -97,7 +126,7 @@ class AuditLog:
         params: dict[str, Any] | None,
         replay: str | None,
     ) -> None:
-        self.db.conn.execute(
+        self._write(
             "INSERT INTO actions (id, event_id, rule, idx, kind, label, status, created, params, replay)"
             " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
             (action_id, event_id, rule, idx, kind, label, now, jsonable.dumps(params), replay),
@@ -107,9 +136,10 @@ class AuditLog:
         if "result" in fields:
             fields["result"] = jsonable.dumps(fields["result"])
         assignments = ", ".join(f"{name}=?" for name in fields)
-        self.db.conn.execute(f"UPDATE actions SET {assignments} WHERE id=?", (*fields.values(), action_id))
+        self._write(f"UPDATE actions SET {assignments} WHERE id=?", (*fields.values(), action_id))
 
     def actions_for(self, event_id: str) -> list[dict[str, Any]]:
+        self.flush()
         rows = self.db.conn.execute(
             f"SELECT {_ACTION_COLUMNS}, replay FROM actions WHERE event_id=? ORDER BY created, idx",
             (event_id,),
@@ -124,6 +154,7 @@ class AuditLog:
 
     def interrupt_unfinished(self, now: float) -> list[str]:
         """Actions left pending or running by a master that stopped: mark them interrupted."""
+        self.flush()
         rows = self.db.conn.execute(
             "SELECT id FROM actions WHERE status IN ('pending', 'running')"
         ).fetchall()
@@ -137,13 +168,14 @@ class AuditLog:
         return ids
 
     def action_params(self, action_id: str) -> dict[str, Any] | None:
+        self.flush()
         row = self.db.conn.execute("SELECT params FROM actions WHERE id=?", (action_id,)).fetchone()
         return jsonable.loads(row[0]) if row else None
 
     # -- dead letters ---------------------------------------------------------------------------
 
     def add_dead(self, letter: DeadLetter) -> None:
-        self.db.conn.execute(
+        self._write(
             f"INSERT INTO deadletters ({_DEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 letter.id,
@@ -164,6 +196,7 @@ class AuditLog:
         )
 
     def dead_letters(self, status: str | None = "open") -> list[DeadLetter]:
+        self.flush()
         where, params = ("WHERE status=?", (status,)) if status else ("", ())
         rows = self.db.conn.execute(
             f"SELECT {_DEAD_COLUMNS} FROM deadletters {where} ORDER BY id", params
@@ -171,19 +204,21 @@ class AuditLog:
         return [_dead(r) for r in rows]
 
     def dead_letter(self, letter_id: str) -> DeadLetter | None:
+        self.flush()
         row = self.db.conn.execute(
             f"SELECT {_DEAD_COLUMNS} FROM deadletters WHERE id=?", (letter_id,)
         ).fetchone()
         return _dead(row) if row else None
 
     def update_dead(self, letter_id: str, *, status: str, error: str, attempts: int, now: float) -> None:
-        self.db.conn.execute(
+        self._write(
             "UPDATE deadletters SET status=?, error=?, attempts=?, updated=? WHERE id=?",
             (status, error, attempts, now, letter_id),
         )
 
     def prune(self, before: float) -> int:
         """Forget decisions and finished actions older than ``before``, and resolved dead letters."""
+        self.flush()
         conn = self.db.conn
         removed = conn.execute("DELETE FROM decisions WHERE time < ?", (before,)).rowcount
         removed += conn.execute(
@@ -195,6 +230,7 @@ class AuditLog:
         return int(removed)
 
     def count_dead(self) -> int:
+        self.flush()
         return int(self.db.conn.execute("SELECT COUNT(*) FROM deadletters WHERE status='open'").fetchone()[0])
 
 

@@ -24,6 +24,8 @@ class Database:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA busy_timeout=5000")
+            self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: the hot indexes stay in memory
+            self.conn.execute("PRAGMA temp_store=MEMORY")
             self._migrate(migrations)
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: {exc}") from exc

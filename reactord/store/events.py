@@ -9,14 +9,16 @@ from typing import Any
 
 from reactord.protocol import codec
 from reactord.protocol.events import Event
+from reactord.protocol.ids import id_floor
 from reactord.protocol.tags import tag_matches
 from reactord.store.database import Database
 from reactord.store.state import StateTable
 
 _COLUMNS = "id, tag, source, time, received, epoch, seq, causation, depth, data"
+_INSERT = f"INSERT INTO events ({_COLUMNS}, decisions) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 
 
-def _row(event: Event) -> tuple[Any, ...]:
+def _row(event: Event, decisions: bytes | None) -> tuple[Any, ...]:
     return (
         event.id,
         event.tag,
@@ -27,7 +29,8 @@ def _row(event: Event) -> tuple[Any, ...]:
         event.seq,
         event.causation,
         event.depth,
-        codec.pack(event.data),
+        event.packed_data(),
+        decisions,
     )
 
 
@@ -70,13 +73,14 @@ class EventLog:
         events: list[Event],
         delivery: dict[tuple[str, str], int],
         state_rows: list[tuple[Any, ...]] | None = None,
+        decisions: dict[str, bytes] | None = None,
     ) -> None:
-        """Write events, the state rows and the delivery state they advance, in one transaction."""
+        """Write events (with the reactor's decisions on them), the state rows and the delivery
+        state they advance, in one transaction."""
         now = time.time()
+        decided = decisions or {}
         with self.db.transaction() as conn:
-            conn.executemany(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", [_row(e) for e in events]
-            )
+            conn.executemany(_INSERT, [_row(e, decided.get(e.id)) for e in events])
             if state_rows:
                 conn.executemany(StateTable.SQL, state_rows)
             if delivery:
@@ -106,18 +110,18 @@ class EventLog:
         """The latest event of each (source, tag) received at or before ``when``: the past state."""
         rows = self.db.conn.execute(
             f"SELECT {_COLUMNS} FROM events WHERE id IN"
-            " (SELECT MAX(id) FROM events WHERE received <= ? GROUP BY source, tag) ORDER BY source, tag",
-            (when,),
+            " (SELECT MAX(id) FROM events WHERE id < ? GROUP BY source, tag) ORDER BY source, tag",
+            (id_floor(when + 0.001),),
         ).fetchall()
         return [_event(r) for r in rows]
 
     def oldest_received(self) -> float | None:
-        row = self.db.conn.execute("SELECT MIN(received) FROM events").fetchone()
+        row = self.db.conn.execute("SELECT received FROM events ORDER BY id LIMIT 1").fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def caused_by(self, event_id: str) -> list[Event]:
         rows = self.db.conn.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE causation=? ORDER BY rowid", (event_id,)
+            f"SELECT {_COLUMNS} FROM events WHERE causation=? ORDER BY id", (event_id,)
         ).fetchall()
         return [_event(r) for r in rows]
 
@@ -132,11 +136,11 @@ class EventLog:
             clauses.append("source = ?")
             params.append(q.source)
         if q.since is not None:
-            clauses.append("received >= ?")
-            params.append(q.since)
+            clauses.append("id >= ?")  # ids are made when events arrive: they order as `received`
+            params.append(id_floor(q.since))
         if q.until is not None:
-            clauses.append("received < ?")
-            params.append(q.until)
+            clauses.append("id < ?")
+            params.append(id_floor(q.until))
         if q.tag is not None:
             clauses.append("tag GLOB ?")  # a superset (GLOB's * crosses '/'); refined below
             params.append(q.tag.replace("**", "*").replace("[", "[[]"))
@@ -148,10 +152,10 @@ class EventLog:
             page_params = list(params)
             if last is not None:
                 page_where += " AND " if where else "WHERE "
-                page_where += "rowid < ?" if q.newest_first else "rowid > ?"
+                page_where += "id < ?" if q.newest_first else "id > ?"
                 page_params.append(last)
             rows = self.db.conn.execute(
-                f"SELECT rowid, {_COLUMNS} FROM events {page_where} ORDER BY rowid {order} LIMIT ?",
+                f"SELECT id, {_COLUMNS} FROM events {page_where} ORDER BY id {order} LIMIT ?",
                 [*page_params, chunk],
             ).fetchall()
             if not rows:
@@ -174,11 +178,11 @@ class EventLog:
         removed = 0
         if max_age:
             cutoff = now - max_age
-            removed += self.db.conn.execute("DELETE FROM events WHERE received < ?", (cutoff,)).rowcount
+            removed += self.db.conn.execute("DELETE FROM events WHERE id < ?", (id_floor(cutoff),)).rowcount
         if max_count:
             row = self.db.conn.execute(
-                "SELECT rowid FROM events ORDER BY rowid DESC LIMIT 1 OFFSET ?", (max_count,)
+                "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (max_count,)
             ).fetchone()
             if row is not None:
-                removed += self.db.conn.execute("DELETE FROM events WHERE rowid <= ?", (row[0],)).rowcount
+                removed += self.db.conn.execute("DELETE FROM events WHERE id <= ?", (row[0],)).rowcount
         return int(removed)

@@ -143,3 +143,40 @@ MIGRATIONS.append(
     CREATE INDEX events_source_tag ON events (source, tag, id);
     """
 )
+
+MIGRATIONS.append(
+    # 5: events keyed by their (time-ordered) id, without a rowid; the reactor's decisions are
+    # written on the event row in the same insert; (source, epoch, seq) is deduplicated before
+    # it reaches the table
+    """
+    CREATE TABLE events_new (
+        id TEXT PRIMARY KEY,
+        tag TEXT NOT NULL,
+        source TEXT NOT NULL,
+        time REAL NOT NULL,
+        received REAL NOT NULL,
+        epoch TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        causation TEXT,
+        depth INTEGER NOT NULL DEFAULT 0,
+        data BLOB NOT NULL,
+        decisions BLOB
+    ) WITHOUT ROWID;
+    INSERT INTO events_new (id, tag, source, time, received, epoch, seq, causation, depth, data)
+        SELECT id, tag, source, time, received, epoch, seq, causation, depth, data FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_new RENAME TO events;
+    CREATE INDEX events_received ON events (received);
+    CREATE INDEX events_causation ON events (causation) WHERE causation IS NOT NULL;
+    CREATE INDEX events_source_tag ON events (source, tag, id)
+    """
+)
+
+MIGRATIONS.append(
+    # 6: fewer indexes on the hot insert path: ids are made when events arrive, so time ranges
+    # are id ranges; looking back for one source and tag (explain, state --at) scans by id
+    """
+    DROP INDEX IF EXISTS events_received;
+    DROP INDEX IF EXISTS events_source_tag
+    """
+)

@@ -69,7 +69,7 @@ class StateTable:
             pairs.append((event, self.previous(event.source, event.tag)))
             latest[(event.source, event.tag)] = event
             self._remember(event)
-        rows = [(e.source, e.tag, e.id, e.time, e.received, codec.pack(e.data)) for e in latest.values()]
+        rows = [(e.source, e.tag, e.id, e.time, e.received, e.packed_data()) for e in latest.values()]
         return pairs, rows
 
     def current(self) -> list[Event]:

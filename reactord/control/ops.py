@@ -241,7 +241,7 @@ def handlers(master: Master) -> dict[str, Handler]:
             recorded: list[dict[str, Any]] | None = None
         else:
             event = _stored(_arg(args, "id", str))
-            recorded = master.reactor.audit.decisions(event.id)
+            recorded = master.reactor.recorded(event)
         now = master.reactor.explain(event, stored=recorded is not None)
         return {"event": event.public(), "recorded": recorded, "now": now}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgpack
@@ -17,9 +18,19 @@ def _no_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"msgpack extension type {code} is not allowed")
 
 
+_local = threading.local()
+
+
 def pack(obj: Any) -> bytes:
     """Serialize ``obj``; raises ``TypeError`` for values the wire cannot carry."""
-    data: bytes = msgpack.packb(obj, use_bin_type=True, datetime=False)
+    packer = getattr(_local, "packer", None)
+    if packer is None:  # one packer per thread: making one per call costs more than packing
+        packer = _local.packer = msgpack.Packer(use_bin_type=True, datetime=False, autoreset=True)
+    try:
+        data: bytes = packer.pack(obj)
+    except BaseException:
+        packer.reset()
+        raise
     return data
 
 

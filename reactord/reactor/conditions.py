@@ -128,6 +128,23 @@ class ValueTest:
     tests: tuple[tuple[str, Any, Any], ...]  # (operator, compiled expected, as written)
     ignore_case: bool = False
 
+    def ok(self, actual: Any) -> bool:
+        """The fast path: whether the value passes, without explaining why not."""
+        for op, expected, _written in self.tests:
+            if op == "exists":
+                if (actual is not MISSING) != expected:
+                    return False
+                continue
+            if actual is MISSING:
+                return False
+            if self.ignore_case:
+                value, want = _fold(actual), (expected if op == "regex" else _fold(expected))
+                if not _TESTS[op](value, want):
+                    return False
+            elif not _TESTS[op](actual, expected):
+                return False
+        return True
+
     def failure(self, actual: Any) -> str | None:
         for op, expected, written in self.tests:
             if op == "exists":
@@ -197,7 +214,10 @@ def _compile_expected(op: str, expected: Any, where: str, ignore_case: bool) -> 
 
 
 class Condition:
-    """A compiled condition; ``failure`` is ``None`` when it holds."""
+    """A compiled condition: ``holds`` is the fast path; ``failure`` says why it does not hold."""
+
+    def holds(self, event: Event) -> bool:
+        raise NotImplementedError
 
     def failure(self, event: Event) -> str | None:
         raise NotImplementedError
@@ -210,6 +230,10 @@ class PathCondition(Condition):
     test: ValueTest
     counter: Counter
 
+    def holds(self, event: Event) -> bool:
+        self.counter.checks += 1
+        return self.test.ok(resolve(event, self.parts))
+
     def failure(self, event: Event) -> str | None:
         self.counter.checks += 1
         reason = self.test.failure(resolve(event, self.parts))
@@ -219,6 +243,9 @@ class PathCondition(Condition):
 @dataclass(frozen=True, slots=True)
 class AllOf(Condition):
     parts: tuple[Condition, ...]
+
+    def holds(self, event: Event) -> bool:
+        return all(part.holds(event) for part in self.parts)
 
     def failure(self, event: Event) -> str | None:
         for part in self.parts:
@@ -231,6 +258,9 @@ class AllOf(Condition):
 @dataclass(frozen=True, slots=True)
 class AnyOf(Condition):
     parts: tuple[Condition, ...]
+
+    def holds(self, event: Event) -> bool:
+        return any(part.holds(event) for part in self.parts)
 
     def failure(self, event: Event) -> str | None:
         reasons = []
@@ -246,6 +276,9 @@ class AnyOf(Condition):
 class Not(Condition):
     part: Condition
     written: str
+
+    def holds(self, event: Event) -> bool:
+        return not self.part.holds(event)
 
     def failure(self, event: Event) -> str | None:
         if self.part.failure(event) is None:

@@ -77,12 +77,24 @@ class Engine:
         return out
 
     def evaluate(
-        self, event: Event, previous: Event | None, now: float, *, commit: bool = True
+        self, event: Event, previous: Event | None, now: float, *, commit: bool = True, explain: bool = True
     ) -> list[Decision]:
-        """Decide every candidate rule for ``event``; with ``commit=False`` nothing changes."""
-        return [self._decide(rule, event, previous, now, commit) for rule in self.candidates(event.tag)]
+        """Decide every candidate rule for ``event``; with ``commit=False`` nothing changes.
 
-    def _decide(self, rule: Rule, event: Event, previous: Event | None, now: float, commit: bool) -> Decision:
+        With ``explain=False`` (the live path), rules that miss on ``when`` or ``changed``
+        are left out: those misses depend only on the event and the one before it, so
+        ``rules explain`` can work them out again; everything else is returned.
+        """
+        decisions = []
+        for rule in self.candidates(event.tag):
+            decision = self._decide(rule, event, previous, now, commit, explain)
+            if decision is not None:
+                decisions.append(decision)
+        return decisions
+
+    def _decide(
+        self, rule: Rule, event: Event, previous: Event | None, now: float, commit: bool, explain: bool = True
+    ) -> Decision | None:
         if event.depth >= self.max_depth:
             return Decision(
                 rule,
@@ -93,20 +105,27 @@ class Engine:
                     "a rule may be firing its own trigger"
                 ),
             )
-        reason = rule.when.failure(event) if rule.when is not None else None
-        key = (rule.name, f"{event.source}\0{event.tag}")
-        hold = self.state.holds.get(key) if rule.hold is not None else None
+        if explain:
+            reason = rule.when.failure(event) if rule.when is not None else None
+        else:
+            reason = None if rule.when is None or rule.when.holds(event) else QUIET
+        hold = None
+        if rule.hold is not None:
+            key = (rule.name, f"{event.source}\0{event.tag}")
+            hold = self.state.holds.get(key)
         if reason is None and rule.changed is not None:
             # With `for`, the change starts the hold; then the value must stay what it became.
             if hold is not None:
                 reason = _still_failure(rule, event, hold.event)
             else:
-                reason = _changed_failure(rule, event, previous)
+                reason = _changed_failure(rule, event, previous, explain)
+        if reason is QUIET and rule.hold is None:
+            return None
         if rule.hold is not None:
             if reason is not None:
                 if hold is not None and commit:
                     self.state.holds.pop(key)
-                return Decision(rule, event, False, reason)
+                return None if reason is QUIET else Decision(rule, event, False, reason)
             if hold is None:
                 hold = Hold(now, event)
             elif not hold.fired:
@@ -182,7 +201,11 @@ def _key(template: Template | str, event: Event) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _changed_failure(rule: Rule, event: Event, previous: Event | None) -> str | None:
+#: A miss on ``when`` or ``changed``, not spelled out on the live path (explain works it out).
+QUIET = "missed on when or changed"
+
+
+def _changed_failure(rule: Rule, event: Event, previous: Event | None, explain: bool = True) -> str | None:
     """None when a watched value changed (and matches from/to); else why not."""
     changed = rule.changed
     assert changed is not None
@@ -191,14 +214,15 @@ def _changed_failure(rule: Rule, event: Event, previous: Event | None) -> str | 
         now_value = resolve(event, parts)
         before = resolve(previous, parts) if previous is not None else MISSING
         if now_value == before and type(now_value) is type(before):
-            unchanged.append(f"changed {written}: still {_show(now_value)}")
+            if explain:
+                unchanged.append(f"changed {written}: still {_show(now_value)}")
             continue
-        if changed.from_ is not None and (why := changed.from_.failure(before)):
-            return f"from {written}: {why}"
-        if changed.to is not None and (why := changed.to.failure(now_value)):
-            return f"to {written}: {why}"
+        if changed.from_ is not None and not changed.from_.ok(before):
+            return f"from {written}: {changed.from_.failure(before)}" if explain else QUIET
+        if changed.to is not None and not changed.to.ok(now_value):
+            return f"to {written}: {changed.to.failure(now_value)}" if explain else QUIET
         return None
-    return "; ".join(unchanged)
+    return "; ".join(unchanged) if explain else QUIET
 
 
 def _still_failure(rule: Rule, event: Event, started: Event) -> str | None:

@@ -116,7 +116,7 @@ class Reactor:
         decided: dict[str, bytes] = {}
         fired: list[Decision] = []
         for event, previous in pairs:
-            decisions = self.engine.evaluate(event, previous, now)
+            decisions = self.engine.evaluate(event, previous, now, explain=False)
             if not decisions:
                 continue
             decided[event.id] = codec.pack([[d.rule.name, d.fired, d.reason] for d in decisions])
@@ -206,6 +206,31 @@ class Reactor:
         self.state_store.flush(self.engine.state)
 
     # -- explain and replay ----------------------------------------------------------------------
+
+    def recorded(self, event: Event) -> list[dict[str, Any]]:
+        """What was decided when ``event`` arrived.
+
+        Firings and refusals by state (throttle, threshold, for, depth) are recorded with the
+        event; misses on ``when`` or ``changed`` depend only on the event and the one before
+        it, so they are worked out again here (marked ``recomputed``).
+        """
+        recorded = self.audit.decisions(event.id)
+        named = {d["rule"] for d in recorded if not d.get("replay")}
+        previous = self.event_log.previous(event)
+        for decision in self.engine.evaluate(event, previous, event.received, commit=False):
+            if decision.rule.name in named:
+                continue
+            reason = decision.reason if not decision.fired else "not recorded: the rules changed since?"
+            recorded.append(
+                {
+                    "rule": decision.rule.name,
+                    "fired": False,
+                    "reason": reason,
+                    "time": event.received,
+                    "recomputed": True,
+                }
+            )
+        return recorded
 
     def explain(self, event: Event, *, stored: bool) -> list[dict[str, Any]]:
         """What the loaded rules decide for ``event`` now (without changing any state).

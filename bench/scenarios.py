@@ -39,7 +39,7 @@ def realistic_rules(count: int, firing_share: float = 0.01) -> str:
     lines += [
         "  - name: hot-load",
         '    on: "minion/*/beacon/load"',
-        f"    when: {{data.seq_mod: {{eq: 0}}}}",
+        "    when: {data.seq_mod: {eq: 0}}",
         "    do: [{log: 'load on {{ source }}', level: debug}]",
     ]
     for n in range(count - 1):
@@ -170,10 +170,17 @@ def latency(root: Path, *, rate: float = 1000.0, seconds: float = 20.0, minions:
         fleet = Fleet(mp, names, keys, batch=1)
         try:
             fleet.hello()
-            _drive(fleet, int(rate * seconds / minions), rate=rate, mod=1)
+            per_minion = int(rate * seconds / minions)
+            sent = per_minion * minions
+            _drive(fleet, per_minion, rate=rate, mod=1)
+            deadline = time.monotonic() + 30
+            while mp.query("SELECT COUNT(*) FROM actions WHERE started IS NOT NULL")[0][0] < sent:
+                if time.monotonic() > deadline:
+                    break
+                fleet.pump(0.1)  # the audit is written in batches: wait until every action is on record
             rows = mp.query(
-                "SELECT a.started - e.received, a.started - e.time FROM actions a JOIN events e ON a.event_id = e.id"
-                " WHERE a.started IS NOT NULL"
+                "SELECT a.started - e.received, a.started - e.time FROM actions a"
+                " JOIN events e ON a.event_id = e.id WHERE a.started IS NOT NULL"
             )
         finally:
             fleet.close()
@@ -182,7 +189,8 @@ def latency(root: Path, *, rate: float = 1000.0, seconds: float = 20.0, minions:
     return {
         "scenario": f"(e) reaction latency at {rate:.0f} events/s",
         "minions": minions,
-        "events": len(rows),
+        "events": sent,
+        "reactions": len(rows),
         "arrival_to_dispatch_p50_ms": round(statistics.median(arrival), 2),
         "arrival_to_dispatch_p99_ms": round(arrival[int(len(arrival) * 0.99)], 2),
         "creation_to_dispatch_p50_ms": round(statistics.median(creation), 2),
@@ -266,7 +274,7 @@ def idle_minion(root: Path, *, seconds: float = 30.0) -> dict[str, Any]:
             try:
                 if any(m["presence"] == "up" for m in client.call("minions")):
                     break
-            except Exception:  # noqa: BLE001 - the master is still starting
+            except Exception:
                 pass
             time.sleep(0.2)  # polling the master until the minion is up, with a deadline
         time.sleep(3)  # let start-up work (imports, first polls) finish before measuring idle

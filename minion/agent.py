@@ -38,7 +38,7 @@ from reactord.protocol import messages as m
 from reactord.protocol.errors import ConfigError, DecodeError, SignatureError
 from reactord.protocol.keys import CurveKeys, ensure_private_dir, fingerprint, verify_signature
 from reactord.protocol.localsock import LocalServer
-from reactord.protocol.metricsserver import MetricsServer
+from reactord.protocol.metricsserver import MetricsServer, Snapshot
 
 log = logging.getLogger("minion")
 
@@ -73,7 +73,9 @@ class Agent:
         )
         self.local = LocalServer(config.local_socket, local.handlers(self))
         self.metrics = (
-            MetricsServer(config.metrics.address, MinionCollector(self)) if config.metrics.address else None
+            MetricsServer(config.metrics.address, Snapshot(MinionCollector(self).collect))
+            if config.metrics.address
+            else None
         )
         self.delivery: Delivery | None = None
         self.started = time.time()
@@ -110,14 +112,14 @@ class Agent:
     async def run(self) -> None:
         log.info("minion %s %s starting (key %s)", self.config.id, __version__, self.keys.finger)
         try:
+            if self.metrics is not None:
+                self.metrics.start()  # before the master is reached: a stuck minion is seen too
             self.master_key = await self._obtain_master_key()
             if self.master_key is None:
                 return
             self.conn = MasterConnection(self.ctx, self.config, self.keys, self.master_key)
             self.delivery = self._delivery(self.master_key)
             await self.local.start()
-            if self.metrics is not None:
-                self.metrics.start()
             async with asyncio.TaskGroup() as tasks:
                 services = [
                     tasks.create_task(self._receive(), name="receive"),
@@ -125,6 +127,7 @@ class Agent:
                     tasks.create_task(self.delivery.run(), name="delivery"),
                     tasks.create_task(self.local.serve(), name="local"),
                     tasks.create_task(self.beacons.run(), name="beacons"),
+                    tasks.create_task(self._refresh_metrics(), name="metrics"),
                 ]
                 await self.stop_event.wait()
                 for task in services:
@@ -243,6 +246,11 @@ class Agent:
             )
 
     # -- the session: hello until accepted, then heartbeats -------------------------------------
+
+    async def _refresh_metrics(self) -> None:
+        while self.metrics is not None:
+            self.metrics.collector.refresh()
+            await self._sleep(1.0)
 
     async def _session(self) -> None:
         assert self.conn is not None

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reactord.protocol import configfile as cf
+from reactord.protocol.errors import ConfigError
 from reactord.protocol.logsetup import LEVELS
 
 DEFAULT_EVENT_PORT = 4510
@@ -86,9 +87,11 @@ def _endpoints(value: Any, where: cf.Where) -> dict[str, EndpointConfig]:
     for name, spec in raw.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
             raise ValueError(f"bad endpoint name {name!r}")
-        out[name] = cf.build(
-            EndpointConfig, spec or {}, cf.Where(where.path, where.base, f"{where.key}.{name}")
-        )
+        here = cf.Where(where.path, where.base, f"{where.key}.{name}")
+        try:
+            out[name] = cf.build(EndpointConfig, spec or {}, here)
+        except ValueError as exc:  # the endpoint's own check (it must authenticate)
+            raise ConfigError(where.path, here.key, str(exc)) from exc
     return out
 
 

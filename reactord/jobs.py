@@ -19,6 +19,7 @@ from reactord.link import CommandLink
 from reactord.protocol import messages as m
 from reactord.protocol.ids import new_id
 from reactord.protocol.keys import Signer
+from reactord.stats import Stats
 from reactord.store.jobs import JobRecord, JobStore, return_public
 
 log = logging.getLogger("reactord.jobs")
@@ -56,12 +57,14 @@ class JobDispatcher:
         signer: Signer,
         emit: Emit,
         *,
+        stats: Stats | None = None,
         command_ttl: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.link = link
         self.signer = signer
+        self.stats = stats or Stats()
         self.emit = emit
         self.command_ttl = command_ttl
         self.clock = clock
@@ -84,6 +87,7 @@ class JobDispatcher:
         """Send ``fun`` to each minion and wait up to ``timeout`` for all returns."""
         now = self.clock()
         jid = new_id(now)
+        self.stats.incr("jobs.started")
         self.store.add(
             JobRecord(
                 jid, fun, args, kwargs, target, target_type, minions, now, timeout, origin, causation, depth

@@ -31,7 +31,7 @@ from reactord.protocol import messages as m
 from reactord.protocol.errors import ConfigError
 from reactord.protocol.events import Event
 from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
-from reactord.protocol.metricsserver import MetricsServer
+from reactord.protocol.metricsserver import MetricsServer, Snapshot
 from reactord.reactor.service import Reactor
 from reactord.stats import Stats
 from reactord.store.database import Database
@@ -112,6 +112,7 @@ class Master:
             self.signer,
             self.emit,
             command_ttl=config.command_ttl,
+            stats=self.stats,
             clock=clock,
         )
         self.reactor = Reactor(
@@ -126,7 +127,9 @@ class Master:
             )
         self.control = ControlServer(config.control_path, ops.handlers(self))
         self.metrics = (
-            MetricsServer(config.metrics.address, MasterCollector(self)) if config.metrics.address else None
+            MetricsServer(config.metrics.address, Snapshot(MasterCollector(self).collect))
+            if config.metrics.address
+            else None
         )
         self.webhooks: WebhookServer | None = None
         self.stop_event = asyncio.Event()
@@ -217,9 +220,13 @@ class Master:
 
     async def run(self) -> None:
         """Serve until ``stop_event`` is set; then close everything in reverse order."""
-        self.bind()
-        self._start_webhooks()
-        await self.control.start()
+        try:
+            self.bind()
+            self._start_webhooks()
+            await self.control.start()
+        except BaseException:
+            self.close()  # what was opened before the failure (sockets, the bus file)
+            raise
         log.info(
             "master %s up: events on %s:%d, commands on :%d, key %s, control %s",
             __version__,
@@ -269,6 +276,8 @@ class Master:
     async def _tick(self) -> None:
         while True:
             self.presence.tick(self.clock())
+            if self.metrics is not None:
+                self.metrics.collector.refresh()
             await asyncio.sleep(min(1.0, self.config.presence.heartbeat))
 
     def install_signals(self, reopen_log: Callable[[], None]) -> None:
@@ -278,7 +287,10 @@ class Master:
         loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
 
         def hangup() -> None:
-            reopen_log()
+            try:
+                reopen_log()
+            except OSError as exc:  # the rules still reload; the old log goes on
+                log.error("could not reopen the log file: %s", exc)
             self.reactor.reload()
 
         loop.add_signal_handler(signal.SIGHUP, hangup)
@@ -307,6 +319,8 @@ def _read_secret(value: str | None, path: Path | None, what: str) -> str:
         return value
     assert path is not None
     try:
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(str(path), what, "readable by others: make it owner-only (chmod 600)")
         text = path.read_text().strip()
     except OSError as exc:
         raise ConfigError(str(path), what, f"cannot read: {exc.strerror}") from exc

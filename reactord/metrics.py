@@ -18,6 +18,7 @@ GROUPED = {
     "drop.": ("reactord_events_dropped_total", "reason"),
     "actions.ok.": ("reactord_actions_succeeded_total", "kind"),
     "actions.failed.": ("reactord_action_attempts_failed_total", "kind"),
+    "webhook.refused.": ("reactord_webhook_refused_total", "status"),
 }
 HELP = {
     "events.received": "Events read from minions (before checks)",
@@ -27,6 +28,7 @@ HELP = {
     "frames.received": "Frames read on the event socket",
     "handshake.refused": "CURVE handshakes refused (rejected or denied keys)",
     "deadletters": "Actions that went to the dead letters",
+    "jobs.started": "Jobs started (reactord_jobs_started_total)",
     "reactor.fired": "Rule firings",
 }
 
@@ -85,7 +87,9 @@ class MasterCollector:
             keys.add_metric([state], len(ids))
         yield keys
         outbox = GaugeMetricFamily(
-            "reactord_minion_outbox_depth", "Undelivered events per minion (its heartbeat)", labels=["minion"]
+            "reactord_outbox_depth",
+            "Undelivered events per minion, as its heartbeat reports",
+            labels=["minion"],
         )
         for minion_id, depth in master.nodes.outbox_depth.items():
             outbox.add_metric([minion_id], depth)
@@ -99,7 +103,9 @@ class MasterCollector:
         yield GaugeMetricFamily(
             "reactord_actions_in_flight", "Firings running", value=master.reactor.dispatcher.in_flight
         )
-        yield CounterMetricFamily("reactord_jobs_total", "Jobs started", value=master.job_store.count())
+        yield GaugeMetricFamily(
+            "reactord_jobs_stored", "Jobs in the database", value=master.job_store.count()
+        )
         yield GaugeMetricFamily(
             "reactord_events_per_second",
             "Accepted events per second over the last minute",

@@ -21,6 +21,7 @@ import http.server
 import json
 import logging
 import re
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ def to_events(endpoint: Endpoint, path: str, payload: Any) -> list[tuple[str, di
         raise Refused(400, "not an Alertmanager webhook (no alerts list)")
     common = {k: payload.get(k) for k in ("receiver", "groupKey", "externalURL")}
     events = []
-    for alert in payload["alerts"][:1000]:
+    for alert in payload["alerts"]:  # as many as the body limit lets in
         if not isinstance(alert, dict):
             raise Refused(400, "an alert is not an object")
         status = segment(str(alert.get("status", payload.get("status", "unknown"))))
@@ -116,7 +117,8 @@ class WebhookServer:
 
     def start(self) -> None:
         handler = type("Handler", (_Handler,), {"hooks": self})
-        self._server = http.server.ThreadingHTTPServer((self.host, self.port), handler)
+        server_class = _Server6 if ":" in self.host else http.server.ThreadingHTTPServer
+        self._server = server_class((self.host, self.port), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="webhooks", daemon=True).start()
         log.info("webhooks on http://%s:%d/hooks/<name>: %s", self.host, self.port, ", ".join(self.endpoints))
@@ -152,6 +154,10 @@ class WebhookServer:
         ids = self.emit(events, f"webhook/{endpoint.name}")
         self.stats.incr_labeled("webhook_events", len(ids), endpoint=endpoint.name)
         return 202, {"accepted": len(ids), "ids": ids}
+
+
+class _Server6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -15,16 +15,33 @@ def parse_address(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class Snapshot:
+    """What a scrape returns: metric families built on the daemon's own thread (``refresh``),
+    read by the HTTP server's thread (``collect``), so no scrape ever touches live state."""
+
+    def __init__(self, build: Any) -> None:
+        self.build = build
+        self.families: list[Any] = []
+
+    def refresh(self) -> None:
+        self.families = list(self.build())
+
+    def collect(self) -> Any:
+        return iter(self.families)
+
+
 class MetricsServer:
     """The ``/metrics`` endpoint of one daemon, for one registry of collectors."""
 
-    def __init__(self, address: str, collector: Any) -> None:
+    def __init__(self, address: str, collector: Snapshot) -> None:
         self.host, self.port = parse_address(address)
+        self.collector = collector
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
         self._server: Any = None
 
     def start(self) -> None:
+        self.collector.refresh()
         self._server, _thread = start_http_server(self.port, addr=self.host, registry=self.registry)
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ def scrape(port: int) -> dict[str, float]:
 def test_metrics_of_master_and_minion_move_with_events_and_jobs(setup: Setup) -> None:
     master_port, minion_port = free_ports(2)
     setup.edit_master(metrics={"address": f"127.0.0.1:{master_port}"})
+    (setup.root / "reactor.d" / "example.yaml").unlink()  # only this test's jobs and events
     setup.start_master()
     setup.start_minion("web01", metrics={"address": f"127.0.0.1:{minion_port}"})
     setup.accept_all("web01")
@@ -42,11 +43,20 @@ def test_metrics_of_master_and_minion_move_with_events_and_jobs(setup: Setup) ->
     for _ in range(3):
         assert setup.cli("run", "web01", "test.ping").returncode == 0
     assert setup.send("web01", "app/x", "--count", "25").returncode == 0
-    wait_until(lambda: scrape(minion_port)["reactord_minion_events_acked_total"] >= 25, 20, "the acks")
+    # metrics are a snapshot refreshed every second: wait for the numbers to arrive
+    wait_until(
+        lambda: (
+            scrape(minion_port)["reactord_minion_events_acked_total"] >= 25
+            and scrape(minion_port)['reactord_minion_jobs_total{outcome="ok"}'] >= 3
+            and scrape(master_port).get("reactord_jobs_started_total", 0) >= 3
+        ),
+        20,
+        "the metrics to move",
+    )
     after, minion_after = scrape(master_port), scrape(minion_port)
 
     assert after["reactord_events_accepted_total"] >= before["reactord_events_accepted_total"] + 25 + 6
-    assert after["reactord_jobs_total"] == before["reactord_jobs_total"] + 3
+    assert after["reactord_jobs_started_total"] == before.get("reactord_jobs_started_total", 0) + 3
     assert after['reactord_minions{presence="up"}'] == 1
     assert after['reactord_keys{state="accepted"}'] == 1
     assert (
@@ -61,6 +71,7 @@ def test_webhooks_in_alertmanager_cloudevents_and_refusals(setup: Setup) -> None
     port = free_ports(1)[0]
     secret = "s3cr3t"
     (setup.root / "token").write_text("tok-123\n")
+    (setup.root / "token").chmod(0o600)  # a secret file readable by others is refused
     setup.edit_master(
         webhooks={
             "address": f"127.0.0.1:{port}",

@@ -52,8 +52,12 @@ def test_tag_globs_start_groups() -> None:
 
 def test_conditions_on_one_path_all_hold_and_values_are_yaml_1_2() -> None:
     checks = parse_checks(("minion/*/beacon/load", "data.load1 < 1", "data.load1 > 0"))
-    assert checks == [{"on": "minion/*/beacon/load",
-                       "when": {"all": [{"data.load1": {"lt": 1}}, {"data.load1": {"gt": 0}}]}}]
+    assert checks == [
+        {
+            "on": "minion/*/beacon/load",
+            "when": {"all": [{"data.load1": {"lt": 1}}, {"data.load1": {"gt": 0}}]},
+        }
+    ]
     assert parse_condition("data.mode == on") == {"data.mode": {"eq": "on"}}
     assert parse_condition("data.day == 2026-11-26") == {"data.day": {"eq": "2026-11-26"}}
     assert parse_checks(("{on: a/b, when: {data.q: 1}}",)) == [{"on": "a/b", "when": {"data.q": 1}}]

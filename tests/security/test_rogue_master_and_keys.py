@@ -98,3 +98,36 @@ def test_auto_accept_is_off_by_default(setup: Setup) -> None:
     setup.start_minion("web01")
     wait_until(lambda: setup.key_state("web01") == "pending", 20, "a pending key")
     assert setup.cli_json("minions") == []
+
+
+def test_a_minion_with_master_finger_refuses_a_master_key_that_does_not_match(setup: Setup) -> None:
+    running(setup)
+    minion = setup.start_minion("web01", master_finger="ab" * 32)
+    wait_until(lambda: "refusing it" in minion.output(), 30, "the minion to refuse the offered key")
+    assert not (setup.root / "pki" / "web01" / "master.pub").exists()  # nothing pinned
+    assert setup.cli_json("key", "list")["pending"] == []  # it never said hello
+    assert minion.alive()
+
+
+def test_a_changed_master_signing_key_is_refused(setup: Setup) -> None:
+    running(setup, "web01")
+    master = setup.daemons[0]
+    minion = setup.daemons[1]
+    assert ping(setup, "web01")
+    assert master.stop() == 0
+    setup.daemons.remove(master)
+    (setup.root / "pki" / "master" / "master_sign.pem").unlink()  # the master makes a new one
+    (setup.root / "pki" / "master" / "master_sign.pub").unlink()
+    ran_before = setup.minion_jobs("web01")
+    setup.start_master()
+    # Whether the minion says hello again (and sees the new key in the welcome) or goes on with
+    # its heartbeats (and meets a command signed with it), the new key is refused.
+    assert setup.cli("run", "web01", "test.ping", "--timeout", "2").returncode == 1
+    wait_until(
+        lambda: "signing key changed" in minion.output() or "signature does not verify" in minion.output(),
+        30,
+        "the minion to refuse the new signing key",
+    )
+    assert setup.cli("run", "web01", "test.ping", "--timeout", "2").returncode == 1
+    assert setup.minion_jobs("web01") == ran_before
+    assert minion.alive()

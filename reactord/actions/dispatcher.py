@@ -9,10 +9,11 @@ and schedules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -53,7 +54,7 @@ class ActionDispatcher:
         self.clock = clock
         self.rand = rand
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, firings using it)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -127,10 +128,7 @@ class ActionDispatcher:
         """Try up to ``retry.attempts`` times: (None, tries) on success, else (last error, tries)."""
         error = "not tried"
         attempt = 0
-        lock = self._locks.setdefault(lock_key, asyncio.Lock()) if lock_key else None
-        try:
-            if lock is not None:
-                await lock.acquire()
+        async with self._locked(lock_key):
             for attempt in range(1, retry.attempts + 1):
                 started = self.clock()
                 self.audit.update_action(action_id, status="running", attempts=attempt, started=started)
@@ -183,11 +181,24 @@ class ActionDispatcher:
                     return error, attempt
                 await asyncio.sleep(retry.delay(attempt, self.rand()))
             return error, attempt
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, key: str | None) -> AsyncIterator[None]:
+        """Hold the lock named ``key`` (none when ``key`` is None); forget it when nobody uses it."""
+        if key is None:
+            yield
+            return
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
         finally:
-            if lock is not None:
-                lock.release()
-                if not lock.locked() and lock_key is not None and not lock._waiters:
-                    self._locks.pop(lock_key, None)
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
     def _dead(
         self,

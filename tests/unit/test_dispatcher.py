@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from reactord.actions import ACTIONS
 from reactord.actions.context import ActionContext
 from reactord.actions.dispatcher import ActionDispatcher
 from reactord.errors import TargetError
@@ -107,3 +108,52 @@ def test_resolved_dead_letters_are_not_retried_again(tmp_path: Path) -> None:
         False,
         f"dead letter {letter.id} is resolved, not open",
     )
+
+
+def test_actions_sharing_a_lock_run_one_at_a_time_and_other_keys_do_not_wait(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Three firings: two lock on ``svc:nginx``, one on ``svc:redis``. While the first nginx
+    action is held open, the redis one runs to the end and the second nginx one has not
+    started; released, the second nginx one runs. Ordering is checked, never timing."""
+    audit = AuditLog(Database(tmp_path / "m.db", MIGRATIONS))
+    started: list[str] = []
+    release: dict[str, asyncio.Event] = {}
+
+    async def held(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
+        started.append(ctx.event.id)
+        await release[ctx.event.id].wait()
+        return {"message": params["message"]}
+
+    monkeypatch.setitem(ACTIONS, "log", held)
+    locked = rule([{"log": "{{ data.name }}", "lock": "svc:{{ data.name }}"}])
+    events = [
+        Event(id="A", tag="x", source="web01", time=1.0, data={"name": "nginx"}),
+        Event(id="B", tag="x", source="web02", time=1.0, data={"name": "nginx"}),
+        Event(id="C", tag="x", source="web03", time=1.0, data={"name": "redis"}),
+    ]
+
+    async def until(condition: Any) -> None:
+        async with asyncio.timeout(10):
+            while not condition():
+                await asyncio.sleep(0.005)  # poll: each firing is a task of its own
+
+    async def scenario() -> list[str]:
+        for event in events:
+            release[event.id] = asyncio.Event()
+        dispatcher = ActionDispatcher(audit, context, Stats())
+        for event in events:
+            dispatcher.submit(locked, event)
+        release["C"].set()
+        await until(lambda: "A" in started and audit.actions_for("C")[0]["status"] == "ok")
+        assert "B" not in started, "the second nginx action ran while the first held the lock"
+        assert set(dispatcher._locks) == {"svc:nginx"}
+        release["A"].set()
+        release["B"].set()
+        await until(lambda: not dispatcher.in_flight)
+        assert dispatcher._locks == {}, "a lock nobody uses is forgotten"
+        return started
+
+    order = asyncio.run(scenario())
+    assert order.index("A") < order.index("B")
+    assert [audit.actions_for(e.id)[0]["status"] for e in events] == ["ok", "ok", "ok"]

@@ -23,7 +23,7 @@ class Bus:
         # A plain (blocking-API) XPUB in the same context: it only sends, NOBLOCK, and reads the
         # subscriptions, so that nothing is packed for the bus while nobody watches.
         self.socket: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.XPUB)
-        self.watched = False
+        self._topics: set[bytes] = set()  # the prefixes someone is subscribed to
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, 100_000)  # a slow watcher loses events, never the master
 
@@ -43,8 +43,16 @@ class Bus:
                 message = self.socket.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if message:  # \x01 + topic: someone subscribed; \x00 + topic: the last one left
-                self.watched = message[0] == 1
+            # XPUB reports the first subscriber of a topic (\x01 + topic) and the last one
+            # leaving it (\x00 + topic), once each: a set of topics is the whole story.
+            if message[:1] == b"\x01":
+                self._topics.add(message[1:])
+            elif message[:1] == b"\x00":
+                self._topics.discard(message[1:])
+
+    @property
+    def watched(self) -> bool:
+        return bool(self._topics)
 
     def publish(self, events: list[Event]) -> None:
         self._poll_subscriptions()

@@ -287,10 +287,7 @@ class Master:
         loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
 
         def hangup() -> None:
-            try:
-                reopen_log()
-            except OSError as exc:  # the rules still reload; the old log goes on
-                log.error("could not reopen the log file: %s", exc)
+            reopen_log()  # when it fails, it says so and the old file goes on
             self.reactor.reload()
 
         loop.add_signal_handler(signal.SIGHUP, hangup)
@@ -319,8 +316,11 @@ def _read_secret(value: str | None, path: Path | None, what: str) -> str:
         return value
     assert path is not None
     try:
-        if path.stat().st_mode & 0o077:
-            raise ConfigError(str(path), what, "readable by others: make it owner-only (chmod 600)")
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise ConfigError(
+                str(path), what, f"mode {mode:04o} gives access to others: make it owner-only (chmod 600)"
+            )
         text = path.read_text().strip()
     except OSError as exc:
         raise ConfigError(str(path), what, f"cannot read: {exc.strerror}") from exc

@@ -1,8 +1,9 @@
 """The path of every accepted event: dedupe, log, acknowledge, republish, hand to the reactor.
 
 Minion batches arrive through ``offer`` (checked, deduplicated on (source, epoch, seq), kept
-in order per source) and are written by ``commit`` in one transaction with the delivery
-state they advance; only then are they acknowledged, republished and matched. Events the
+in order per source). ``commit`` has the reactor decide them, then writes them in one
+transaction with their decisions and the delivery state they advance; only then are they
+acknowledged, republished and their actions dispatched. Events the
 master makes itself (keys, presence, jobs, ``event fire``) go through ``emit``: the same
 log, bus and reactor.
 """

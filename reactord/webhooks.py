@@ -121,7 +121,8 @@ class WebhookServer:
         self._server = server_class((self.host, self.port), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="webhooks", daemon=True).start()
-        log.info("webhooks on http://%s:%d/hooks/<name>: %s", self.host, self.port, ", ".join(self.endpoints))
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        log.info("webhooks on http://%s:%d/hooks/<name>: %s", host, self.port, ", ".join(self.endpoints))
 
     def close(self) -> None:
         if self._server is not None:

@@ -39,14 +39,19 @@ class HumanFormatter(logging.Formatter):
 
 
 class ReopenableFileHandler(logging.FileHandler):
-    """A file handler that reopens its file on request (after the OS rotated it)."""
+    """A file handler that reopens its file on request (after the OS rotated it).
+
+    The new file is opened before the old stream is closed: when the open fails (a full
+    disk, a directory gone), the error propagates and logging goes on to the old file.
+    """
 
     def reopen(self) -> None:
         self.acquire()
         try:
-            if self.stream:
-                self.stream.close()
-            self.stream = self._open()
+            fresh = self._open()
+            old, self.stream = self.stream, fresh
+            if old:
+                old.close()
         finally:
             self.release()
 
@@ -72,5 +77,13 @@ def setup_logging(
 
 
 def reopen_log(handler: logging.Handler) -> None:
+    """Reopen the log file (SIGHUP, after rotation); when that fails, say so in the old one."""
     if isinstance(handler, ReopenableFileHandler):
-        handler.reopen()
+        try:
+            handler.reopen()
+        except OSError as exc:
+            logging.getLogger("reactord").error(
+                "could not reopen the log file %s: %s; logging goes on to the old file",
+                handler.baseFilename,
+                exc.strerror or exc,
+            )

@@ -1,8 +1,10 @@
 """The reactor inside the master: rules loaded and reloaded, every event decided and recorded.
 
-It subscribes to the event pipeline (events arrive after they are logged), records each
-decision, hands fired rules to the action dispatcher, fires ``for`` holds from a tick, keeps
-rule state persisted, and offers explain and replay to the control socket.
+The event pipeline asks it to decide each batch before the batch is written (``decide``):
+the decisions are stored on the events' own rows in the same transaction, and only once
+that is committed are fired rules handed to the action dispatcher (``dispatch``). It also
+fires ``for`` holds from a tick, keeps rule state persisted, and offers explain and replay
+to the control socket.
 """
 
 from __future__ import annotations

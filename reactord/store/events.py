@@ -107,10 +107,14 @@ class EventLog:
         return _event(row) if row else None
 
     def latest_at(self, when: float) -> list[Event]:
-        """The latest event of each (source, tag) received at or before ``when``: the past state."""
+        """The latest event of each (source, tag) received at or before ``when``: the past state.
+
+        Job events are left out, as they are from the live state table: one tag per job.
+        """
         rows = self.db.conn.execute(
             f"SELECT {_COLUMNS} FROM events WHERE id IN"
-            " (SELECT MAX(id) FROM events WHERE id < ? GROUP BY source, tag) ORDER BY source, tag",
+            " (SELECT MAX(id) FROM events WHERE id < ? AND tag NOT LIKE 'reactor/job/%'"
+            " GROUP BY source, tag) ORDER BY source, tag",
             (id_floor(when + 0.001),),
         ).fetchall()
         return [_event(r) for r in rows]

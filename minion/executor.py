@@ -21,6 +21,8 @@ from minion.beacons.runner import BeaconManager
 from minion.errors import FunctionError
 from minion.functions.context import JobContext, Outcome, Settings
 from reactord.protocol import codec
+from reactord.protocol.errors import EncodeError
+from reactord.protocol.events import MAX_DATA_DEPTH, data_depth_ok
 from reactord.protocol.messages import CommandBody, Return
 
 log = logging.getLogger("minion.jobs")
@@ -88,10 +90,13 @@ class Executor:
             return self._return(body, started, False, 1, None, f"{type(exc).__name__}: {exc}")
         finally:
             self.running.pop(body.jid, None)
+        ok, retcode = True, 0
         if isinstance(value, Outcome):
-            ok = value.retcode == 0
-            return self._return(body, started, ok, value.retcode, wire_safe(value.value), None)
-        return self._return(body, started, True, 0, wire_safe(value), None)
+            ok, retcode, value = value.retcode == 0, value.retcode, value.value
+        if not data_depth_ok([value], MAX_DATA_DEPTH - 1):  # the master reads no deeper than events
+            error = f"the return nests deeper than {MAX_DATA_DEPTH - 1} levels: not sent"
+            return self._return(body, started, False, retcode or 1, None, error)
+        return self._return(body, started, ok, retcode, wire_safe(value), None)
 
     def _prepare(self, body: CommandBody, ctx: JobContext) -> Callable[[], Any]:
         fn = self.functions.get(body.fun)
@@ -165,7 +170,7 @@ def wire_safe(value: Any) -> Any:
     try:
         codec.pack(value)
         return value
-    except (TypeError, ValueError, OverflowError):
+    except EncodeError:
         pass
     if isinstance(value, Mapping):
         return {str(k): wire_safe(v) for k, v in value.items()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from minion.outbox import EventTooLarge, OutboxFull
-from reactord.protocol.errors import RequestError, TagError
+from reactord.protocol.errors import EncodeError, RequestError, TagError
 from reactord.protocol.localsock import Handler
 from reactord.protocol.tags import localize, validate_tag
 
@@ -36,7 +36,7 @@ def handlers(agent: Agent) -> dict[str, Handler]:
             seqs = agent.emit_many(events)
         except OutboxFull as exc:
             raise RequestError(str(exc), "outbox_full") from exc
-        except (EventTooLarge, TagError) as exc:
+        except (EventTooLarge, TagError, EncodeError) as exc:
             raise RequestError(str(exc), "bad_request") from exc
         return {"count": len(seqs), "first_seq": seqs[0], "last_seq": seqs[-1], "epoch": agent.outbox.epoch}
 

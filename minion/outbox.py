@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from minion.errors import MinionError
-from reactord.protocol import codec
+from reactord.protocol.events import check_data
 from reactord.protocol.tags import localize
 
 log = logging.getLogger("minion.outbox")
@@ -94,7 +94,7 @@ class Outbox:
         rows = []
         seq = self.next_seq
         for tag, data in events:
-            packed = codec.pack(data)
+            packed = check_data(data)  # EncodeError: an event no master would take
             if len(packed) + len(tag) > self.max_event_bytes:
                 raise EventTooLarge(
                     f"an event of {len(packed)} bytes is larger than {self.max_event_bytes}, the most one "

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from reactord.bus import Bus
 from reactord.protocol import codec
 from reactord.protocol.errors import TagError
-from reactord.protocol.events import Event
+from reactord.protocol.events import Event, check_data
 from reactord.protocol.ids import new_id, new_ids
 from reactord.protocol.messages import EventBatch
 from reactord.protocol.tags import minion_prefix, validate_tag
@@ -183,6 +183,7 @@ class EventPipeline:
         depth: int = 0,
     ) -> Event:
         validate_tag(tag)
+        packed = check_data(data)  # EncodeError before anything moves: no gap in the seqs
         now = self.clock()
         self._seq += 1
         event = Event(
@@ -196,7 +197,7 @@ class EventPipeline:
             causation=causation,
             depth=depth,
             received=now,
-            packed=codec.pack(data),
+            packed=packed,
         )
         pairs, state_rows = self.state.advance([event])
         decided, fired = self.decider.decide(pairs) if self.decider else ({}, [])

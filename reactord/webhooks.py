@@ -27,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reactord.protocol.errors import TagError
+from reactord.protocol.errors import EncodeError, TagError
+from reactord.protocol.events import check_data
 from reactord.protocol.metricsserver import parse_address
 from reactord.protocol.tags import validate_tag
 from reactord.stats import Stats
@@ -35,6 +36,7 @@ from reactord.stats import Stats
 log = logging.getLogger("reactord.webhooks")
 
 KINDS = ("json", "cloudevents", "alertmanager")
+_LENGTH = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit also takes "²"
 _SEGMENT_SAFE = re.compile(r"[^A-Za-z0-9_.:@=+,~%-]+")
 
 Emit = Callable[[list[tuple[str, dict[str, Any]]], str], list[str]]
@@ -135,7 +137,7 @@ class WebhookServer:
             raise Refused(404, "no such webhook endpoint")
         endpoint = self.endpoints[parts[1]]
         length = headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None or not _LENGTH.fullmatch(length):
             raise Refused(411, "a Content-Length is required")
         if int(length) > self.max_body:
             raise Refused(413, f"the body is over {self.max_body} bytes")
@@ -143,14 +145,15 @@ class WebhookServer:
         authenticate(endpoint, headers, body)
         try:
             payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, a huge int, too deep
             raise Refused(400, f"the body is not JSON: {exc}") from None
         subpath = "/".join(segment(p) for p in parts[2:] if p)
         events = to_events(endpoint, subpath, payload)
-        try:
-            for tag, _ in events:
+        try:  # every event checked before the first is emitted: a request is taken whole or not at all
+            for tag, data in events:
                 validate_tag(tag)
-        except TagError as exc:
+                check_data(data)
+        except (TagError, EncodeError) as exc:
             raise Refused(400, str(exc)) from None
         ids = self.emit(events, f"webhook/{endpoint.name}")
         self.stats.incr_labeled("webhook_events", len(ids), endpoint=endpoint.name)
@@ -176,6 +179,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             log.warning("webhook %s refused (%d): %s", self.path[:100], status, exc.reason)
         except (TimeoutError, OSError):
             return
+        except Exception:  # a bug: answered and logged, never a silent close
+            log.exception("webhook %s failed", self.path[:100])
+            status, answer = 500, {"error": "internal error"}
+            hooks.stats.incr("webhook.refused.500")
         data = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

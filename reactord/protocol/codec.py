@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 
-from reactord.protocol.errors import DecodeError
+from reactord.protocol.errors import DecodeError, EncodeError
 
 #: Largest single frame any socket accepts unless configured otherwise (libzmq enforces
 #: it too, through ``MAXMSGSIZE``, so an oversized frame never reaches Python).
@@ -22,12 +22,15 @@ _local = threading.local()
 
 
 def pack(obj: Any) -> bytes:
-    """Serialize ``obj``; raises ``TypeError`` for values the wire cannot carry."""
+    """Serialize ``obj``; raises ``EncodeError`` for values the wire cannot carry."""
     packer = getattr(_local, "packer", None)
     if packer is None:  # one packer per thread: making one per call costs more than packing
         packer = _local.packer = msgpack.Packer(use_bin_type=True, datetime=False, autoreset=True)
     try:
         data: bytes = packer.pack(obj)
+    except (TypeError, ValueError, OverflowError) as exc:
+        packer.reset()
+        raise EncodeError(f"cannot be sent: {exc}") from None
     except BaseException:
         packer.reset()
         raise

@@ -2,6 +2,7 @@
 
 ReactordError
  +-- DecodeError        bytes from outside that are not a valid message (keeps the cause)
+ +-- EncodeError        a value the wire cannot carry (an int over 64 bits, too deep, an object)
  +-- ConfigError        a config file or key that is wrong (names the file and the key)
  +-- KeyFileError       a key file that cannot be read, written or trusted
  +-- SignatureError     a signed message whose signature does not verify
@@ -21,6 +22,10 @@ class ReactordError(Exception):
 
 class DecodeError(ReactordError):
     """Bytes that do not decode into a valid message."""
+
+
+class EncodeError(ReactordError):
+    """A value msgpack cannot carry: an integer beyond 64 bits, nesting too deep, an object."""
 
 
 class ConfigError(ReactordError):

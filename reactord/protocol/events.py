@@ -6,6 +6,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reactord.protocol import codec
+from reactord.protocol.errors import EncodeError
+
+#: How deep event data may nest (the data map itself is level 1). Far past any real payload,
+#: and far below msgpack's own limit of about a thousand, which an event must stay under
+#: once it is wrapped in a batch, a bus frame or a control answer.
+MAX_DATA_DEPTH = 64
+
+
+def data_depth_ok(data: Any, limit: int = MAX_DATA_DEPTH) -> bool:
+    """Whether ``data`` nests at most ``limit`` levels (maps and lists count; scalars do not)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list, tuple)):
+                if depth >= limit:
+                    return False
+                stack.append((child, depth + 1))
+    return True
+
+
+def check_data(data: dict[str, Any]) -> bytes:
+    """``data`` packed for the wire, or ``EncodeError`` when no event may carry it."""
+    if not data_depth_ok(data):
+        raise EncodeError(f"event data nest deeper than {MAX_DATA_DEPTH} levels")
+    return codec.pack(data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from reactord.protocol import codec
 from reactord.protocol.errors import DecodeError, TagError
+from reactord.protocol.events import MAX_DATA_DEPTH, data_depth_ok
 from reactord.protocol.tags import is_valid_minion_id, validate_tag
 
 PROTOCOL_VERSION = 1
@@ -197,6 +198,8 @@ class Return(Message):
         if not _TOKEN.fullmatch(jid):
             raise _fail(cls.kind, "bad jid")
         body.seen.add("ret")
+        if not data_depth_ok([body.body.get("ret")], MAX_DATA_DEPTH - 1):
+            raise _fail(cls.kind, f"the ret nests deeper than {MAX_DATA_DEPTH - 1} levels")
         return cls(
             jid=jid,
             id=body.minion_id(),
@@ -404,6 +407,8 @@ class EventBatch(Message):
                 or not (event[4] is None or isinstance(event[4], str))
             ):
                 raise _fail(cls.kind, "an event is not [seq, tag, time, data, causation]")
+            if not data_depth_ok(event[3]):
+                raise _fail(cls.kind, f"an event's data nest deeper than {MAX_DATA_DEPTH} levels")
         return cls(epoch=epoch, base=body.get("base", int), events=events)
 
 

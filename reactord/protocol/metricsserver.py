@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 def parse_address(text: str) -> tuple[str, int]:
     """``host:port`` (``[::1]:9510`` for IPv6) into its parts; ``ValueError`` if malformed."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"expected host:port, got {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 
@@ -36,7 +36,9 @@ class MetricsServer:
     def __init__(self, address: str, collector: Snapshot) -> None:
         self.host, self.port = parse_address(address)
         self.collector = collector
-        self.registry = CollectorRegistry(auto_describe=False)
+        # The snapshot has no fixed list of names to describe; registered "without names" it
+        # is still collected when a scrape asks for some names only (``?name[]=...``).
+        self.registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
         self.registry.register(collector)
         self._server: Any = None
 

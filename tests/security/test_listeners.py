@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import socket
@@ -124,7 +125,7 @@ def _hooks_master(setup: Setup) -> int:
     setup.edit_master(
         webhooks={
             "address": f"127.0.0.1:{port}",
-            "max_body": 4096,
+            "max_body": 16384,  # room for a 5,000-digit number
             "endpoints": {
                 "raw": {"kind": "json", "secret": SECRET},
                 "ce": {"kind": "cloudevents", "secret": SECRET},
@@ -257,6 +258,42 @@ def test_a_webhook_body_that_is_not_json_or_not_of_the_endpoints_kind_is_refused
     assert tags == ["webhook/alerts/firing", "webhook/ce/com.example.deploy", "webhook/raw"]
 
 
+def test_values_python_or_msgpack_cannot_take_are_refused_whole_with_an_answer(setup: Setup) -> None:
+    """Bytes that pass a naive check, and JSON that parses into what an event cannot carry:
+    each gets an answer (never a dropped connection), and a request is taken whole or not at
+    all (a good alert before a bad one makes no event either)."""
+    port = _hooks_master(setup)
+    request = b"POST /hooks/raw HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n{}"
+    status, _, answer = _exchange(port, request)  # "\xb2" is "²" in latin-1: isdigit() but no int
+    assert (status, json.loads(answer)) == (411, {"error": "a Content-Length is required"})
+
+    alert = {"status": "firing", "labels": {"alertname": "DiskFull"}}
+    cases: list[tuple[str, bytes, str]] = [
+        ("/hooks/raw", b'{"n": ' + b"7" * 5000 + b"}", "not JSON"),  # over Python's 4,300 digits
+        ("/hooks/raw", b"[" * 5000 + b"]" * 5000, "not JSON"),  # deeper than the JSON parser goes
+        ("/hooks/raw", b'{"a": ' + b"[" * 64 + b"]" * 64 + b"}", "deeper than 64 levels"),  # 65 levels
+        ("/hooks/raw", json.dumps({"n": 2**64}).encode(), "cannot be sent"),  # over 64 bits
+        (
+            "/hooks/alerts",
+            json.dumps({"alerts": [alert, {"labels": {"n": 2**64}}]}).encode(),
+            "cannot be sent",
+        ),
+    ]
+    for path, body, reason in cases:
+        auth = BEARER if path.startswith("/hooks/alerts") else _signed(body)
+        status, answer = _post(port, path, body, auth)
+        assert status == 400 and reason in answer["error"], (body[:40], status, answer)
+    assert _refused(setup) == {"webhook.refused.411": 1, "webhook.refused.400": len(cases)}
+    assert setup.events("--tag", "webhook/**") == []
+    assert "Traceback" not in setup.daemons[0].output()
+
+    # the listener goes on, and the master's own event numbering has no gap
+    assert _post(port, "/hooks/alerts", json.dumps({"alerts": [alert]}).encode(), BEARER)[0] == 202
+    assert [e["tag"] for e in setup.events("--tag", "webhook/**")] == ["webhook/alerts/firing"]
+    seqs = [e["seq"] for e in setup.events("--source", "webhook/alerts")]
+    assert seqs and all(later == earlier + 1 for earlier, later in itertools.pairwise(seqs))
+
+
 def test_the_x_signature_256_header_is_checked_like_x_hub_signature_256(setup: Setup) -> None:
     port = _hooks_master(setup)
     other = b'{"ref": "evil"}'
@@ -348,6 +385,9 @@ def test_the_metrics_endpoint_changes_nothing_whatever_it_is_sent(setup: Setup) 
     before = _master_state(setup)
     status, _, scrape = _exchange(port, b"GET /metrics HTTP/1.0\r\n\r\n")
     assert status == 200 and b"reactord_events_accepted_total 1.0" in scrape
+    status, _, only = _exchange(port, b"GET /metrics?name[]=reactord_events_accepted_total HTTP/1.0\r\n\r\n")
+    assert status == 200 and b"reactord_events_accepted_total 1.0" in only  # a filtered scrape
+    assert b"reactord_keys" not in only
 
     body = json.dumps({"tag": "ops/x", "key": "web01", "fun": "cmd.run"}).encode()
     for method in ("POST", "PUT", "DELETE", "PATCH", "HEAD", "TRACE", "CONNECT"):

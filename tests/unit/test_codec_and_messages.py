@@ -122,3 +122,24 @@ def test_command_body_strict_and_signed() -> None:
 
 def _plain(body: m.CommandBody) -> dict[str, object]:
     return codec.unpack(body.pack())  # type: ignore[no-any-return]
+
+
+def test_event_data_depth_is_bounded_on_the_wire() -> None:
+    from reactord.protocol.events import MAX_DATA_DEPTH, data_depth_ok
+
+    def nested(levels: int) -> dict[str, object]:
+        data: object = 1
+        for _ in range(levels - 1):
+            data = [data]
+        return {"a": data} if levels > 1 else {"a": 1}
+
+    assert data_depth_ok({}) and data_depth_ok({"a": 1, "b": "x"})
+    assert data_depth_ok(nested(MAX_DATA_DEPTH)) and not data_depth_ok(nested(MAX_DATA_DEPTH + 1))
+    assert not data_depth_ok({"a": [{"b": (1,)}]}, limit=3) and data_depth_ok({"a": [{"b": 1}]}, limit=3)
+
+    ok = m.pack_event_batch("ep", 1, [(1, "t", 1.0, codec.pack(nested(MAX_DATA_DEPTH)), None)])
+    assert isinstance(m.decode(ok), m.EventBatch)
+    # A peer that skips the minion's own check: the whole batch is refused, with the reason.
+    deep = m.pack_event_batch("ep", 1, [(1, "t", 1.0, codec.pack(nested(MAX_DATA_DEPTH + 1)), None)])
+    with pytest.raises(DecodeError, match="deeper than 64 levels"):
+        m.decode(deep)

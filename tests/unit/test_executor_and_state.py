@@ -12,6 +12,8 @@ from minion.executor import Executor, wire_safe
 from minion.functions import BUILTINS, DEFAULT_ALLOW, allowed
 from minion.state import MinionState
 from reactord.protocol import codec
+from reactord.protocol import messages as m
+from reactord.protocol.errors import DecodeError
 from reactord.protocol.messages import CommandBody
 
 
@@ -101,3 +103,44 @@ def test_an_event_too_large_to_ever_deliver_is_refused_at_the_door(tmp_path: Pat
         outbox.append([("big", {"x": "a" * 2000})])
     assert outbox.append([("small", {"x": "a"})]) == [1]
     outbox.close()
+
+
+def test_an_event_no_master_would_take_is_refused_at_the_door(tmp_path: Path) -> None:
+    """Data nested too deep, or a value msgpack cannot carry, never enters the outbox: such
+    an event would be refused by the master on every try and hold up the events behind it."""
+    from minion.outbox import Outbox
+    from reactord.protocol.errors import EncodeError
+
+    deep: dict[str, object] = {}
+    inner = deep
+    for _ in range(64):  # 65 levels in all
+        inner["x"] = inner = {}
+    outbox = Outbox(tmp_path / "o.db", "web01", max_events=10, policy="drop_oldest", max_event_bytes=100_000)
+    with pytest.raises(EncodeError, match="deeper than 64 levels"):
+        outbox.append([("deep", deep)])
+    with pytest.raises(EncodeError, match="cannot be sent"):
+        outbox.append([("huge", {"n": 2**64})])
+    with pytest.raises(EncodeError, match="cannot be sent"):
+        outbox.append([("object", {"o": object()})])
+    assert outbox.depth == 0
+    assert outbox.append([("fine", deep["x"])]) == [1]  # 64 levels
+    outbox.close()
+
+
+def test_a_return_nested_too_deep_is_replaced_by_an_error_not_sent_to_be_refused() -> None:
+    def deep() -> object:
+        value: object = 1
+        for _ in range(200):
+            value = [value]
+        return value
+
+    known = {"test.deep": deep}
+    executor = Executor("web01", known, {}, workers=1, known=known)
+    try:
+        ret = asyncio.run(executor.run(_body("test.deep")))
+    finally:
+        executor.cancel_all()
+    assert not ret.success and ret.ret is None and "nests deeper than 63 levels" in (ret.error or "")
+    assert isinstance(m.decode(ret.to_wire()), m.Return)  # what is sent, the master reads
+    with pytest.raises(DecodeError, match="nests deeper"):  # what a peer sends unchecked, it refuses
+        m.decode(m.Return(jid="j1", id="web01", success=True, retcode=0, ret=deep()).to_wire())

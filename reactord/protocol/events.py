@@ -12,15 +12,22 @@ from reactord.protocol.errors import EncodeError
 #: and far below msgpack's own limit of about a thousand, which an event must stay under
 #: once it is wrapped in a batch, a bus frame or a control answer.
 MAX_DATA_DEPTH = 64
+_CONTAINERS = (dict, list, tuple)
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def data_depth_ok(data: Any, limit: int = MAX_DATA_DEPTH) -> bool:
     """Whether ``data`` nests at most ``limit`` levels (maps and lists count; scalars do not)."""
+    for child in data.values() if isinstance(data, dict) else data:
+        if type(child) not in _SCALARS and isinstance(child, _CONTAINERS):
+            break
+    else:
+        return True  # the usual event: a flat map, decided without building a stack
     stack = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         for child in value.values() if isinstance(value, dict) else value:
-            if isinstance(child, (dict, list, tuple)):
+            if isinstance(child, _CONTAINERS):
                 if depth >= limit:
                     return False
                 stack.append((child, depth + 1))

@@ -10,7 +10,7 @@ from typing import Any
 from reactord.protocol import configfile as cf
 from reactord.protocol.keys import normalize_fingerprint
 from reactord.protocol.logsetup import LEVELS
-from reactord.protocol.metricsserver import parse_address
+from reactord.protocol.metricsserver import MetricsConfig
 from reactord.protocol.tags import validate_minion_id
 
 
@@ -55,18 +55,6 @@ class FunctionsConfig:
 class PluginsConfig:
     dirs: tuple[Path, ...] = cf.option([], _roots, "folders of plugin modules (BEACONS, FUNCTIONS)")
     entry_points: bool = cf.option(True, cf.as_bool, "load installed plugins (entry points)")
-
-
-def _address(value: Any, where: cf.Where) -> str:
-    text = cf.as_str(value, where) if value is not None else ""
-    if text:
-        parse_address(text)
-    return text
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsConfig:
-    address: str = cf.option("", _address, "host:port of /metrics (Prometheus); empty: off")
 
 
 @dataclass(frozen=True, slots=True)

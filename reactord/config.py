@@ -10,6 +10,7 @@ from typing import Any
 from reactord.protocol import configfile as cf
 from reactord.protocol.errors import ConfigError
 from reactord.protocol.logsetup import LEVELS
+from reactord.protocol.metricsserver import MetricsConfig
 
 DEFAULT_EVENT_PORT = 4510
 DEFAULT_COMMAND_PORT = 4511
@@ -47,21 +48,6 @@ class StateConfig:
     ttl: float = cf.option(300.0, cf.as_duration(0.1), "state older than this is stale (gates fail on it)")
 
 
-def as_address(value: object, where: cf.Where) -> str:
-    """``host:port``, or empty for off."""
-    text = cf.as_str(value, where) if value is not None else ""
-    if text:
-        from reactord.protocol.metricsserver import parse_address
-
-        parse_address(text)
-    return text
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsConfig:
-    address: str = cf.option("", as_address, "host:port of /metrics (Prometheus); empty: off")
-
-
 def _secret(value: Any, where: cf.Where) -> str | None:
     if value in (None, ""):
         return None
@@ -97,7 +83,7 @@ def _endpoints(value: Any, where: cf.Where) -> dict[str, EndpointConfig]:
 
 @dataclass(frozen=True, slots=True)
 class WebhooksConfig:
-    address: str = cf.option("", as_address, "host:port of the HTTP listener; empty: off")
+    address: str = cf.option("", cf.as_address, "host:port of the HTTP listener; empty: off")
     max_body: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20), "largest request body, bytes")
     endpoints: dict[str, EndpointConfig] = cf.option({}, _endpoints, "name -> {kind, secret|token}")
 

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from reactord.protocol.configfile import parse_address
 from reactord.protocol.errors import EncodeError, TagError
 from reactord.protocol.events import check_data
-from reactord.protocol.metricsserver import parse_address
 from reactord.protocol.tags import validate_tag
 from reactord.stats import Stats
 

@@ -175,6 +175,22 @@ def as_choice(*choices: str) -> Convert:
     return convert
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:9510`` for IPv6) into its parts; ``ValueError`` if malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def as_address(value: Any, where: Where) -> str:
+    """``host:port`` of an HTTP listener, or empty (or absent) for off."""
+    text = as_str(value, where) if value is not None else ""
+    if text:
+        parse_address(text)
+    return text
+
+
 def as_path(value: Any, where: Where) -> Path:
     """A path; relative paths resolve against the config file's folder."""
     text = as_str(value, where)

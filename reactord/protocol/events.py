@@ -68,8 +68,8 @@ class Event:
     def packed_data(self) -> bytes:
         return self.packed if self.packed is not None else codec.pack(self.data)
 
-    def public(self) -> dict[str, Any]:
-        """The envelope as ``event watch --json`` and the CLI show it."""
+    def _envelope(self) -> dict[str, Any]:
+        """Every field but the data (and ``received``); the optional ones only when set."""
         out: dict[str, Any] = {
             "id": self.id,
             "tag": self.tag,
@@ -77,7 +77,6 @@ class Event:
             "time": self.time,
             "seq": self.seq,
             "epoch": self.epoch,
-            "data": self.data,
         }
         if self.causation:
             out["causation"] = self.causation
@@ -87,26 +86,19 @@ class Event:
             out["replayed"] = True
         return out
 
+    def public(self) -> dict[str, Any]:
+        """The envelope as ``event watch --json`` and the CLI show it."""
+        out = self._envelope()
+        out["data"] = self.data
+        return out
+
     def to_bus(self) -> bytes:
         """The frame republished on the master's local bus: ``["event", {...}]``.
 
         The same map as ``public()`` plus ``received``, assembled around the packed data.
         """
-        head = {
-            "id": self.id,
-            "tag": self.tag,
-            "source": self.source,
-            "time": self.time,
-            "seq": self.seq,
-            "epoch": self.epoch,
-            "received": self.received,
-        }
-        if self.causation:
-            head["causation"] = self.causation
-        if self.depth:
-            head["depth"] = self.depth
-        if self.replayed:
-            head["replayed"] = True
+        head = self._envelope()
+        head["received"] = self.received
         packer = codec.packer()
         parts = [packer.pack_array_header(2), packer.pack("event"), packer.pack_map_header(len(head) + 1)]
         for key, value in head.items():

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from reactord.protocol import configfile as cf
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:9510`` for IPv6) into its parts; ``ValueError`` if malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        raise ValueError(f"expected host:port, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The ``metrics:`` section of master.yaml and minion.yaml."""
+
+    address: str = cf.option("", cf.as_address, "host:port of /metrics (Prometheus); empty: off")
 
 
 class Snapshot:
@@ -34,7 +34,9 @@ class MetricsServer:
     """The ``/metrics`` endpoint of one daemon, for one registry of collectors."""
 
     def __init__(self, address: str, collector: Snapshot) -> None:
-        self.host, self.port = parse_address(address)
+        from prometheus_client import CollectorRegistry  # only in a daemon that serves metrics
+
+        self.host, self.port = cf.parse_address(address)
         self.collector = collector
         # The snapshot has no fixed list of names to describe; registered "without names" it
         # is still collected when a scrape asks for some names only (``?name[]=...``).
@@ -43,6 +45,8 @@ class MetricsServer:
         self._server: Any = None
 
     def start(self) -> None:
+        from prometheus_client import start_http_server
+
         self.collector.refresh()
         self._server, _thread = start_http_server(self.port, addr=self.host, registry=self.registry)
 

@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import zmq
@@ -114,10 +116,10 @@ def test_events_survive_a_minion_sigkill_right_after_send_returned(setup: Setup)
     _check_source(setup, "web01", 5000)
 
 
-def test_event_watch_sees_an_event_fired_and_one_sent(setup: Setup) -> None:
-    setup.start_master()
-    setup.start_minion("web01")
-    setup.accept_all("web01")
+@contextmanager
+def _watching(setup: Setup, pattern: str, count: int = 2) -> Iterator[subprocess.Popen[str]]:
+    """``reactord event watch --json`` on ``pattern``, live once this yields (nothing after
+    is missed); killed on the way out if it has not ended."""
     watch = subprocess.Popen(
         [
             sys.executable,
@@ -127,12 +129,12 @@ def test_event_watch_sees_an_event_fired_and_one_sent(setup: Setup) -> None:
             "watch",
             "--json",
             "--count",
-            "2",
+            str(count),
             "--timeout",
             "60",
             "-c",
             str(setup.master_yaml),
-            "**/ops/deploy/start",
+            pattern,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -140,7 +142,19 @@ def test_event_watch_sees_an_event_fired_and_one_sent(setup: Setup) -> None:
     )
     try:
         assert watch.stderr is not None
-        assert "watching" in watch.stderr.readline()  # the watch is live: nothing after this is missed
+        assert "watching" in watch.stderr.readline()
+        yield watch
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
+
+
+def test_event_watch_sees_an_event_fired_and_one_sent(setup: Setup) -> None:
+    setup.start_master()
+    setup.start_minion("web01")
+    setup.accept_all("web01")
+    with _watching(setup, "**/ops/deploy/start") as watch:
         fired = setup.cli(
             "event", "fire", "ops/deploy/start", "-d", "version=1.4.2", "--data", '{"canary": true}'
         )
@@ -148,10 +162,6 @@ def test_event_watch_sees_an_event_fired_and_one_sent(setup: Setup) -> None:
         sent = setup.send("web01", "ops/deploy/start", "-d", "n=1")
         assert sent.returncode == 0, sent.stderr
         out, _ = watch.communicate(timeout=60)
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.communicate()
     assert watch.returncode == 0
     lines = [json.loads(line) for line in out.splitlines()]
     assert lines[0]["id"] == fired.stdout.strip()
@@ -174,35 +184,10 @@ def test_event_watch_pattern_and_send_namespacing(setup: Setup) -> None:
     setup.start_master()
     setup.start_minion("web01")
     setup.accept_all("web01")
-    watch = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reactord",
-            "event",
-            "watch",
-            "--json",
-            "--count",
-            "2",
-            "--timeout",
-            "60",
-            "-c",
-            str(setup.master_yaml),
-            "minion/web01/**",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert watch.stderr is not None and "watching" in watch.stderr.readline()
+    with _watching(setup, "minion/web01/**") as watch:
         assert setup.send("web01", "app/deployed", "-d", "version=2").returncode == 0
         assert setup.send("web01", "reactor/key/x/accepted").returncode == 0
         out, _ = watch.communicate(timeout=60)
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.communicate()
     tags = [json.loads(line)["tag"] for line in out.splitlines()]
     assert tags == ["minion/web01/app/deployed", "minion/web01/reactor/key/x/accepted"]
     assert [e["source"] for e in setup.events("--tag", "minion/web01/**")] == ["web01", "web01"]

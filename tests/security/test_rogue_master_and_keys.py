@@ -119,7 +119,15 @@ def test_a_changed_master_signing_key_is_refused(setup: Setup) -> None:
     (setup.root / "pki" / "master" / "master_sign.pem").unlink()  # the master makes a new one
     (setup.root / "pki" / "master" / "master_sign.pub").unlink()
     ran_before = setup.minion_jobs("web01")
+    restarted = time.time()
     setup.start_master()
+    # The master can route a command to web01 only once it has heard from it again; a command
+    # sent before that reaches no one, and the minion would have nothing to refuse.
+    wait_until(
+        lambda: any(m["id"] == "web01" and m["last_seen"] > restarted for m in setup.cli_json("minions")),
+        30,
+        "web01 to be heard by the new master",
+    )
     # Whether the minion says hello again (and sees the new key in the welcome) or goes on with
     # its heartbeats (and meets a command signed with it), the new key is refused.
     assert setup.cli("run", "web01", "test.ping", "--timeout", "2").returncode == 1

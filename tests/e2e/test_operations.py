@@ -43,19 +43,22 @@ def test_metrics_of_master_and_minion_move_with_events_and_jobs(setup: Setup) ->
     for _ in range(3):
         assert setup.cli("run", "web01", "test.ping").returncode == 0
     assert setup.send("web01", "app/x", "--count", "25").returncode == 0
-    # metrics are a snapshot refreshed every second: wait for the numbers to arrive
+    # Metrics are a snapshot each daemon refreshes every second, on its own: a minion's acks
+    # can show before the master's snapshot counts the events. Wait for both to arrive.
+    accepted = before["reactord_events_accepted_total"] + 25 + 6  # 3 jobs: a new and a ret each
     wait_until(
         lambda: (
             scrape(minion_port)["reactord_minion_events_acked_total"] >= 25
             and scrape(minion_port)['reactord_minion_jobs_total{outcome="ok"}'] >= 3
             and scrape(master_port).get("reactord_jobs_started_total", 0) >= 3
+            and scrape(master_port)["reactord_events_accepted_total"] >= accepted
         ),
         20,
         "the metrics to move",
     )
     after, minion_after = scrape(master_port), scrape(minion_port)
 
-    assert after["reactord_events_accepted_total"] >= before["reactord_events_accepted_total"] + 25 + 6
+    assert after["reactord_events_accepted_total"] >= accepted
     assert after["reactord_jobs_started_total"] == before.get("reactord_jobs_started_total", 0) + 3
     assert after['reactord_minions{presence="up"}'] == 1
     assert after['reactord_keys{state="accepted"}'] == 1

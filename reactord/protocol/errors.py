@@ -8,7 +8,10 @@ ReactordError
  +-- SignatureError     a signed message whose signature does not verify
  +-- TagError           a tag or tag pattern that is not well formed
  +-- RequestError       a request on a local unix socket that failed (``code`` says why)
-      +-- Unreachable    nobody listens on that socket (the CLI exits 3)
+ |    +-- Unreachable    nobody listens on that socket (the CLI exits 3)
+ +-- StorageError       a daemon's SQLite file cannot be read or written (names the file)
+      +-- StorageFull    no space left (or no quota): transient, the daemon waits and retries
+      +-- StorageDamaged the file is not an intact database: the operator must act (exit 2)
 
 Packages add their own branches under the root (``reactord.errors``, ``minion.errors``).
 """
@@ -64,3 +67,19 @@ class Unreachable(RequestError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "unreachable")
+
+
+class StorageError(ReactordError):
+    """A daemon's SQLite file that cannot be read or written; the message names the file."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+class StorageFull(StorageError):
+    """No space left on the file's filesystem (or no quota): nothing was written; retry later."""
+
+
+class StorageDamaged(StorageError):
+    """The file is not an intact database; the daemon cannot use it until the operator acts."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,11 @@ from reactord.protocol.errors import EncodeError
 #: and far below msgpack's own limit of about a thousand, which an event must stay under
 #: once it is wrapped in a batch, a bus frame or a control answer.
 MAX_DATA_DEPTH = 64
+#: Integers a message field may carry: what SQLite stores (signed 64-bit).
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+#: Times a message may carry (seconds since 1970): from the epoch to the year 3000. Beyond
+#: that no clock is right, and the CLI, the database and the bus must never meet such a value.
+MAX_TIME = 32503680000.0
 _CONTAINERS = (dict, list, tuple)
 _SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -32,6 +38,16 @@ def data_depth_ok(data: Any, limit: int = MAX_DATA_DEPTH) -> bool:
                     return False
                 stack.append((child, depth + 1))
     return True
+
+
+def valid_time(value: object) -> bool:
+    """Whether ``value`` is a time a message may carry: a finite number within the epoch..year 3000."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= MAX_TIME
+    )
 
 
 def check_data(data: dict[str, Any]) -> bytes:

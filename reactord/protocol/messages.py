@@ -6,8 +6,13 @@ fields of that kind (docs/protocol.md shows each). Example, a heartbeat::
     ["heartbeat", {"time": 1764162000.25, "outbox": 0}]
 
 ``decode`` turns bytes into a message or raises ``DecodeError``; it never returns a partly
-checked value. Commands are the one signed message: ``Command.payload`` is the packed
-``CommandBody`` and ``Command.sig`` the master's Ed25519 signature of exactly those bytes.
+checked value. Every number is checked here, at the boundary: integers fit a signed 64-bit
+column, times are finite and between the epoch and the year 3000, durations are finite and
+in range, maps and lists nest at most ``MAX_DATA_DEPTH`` levels. A value that decodes but
+would break the database, a log line or the CLI never gets past this module.
+
+Commands are the one signed message: ``Command.payload`` is the packed ``CommandBody`` and
+``Command.sig`` the master's Ed25519 signature of exactly those bytes.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from typing import Any, ClassVar, TypeVar
 
 from reactord.protocol import codec
 from reactord.protocol.errors import DecodeError, TagError
-from reactord.protocol.events import MAX_DATA_DEPTH, data_depth_ok
+from reactord.protocol.events import INT64_MAX, INT64_MIN, MAX_DATA_DEPTH, data_depth_ok, valid_time
 from reactord.protocol.tags import is_valid_minion_id, validate_tag
 
 PROTOCOL_VERSION = 1
 _FUNCTION = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+")
 _TOKEN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 KEY_STATUSES = ("accepted", "pending", "rejected", "denied")
+#: Functions a hello may list; a job's timeout at most (a week).
+MAX_FUNCTIONS = 10_000
+MAX_JOB_SECONDS = 7 * 86400.0
 
 M = TypeVar("M", bound="Message")
 
@@ -54,6 +62,34 @@ class _Body:
             raise _fail(self.kind, f"field {name!r} has type bool")
         if not isinstance(value, types):
             raise _fail(self.kind, f"field {name!r} has type {type(value).__name__}")
+        return value
+
+    def int64(self, name: str, low: int = INT64_MIN, default: Any = ...) -> int:
+        """An integer field that fits a signed 64-bit column and is at least ``low``."""
+        value = self.get(name, int, default)
+        if not low <= value <= INT64_MAX:
+            raise _fail(self.kind, f"field {name!r} is out of range")
+        return value  # type: ignore[no-any-return]
+
+    def time(self, name: str, default: Any = ...) -> float:
+        """A time: a finite number of seconds since 1970, before the year 3000."""
+        value = self.get(name, _NUMBER, default)
+        if not valid_time(value):
+            raise _fail(self.kind, f"field {name!r} is not a time between 1970 and 3000")
+        return float(value)
+
+    def seconds(self, name: str, low: float, high: float, default: Any = ...) -> float:
+        """A duration: a finite number of seconds within [low, high]."""
+        value = float(self.get(name, _NUMBER, default))
+        if not low <= value <= high:  # also false for NaN
+            raise _fail(self.kind, f"field {name!r} must be between {low:g} and {high:g} seconds")
+        return value
+
+    def nested(self, name: str, types: type | tuple[type, ...], limit: int = MAX_DATA_DEPTH) -> Any:
+        """A map or list field that nests at most ``limit`` levels (itself included)."""
+        value = self.get(name, types)
+        if not data_depth_ok(value, limit):
+            raise _fail(self.kind, f"field {name!r} nests deeper than {limit} levels")
         return value
 
     def minion_id(self, name: str = "id") -> str:
@@ -139,14 +175,14 @@ class Hello(Message):
     @classmethod
     def read(cls, body: _Body) -> Hello:
         functions = body.get("functions", list)
-        if not all(isinstance(f, str) and len(f) <= 128 for f in functions):
-            raise _fail(cls.kind, "functions must be a list of names")
+        if len(functions) > MAX_FUNCTIONS or not all(isinstance(f, str) and len(f) <= 128 for f in functions):
+            raise _fail(cls.kind, f"functions must be a list of at most {MAX_FUNCTIONS} names")
         return cls(
             id=body.minion_id(),
-            grains=body.get("grains", dict),
+            grains=body.nested("grains", dict),
             version=body.get("version", str)[:64],
             functions=functions,
-            protocol=body.get("protocol", int),
+            protocol=body.int64("protocol"),
         )
 
 
@@ -163,7 +199,7 @@ class Heartbeat(Message):
 
     @classmethod
     def read(cls, body: _Body) -> Heartbeat:
-        return cls(time=float(body.get("time", _NUMBER)), outbox=body.get("outbox", int, 0))
+        return cls(time=body.time("time"), outbox=body.int64("outbox", 0, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,11 +240,11 @@ class Return(Message):
             jid=jid,
             id=body.minion_id(),
             success=body.get("success", bool),
-            retcode=body.get("retcode", int),
+            retcode=body.int64("retcode"),
             ret=body.body.get("ret"),
             error=body.get("error", (str, type(None)), None),
-            started=float(body.get("started", _NUMBER, 0.0)),
-            finished=float(body.get("finished", _NUMBER, 0.0)),
+            started=body.time("started", 0.0),
+            finished=body.time("finished", 0.0),
         )
 
 
@@ -244,7 +280,7 @@ class Welcome(Message):
         return cls(
             status=status,
             signing_key=signing_key,
-            heartbeat=float(body.get("heartbeat", _NUMBER)),
+            heartbeat=body.seconds("heartbeat", 0.01, 86400.0),
             message=body.get("message", str, "")[:512],
         )
 
@@ -261,7 +297,7 @@ class Pong(Message):
 
     @classmethod
     def read(cls, body: _Body) -> Pong:
-        return cls(time=float(body.get("time", _NUMBER)))
+        return cls(time=body.time("time"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +312,10 @@ class ReturnAck(Message):
 
     @classmethod
     def read(cls, body: _Body) -> ReturnAck:
-        return cls(jid=body.get("jid", str))
+        jid = body.get("jid", str)
+        if not _TOKEN.fullmatch(jid):
+            raise _fail(cls.kind, "bad jid")
+        return cls(jid=jid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,10 +358,10 @@ class CommandBody:
             jid=jid,
             id=body.minion_id(),
             fun=fun,
-            args=body.get("args", list),
-            kwargs=body.get("kwargs", dict),
-            timeout=float(body.get("timeout", _NUMBER)),
-            expires=float(body.get("expires", _NUMBER)),
+            args=body.nested("args", list, MAX_DATA_DEPTH - 1),
+            kwargs=body.nested("kwargs", dict, MAX_DATA_DEPTH - 1),
+            timeout=body.seconds("timeout", 0.0, MAX_JOB_SECONDS),
+            expires=body.time("expires"),
             nonce=body.get("nonce", bytes),
         )
         body.done()
@@ -401,15 +440,17 @@ class EventBatch(Message):
                 or len(event) != 5
                 or type(event[0]) is not int
                 or not isinstance(event[1], str)
-                or not isinstance(event[2], (int, float))
-                or isinstance(event[2], bool)
                 or not isinstance(event[3], dict)
                 or not (event[4] is None or isinstance(event[4], str))
             ):
                 raise _fail(cls.kind, "an event is not [seq, tag, time, data, causation]")
+            if not 1 <= event[0] <= INT64_MAX:
+                raise _fail(cls.kind, "an event's seq is out of range")
+            if not valid_time(event[2]):
+                raise _fail(cls.kind, "an event's time is not a time between 1970 and 3000")
             if not data_depth_ok(event[3]):
                 raise _fail(cls.kind, f"an event's data nest deeper than {MAX_DATA_DEPTH} levels")
-        return cls(epoch=epoch, base=body.get("base", int), events=events)
+        return cls(epoch=epoch, base=body.int64("base", 1), events=events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +466,10 @@ class Ack(Message):
 
     @classmethod
     def read(cls, body: _Body) -> Ack:
-        return cls(epoch=body.get("epoch", str), seq=body.get("seq", int))
+        epoch = body.get("epoch", str)
+        if not _TOKEN.fullmatch(epoch):
+            raise _fail(cls.kind, "bad epoch")
+        return cls(epoch=epoch, seq=body.int64("seq", 0))
 
 
 KINDS.update({cls.kind: cls for cls in (EventBatch, Ack)})

@@ -77,7 +77,6 @@ def test_pre_packed_event_batches_decode_like_ordinary_ones() -> None:
         [1, "t", 1.0, {}],
         ["1", "t", 1.0, {}, None],
         [1, 2, 1.0, {}, None],
-        [1, "t", True, {}, None],
         [1, "t", 1.0, [], None],
         [True, "t", 1.0, {}, None],
         [1, "t", 1.0, {}, 5],
@@ -87,6 +86,73 @@ def test_malformed_events_in_a_batch_reject_the_batch(event: list[object]) -> No
     frame = codec.pack(["events", {"epoch": "e", "base": 1, "events": [event]}])
     with pytest.raises(DecodeError, match="an event is not"):
         m.decode(frame)
+
+
+def _batch(base: object = 1, seq: object = 1, when: object = 1.0) -> bytes:
+    return codec.pack(["events", {"epoch": "e", "base": base, "events": [[seq, "t", when, {}, None]]}])
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (_batch(seq=1 << 63), "seq is out of range"),
+        (_batch(seq=(1 << 64) - 1), "seq is out of range"),
+        (_batch(seq=0), "seq is out of range"),
+        (_batch(base=1 << 63), "'base' is out of range"),
+        (_batch(base=0), "'base' is out of range"),
+        (_batch(when=float("nan")), "time is not a time"),
+        (_batch(when=float("inf")), "time is not a time"),
+        (_batch(when=1e300), "time is not a time"),
+        (_batch(when=-1.0), "time is not a time"),
+        (_batch(when=True), "time is not a time"),
+        (codec.pack(["ack", {"epoch": "e", "seq": 1 << 63}]), "'seq' is out of range"),
+        (codec.pack(["ack", {"epoch": "e\x1b[31m", "seq": 1}]), "bad epoch"),
+        (codec.pack(["heartbeat", {"time": float("nan"), "outbox": 0}]), "'time' is not a time"),
+        (codec.pack(["heartbeat", {"time": 1.0, "outbox": -1}]), "'outbox' is out of range"),
+        (codec.pack(["pong", {"time": 1e300}]), "'time' is not a time"),
+        (codec.pack(["return_ack", {"jid": "x" * 100}]), "bad jid"),
+        (
+            codec.pack(["welcome", {"status": "pending", "signing_key": b"", "heartbeat": float("nan")}]),
+            "'heartbeat' must be between",
+        ),
+    ],
+)
+def test_numbers_and_times_are_checked_at_the_boundary(frame: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        m.decode(frame)
+
+
+def _return(**fields: object) -> bytes:
+    body = {"jid": "01J", "id": "web01", "success": True, "retcode": 0, "ret": None} | fields
+    return codec.pack(["return", body])
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"retcode": 1 << 63}, "'retcode' is out of range"),
+        ({"started": float("nan")}, "'started' is not a time"),
+        ({"finished": 1e300}, "'finished' is not a time"),
+    ],
+)
+def test_a_return_carries_only_numbers_the_database_can_hold(fields: dict[str, object], reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        m.decode(_return(**fields))
+    assert m.decode(_return(retcode=(1 << 63) - 1)).retcode == (1 << 63) - 1  # type: ignore[attr-defined]
+
+
+def test_a_hello_whose_grains_nest_too_deep_is_refused_before_anything_walks_them() -> None:
+    grains: dict[str, object] = {}
+    node = grains
+    for _ in range(1000):
+        node["g"] = {}
+        node = node["g"]  # type: ignore[assignment]
+    frame = codec.pack(["hello", {"id": "web01", "grains": grains, "version": "1", "functions": []}])
+    with pytest.raises(DecodeError, match="'grains' nests deeper than 64"):
+        m.decode(frame)
+    many = codec.pack(["hello", {"id": "web01", "grains": {}, "version": "1", "functions": ["a.b"] * 10_001}])
+    with pytest.raises(DecodeError, match="functions must be a list of at most"):
+        m.decode(many)
 
 
 def test_oversized_frames_are_refused_before_decoding() -> None:

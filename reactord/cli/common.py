@@ -7,9 +7,11 @@ Only the CLI prints or exits.
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -73,14 +75,55 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def to_json(value: Any, indent: int | None = None) -> str:
+    """The JSON text of ``value``: what every ``--json`` output goes through.
+
+    NaN and the infinities, which JSON has no numbers for (Python would write ``NaN``), are
+    written as ``null``, as JavaScript's JSON.stringify does: a float from a minion or a
+    damaged log never makes the output unreadable to a JSON parser.
+    """
+    return jsonable.dumps(_finite(value), indent=indent)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with its NaN and infinite floats replaced by None; parts with none are not copied."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        changed = {k: w for k, v in value.items() if (w := _finite(v)) is not v}
+        return value | changed if changed else value
+    if isinstance(value, (list, tuple)):
+        items = [_finite(v) for v in value]
+        return items if any(w is not v for w, v in zip(items, value, strict=True)) else value
+    return value
+
+
 def print_json(value: Any) -> None:
-    click.echo(jsonable.dumps(value, indent=2))
+    click.echo(to_json(value, indent=2))
+
+
+def print_json_list(items: Iterable[Any]) -> None:
+    """The text ``print_json`` gives for a list, written item by item as they come."""
+    opened = False
+    for item in items:
+        text = to_json(item, indent=2).replace("\n", "\n  ")
+        click.echo(("," if opened else "[") + "\n  " + text, nl=False)
+        opened = True
+    click.echo("\n]" if opened else "[]")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(h).upper() for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    print_rows(headers, rows, sample=len(rows))
+
+
+def print_rows(headers: Sequence[str], rows: Iterable[Sequence[Any]], sample: int = 100) -> None:
+    """A table printed as its rows come: the first ``sample`` rows set the column widths (a
+    wider cell in a later row pushes the rest of its line to the right)."""
+    rest = iter(rows)
+    cells = [[str(h).upper() for h in headers]]
+    cells += [[_cell(v) for v in row] for row in itertools.islice(rest, sample)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    for row in cells:
+    for row in itertools.chain(cells, ([_cell(v) for v in row] for row in rest)):
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
@@ -92,9 +135,32 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+# Times are formatted only from 1970 to 9999 (four-digit years); anything else that can come in
+# a time field (NaN, infinities, 1e300, negative, not a number at all) is printed as it is.
+_LAST = 253402300800.0  # 10000-01-01T00:00:00Z
+
+
+def _datable(timestamp: Any) -> bool:
+    return isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool) and 0 <= timestamp < _LAST
+
+
+def _raw(timestamp: Any) -> str:
+    return repr(timestamp) if isinstance(timestamp, (int, float)) else str(timestamp)
+
+
+def _split_millis(timestamp: float) -> tuple[int, int] | None:
+    """Whole seconds and milliseconds, rounded to the millisecond; None when no date."""
+    if not _datable(timestamp):
+        return None
+    seconds, millis = divmod(round(timestamp * 1000), 1000)
+    return (seconds, millis) if seconds < _LAST else None
+
+
 def ago(timestamp: float, now: float | None = None) -> str:
     if not timestamp:
         return "never"
+    if not _datable(timestamp):
+        return _raw(timestamp)
     seconds = max(0.0, (now or time.time()) - timestamp)
     if seconds < 60:
         return f"{seconds:.0f}s ago"
@@ -106,5 +172,19 @@ def ago(timestamp: float, now: float | None = None) -> str:
 
 
 def iso(timestamp: float) -> str:
-    millis = round(timestamp * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000)) + f".{millis % 1000:03d}Z"
+    """ISO 8601 in UTC, to the millisecond: ``2026-11-26T13:27:06.486Z``."""
+    split = _split_millis(timestamp)
+    if split is None:
+        return _raw(timestamp)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(split[0])) + f".{split[1]:03d}Z"
+
+
+def time_of_day(timestamp: float) -> str:
+    """The local time of day, to the millisecond (``event watch``): ``13:27:10.407``."""
+    split = _split_millis(timestamp)
+    if split is None:
+        return _raw(timestamp)
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(split[0])) + f".{split[1]:03d}"
+    except (OverflowError, OSError, ValueError):  # a year the platform's localtime cannot hold
+        return _raw(timestamp)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,7 +22,10 @@ from reactord.cli.common import (
     json_option,
     load_config,
     print_json,
-    print_table,
+    print_json_list,
+    print_rows,
+    time_of_day,
+    to_json,
 )
 from reactord.protocol.errors import TagError
 from reactord.protocol.eventdata import parse_data
@@ -120,15 +122,13 @@ def send(
 def _print_event(item: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(
-            jsonable.dumps(
+            to_json(
                 {k: item[k] for k in ("id", "tag", "source", "time", "seq", "data")}
                 | {k: item[k] for k in ("causation", "replayed") if k in item}
             )
         )
     else:
-        stamp = (
-            time.strftime("%H:%M:%S", time.localtime(item["time"])) + f".{int(item['time'] % 1 * 1000):03d}"
-        )
+        stamp = time_of_day(item["time"])
         click.echo(f"{stamp}  {item['source']:<12} {item['tag']}  {jsonable.dumps(item['data'])}")
 
 
@@ -206,19 +206,18 @@ def list_events(
     as_json: bool,
 ) -> None:
     """History from the event log: the most recent events (oldest of them first)."""
-    events = client(config_path, timeout=300).call(
+    events = client(config_path, timeout=300).stream(
         "event.list", tag=tag, source=source, limit=limit, **_times(since, until)
     )
-    events.reverse()
     if as_json:
-        print_json(events)
+        print_json_list(events)
         return
-    print_table(
+    print_rows(
         ["received", "id", "source", "tag", "data"],
-        [
+        (
             [iso(e["received"]), e["id"], e["source"], e["tag"], _short(jsonable.dumps(e["data"]))]
             for e in events
-        ],
+        ),
     )
 
 
@@ -321,9 +320,7 @@ def replay(
                     "rules": item["event"]["rules"],
                 }
                 click.echo(
-                    jsonable.dumps(line)
-                    if as_json
-                    else f"{line['id']} {line['tag']} -> {', '.join(line['rules'])}"
+                    to_json(line) if as_json else f"{line['id']} {line['tag']} -> {', '.join(line['rules'])}"
                 )
     click.echo(f"replayed {total} events: {fired} rule firings{' (dry run)' if dry_run else ''}", err=True)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from reactord import __version__
@@ -11,12 +14,13 @@ from reactord.errors import ControlError, KeyStoreError
 from reactord.keystore import PENDING
 from reactord.protocol.errors import TagError
 from reactord.protocol.events import Event
+from reactord.protocol.ids import id_time, is_id
 from reactord.protocol.keys import fingerprint
 from reactord.protocol.localsock import Handler, Stream
 from reactord.protocol.messages import valid_function_name
 from reactord.protocol.tags import RESERVED_PREFIX, validate_pattern
 from reactord.reactor.offline import EventFileError, event_from_json
-from reactord.store.events import EventQuery
+from reactord.store.events import EventLog, EventQuery
 from reactord.store.jobs import return_public
 from reactord.targeting import TARGET_TYPES
 
@@ -36,6 +40,35 @@ def _arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...], default
         names = " or ".join(k.__name__ for k in kinds)
         raise ControlError(f"argument {name!r} must be {names}", "bad_request")
     return value
+
+
+#: Events sent between two turns of the master's loop while listing (about a page of the log).
+_BREATHE = 64
+
+
+async def newest_events(log: EventLog, query: EventQuery) -> AsyncIterator[Event]:
+    """The newest ``query.limit`` events matching ``query`` (0: all of them), oldest first.
+
+    Nothing but a page of the log is held, however many events match. A first pass, newest
+    first, keeps only the ids where the answer starts and ends (it reads one event when the
+    limit is 0); the second reads forward from the start and stops at the end, fixed before
+    anything is sent, so events logged meanwhile never make a listing of everything endless.
+    """
+    first = last = None
+    for count, event in enumerate(log.iterate(replace(query, newest_first=True, limit=query.limit or 1)), 1):
+        last, first = last or event.id, event.id
+        if count % _BREATHE == 0:
+            await asyncio.sleep(0)
+    if first is None or last is None:
+        return
+    since = id_time(first) if query.limit and is_id(first) else query.since
+    for count, event in enumerate(log.iterate(replace(query, newest_first=False, limit=0, since=since)), 1):
+        if event.id > last:
+            return
+        if not query.limit or event.id >= first:
+            yield event
+        if count % _BREATHE == 0:
+            await asyncio.sleep(0)
 
 
 def handlers(master: Master) -> dict[str, Handler]:
@@ -176,7 +209,8 @@ def handlers(master: Master) -> dict[str, Handler]:
         )
 
     async def event_list(args: dict[str, Any]) -> Any:
-        return [e.public() | {"received": e.received} for e in master.event_log.query(_query(args, 100))]
+        events = newest_events(master.event_log, _query(args, 100))
+        return Stream(e.public() | {"received": e.received} async for e in events)
 
     def _stored(event_id: str) -> Event:
         event = master.event_log.get(event_id)

@@ -2,6 +2,12 @@
 
 The socket file is created owner-only (0600, in a 0700 folder) and a peer of another user
 is refused (SO_PEERCRED). Frames are those of ``reactord.protocol.framing``.
+
+An answer of any size goes out: a value over one frame is split into continuation frames,
+which the client reassembles up to ``MAX_CONTROL_REPLY``. That covers every operation, tree
+shaped answers included (``event.show``), without a paging scheme per operation. An answer
+with no natural bound (``event.list`` over the whole log) is a ``Stream`` instead, so that
+neither side ever holds it whole. Writes drain as they go: a slow reader slows the handler.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from reactord.protocol.errors import DecodeError, ReactordError, RequestError, Unreachable
-from reactord.protocol.framing import encode, read_frame, recv_frame
+from reactord.protocol.framing import MAX_CONTROL_REPLY, encode, frames, read_frame, recv_frame
 
 log = logging.getLogger("reactord.localsock")
 
@@ -25,7 +31,12 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class Stream:
-    """A handler result that is sent as a sequence of items (``event watch``, ``replay``)."""
+    """A handler result that is sent as a sequence of items (``event.list``, ``event.replay``).
+
+    Each item is written (and drained) before the next is asked for; an error raised by the
+    items ends the stream with an error reply. An async generator is closed when the stream
+    ends early (the client went away).
+    """
 
     def __init__(self, items: AsyncIterator[Any]) -> None:
         self.items = items
@@ -68,12 +79,11 @@ class LocalServer:
                 try:
                     request = await read_frame(reader)
                 except DecodeError as exc:
-                    writer.write(encode({"ok": False, "error": str(exc), "code": "bad_request"}))
+                    await _send(writer, _refusal(str(exc)))
                     break
                 if request is None:
                     break
                 await self._answer(request, writer)
-                await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -81,36 +91,50 @@ class LocalServer:
 
     async def _answer(self, request: Any, writer: asyncio.StreamWriter) -> None:
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
-            writer.write(encode({"ok": False, "error": "bad request", "code": "bad_request"}))
+            await _send(writer, _refusal("bad request"))
             return
         args = request.get("args") or {}
         handler = self.handlers.get(request["op"])
         if handler is None or not isinstance(args, dict):
-            writer.write(
-                encode({"ok": False, "error": f"unknown operation {request['op']!r}", "code": "bad_request"})
-            )
+            await _send(writer, _refusal(f"unknown operation {request['op']!r}"))
             return
         try:
             result = await handler(args)
+            if isinstance(result, Stream):
+                await _stream(result, writer)
+                await _send(writer, {"ok": True, "end": True})
+            else:
+                await _send(writer, {"ok": True, "result": result})
+        except ConnectionError:
+            raise  # the client went away: nobody to answer
         except RequestError as exc:
-            writer.write(encode({"ok": False, "error": str(exc), "code": exc.code}))
-            return
-        except ReactordError as exc:
-            writer.write(encode({"ok": False, "error": str(exc), "code": "failed"}))
-            return
+            await _send(writer, {"ok": False, "error": str(exc), "code": exc.code})
+        except ReactordError as exc:  # EncodeError included: packing fails before a byte is written
+            await _send(writer, {"ok": False, "error": str(exc), "code": "failed"})
         except Exception:  # a bug in one handler must not take the master down; keep the trace
             log.exception("control operation %s failed", request["op"])
-            writer.write(
-                encode({"ok": False, "error": "internal error (see the master log)", "code": "internal"})
-            )
-            return
-        if isinstance(result, Stream):
-            async for item in result.items:
-                writer.write(encode({"ok": True, "item": item}))
-                await writer.drain()
-            writer.write(encode({"ok": True, "end": True}))
-        else:
-            writer.write(encode({"ok": True, "result": result}))
+            failure = {"ok": False, "error": "internal error (see the master log)", "code": "internal"}
+            await _send(writer, failure)
+
+
+async def _stream(result: Stream, writer: asyncio.StreamWriter) -> None:
+    try:
+        async for item in result.items:
+            await _send(writer, {"ok": True, "item": item})
+    finally:
+        close = getattr(result.items, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _send(writer: asyncio.StreamWriter, value: Any) -> None:
+    for piece in frames(value):
+        writer.write(piece)
+        await writer.drain()
+
+
+def _refusal(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": message, "code": "bad_request"}
 
 
 def _same_user(writer: asyncio.StreamWriter) -> bool:
@@ -174,7 +198,7 @@ class LocalClient:
 
     def _read(self, sock: socket.socket) -> dict[str, Any]:
         try:
-            reply = recv_frame(sock)
+            reply = recv_frame(sock, MAX_CONTROL_REPLY)
         except TimeoutError as exc:
             message = f"the {self.daemon} did not answer within {self.timeout:g}s"
             raise RequestError(message, "timeout") from exc

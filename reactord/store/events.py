@@ -132,8 +132,12 @@ class EventLog:
     def query(self, q: EventQuery) -> list[Event]:
         return list(self.iterate(q))
 
-    def iterate(self, q: EventQuery, chunk: int = 1000) -> Iterator[Event]:
-        """Events matching ``q``, in log order (or newest first), ``q.limit`` at most (0: all)."""
+    def iterate(self, q: EventQuery, chunk: int = 64) -> Iterator[Event]:
+        """Events matching ``q``, in log order (or newest first), ``q.limit`` at most (0: all).
+
+        The log is read ``chunk`` rows at a time (fewer when the limit is near): a page of big
+        events (1 MiB each at the default max_message_size) stays well under 100 MiB.
+        """
         clauses: list[str] = []
         params: list[Any] = []
         if q.source is not None:
@@ -160,7 +164,7 @@ class EventLog:
                 page_params.append(last)
             rows = self.db.conn.execute(
                 f"SELECT id, {_COLUMNS} FROM events {page_where} ORDER BY id {order} LIMIT ?",
-                [*page_params, chunk],
+                [*page_params, min(chunk, q.limit - yielded) if q.limit else chunk],
             ).fetchall()
             if not rows:
                 return

@@ -32,20 +32,46 @@ class PresenceConfig:
 class EventLogConfig:
     max_age: float = cf.option(30 * 86400.0, cf.as_duration(0.0), "drop events older than this (0: keep)")
     max_count: int = cf.option(10_000_000, cf.as_int(0, 10**12), "keep this many events at most (0: all)")
+    max_bytes: int = cf.option(
+        8 << 30,
+        cf.as_size(0, 1 << 50),
+        "the database's pages in use at most; oldest events go first (0: no bound)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ReactorConfig:
     max_depth: int = cf.option(8, cf.as_int(1, 100), "fire actions deep before a chain is stopped")
     max_concurrent_actions: int = cf.option(64, cf.as_int(1, 10_000))
-    max_pending_actions: int = cf.option(10_000, cf.as_int(1, 10_000_000))
+    max_pending_actions: int = cf.option(
+        10_000, cf.as_int(1, 10_000_000), "firings queued; past it ingest waits"
+    )
+    max_pending_bytes: int = cf.option(
+        64 << 20, cf.as_size(1 << 20, 1 << 40), "bytes of queued firings' events"
+    )
     state_limit: int = cf.option(100_000, cf.as_int(100, 100_000_000), "keys per kind of rule state")
+    hold_bytes: int = cf.option(
+        64 << 20, cf.as_size(1 << 20, 1 << 40), "bytes of events kept by `for:` holds"
+    )
     watch_rules: bool = cf.option(True, cf.as_bool, "reload when a rule file changes on disk")
 
 
 @dataclass(frozen=True, slots=True)
 class StateConfig:
     ttl: float = cf.option(300.0, cf.as_duration(0.1), "state older than this is stale (gates fail on it)")
+    cache_bytes: int = cf.option(64 << 20, cf.as_size(1 << 20, 1 << 40), "memory for the latest state")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """What one sender may hand the master, and how much a connection may queue."""
+
+    events_per_second: float = cf.option(20_000, cf.as_number(0, 1e9), "per source (0: no limit)")
+    bytes_per_second: int = cf.option(32 << 20, cf.as_size(0, 1 << 40), "per source (0: no limit)")
+    burst_seconds: float = cf.option(
+        5.0, cf.as_number(0.1, 3600), "a burst may take this many seconds' worth"
+    )
+    receive_queue_bytes: int = cf.option(64 << 20, cf.as_size(1 << 20, 1 << 40), "queued per connection")
 
 
 def _secret(value: Any, where: cf.Where) -> str | None:
@@ -85,6 +111,8 @@ def _endpoints(value: Any, where: cf.Where) -> dict[str, EndpointConfig]:
 class WebhooksConfig:
     address: str = cf.option("", cf.as_address, "host:port of the HTTP listener; empty: off")
     max_body: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20), "largest request body, bytes")
+    max_events: int = cf.option(1000, cf.as_int(1, 1_000_000), "events one request may become")
+    max_connections: int = cf.option(64, cf.as_int(1, 10_000), "requests handled at once")
     endpoints: dict[str, EndpointConfig] = cf.option({}, _endpoints, "name -> {kind, secret|token}")
 
 
@@ -105,6 +133,7 @@ class MasterConfig:
     event_log: EventLogConfig = cf.option({}, cf.section(EventLogConfig))
     reactor: ReactorConfig = cf.option({}, cf.section(ReactorConfig))
     state: StateConfig = cf.option({}, cf.section(StateConfig))
+    limits: LimitsConfig = cf.option({}, cf.section(LimitsConfig))
     metrics: MetricsConfig = cf.option({}, cf.section(MetricsConfig))
     webhooks: WebhooksConfig = cf.option({}, cf.section(WebhooksConfig))
     job_timeout: float = cf.option(10.0, cf.as_duration(0.01))

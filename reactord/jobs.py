@@ -3,6 +3,11 @@
 Each job gets a sortable jid; each targeted minion gets its own command, signed by the
 master and bound to that minion's id, with an expiry. Returns are stored when they arrive
 (also after the caller stopped waiting) and acknowledged so the minion stops re-sending.
+
+A job started by a rule action names that action. When a stopped master resumes the action,
+``resume`` waits for the job's missing returns instead of starting it again: it sends the
+command once more (same jid) to the minions that have not returned; a minion runs a jid at
+most once, and one that already ran it sends its stored return again.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ class Emit(Protocol):
     def __call__(
         self, tag: str, data: dict[str, Any], *, causation: str | None = None, depth: int = 0
     ) -> Any: ...
+
+
+def _failure(error: str) -> dict[str, Any]:
+    return {"success": False, "return": None, "retcode": 1, "error": error}
 
 
 #: Seconds the master waits past a job's timeout for the minion's own timeout report.
@@ -83,36 +92,69 @@ class JobDispatcher:
         origin: str = "cli",
         causation: str | None = None,
         depth: int = 0,
+        action: str | None = None,
     ) -> JobResult:
-        """Send ``fun`` to each minion and wait up to ``timeout`` for all returns."""
+        """Send ``fun`` to each minion and wait up to ``timeout`` for all returns.
+
+        Raises ``StorageFull`` (nothing was sent) when the job cannot be recorded.
+        """
         now = self.clock()
-        jid = new_id(now)
-        self.stats.incr("jobs.started")
-        self.store.add(
-            JobRecord(
-                jid, fun, args, kwargs, target, target_type, minions, now, timeout, origin, causation, depth
-            )
+        job = JobRecord(
+            new_id(now),
+            fun,
+            args,
+            kwargs,
+            target,
+            target_type,
+            minions,
+            now,
+            timeout,
+            origin,
+            causation,
+            depth,
+            action,
         )
+        self.store.add(job)
+        self.stats.incr("jobs.started")
         self.emit(
-            f"reactor/job/{jid}/new",
-            {"jid": jid, "fun": fun, "args": args, "minions": minions, "origin": origin},
+            f"reactor/job/{job.jid}/new",
+            {"jid": job.jid, "fun": fun, "args": args, "minions": minions, "origin": origin},
             causation=causation,
             depth=depth,
         )
+        return await self._collect(job, minions, {}, timeout)
+
+    def latest_for(self, action_id: str) -> JobRecord | None:
+        return self.store.latest_for(action_id)
+
+    async def resume(self, job: JobRecord) -> JobResult:
+        """Wait for the returns a job started before the master stopped still misses."""
+        stored = {mid: return_public(r) for mid, r in self.store.returns(job.jid).items()}
+        missing = [mid for mid in job.minions if mid not in stored]
+        results: dict[str, dict[str, Any]] = dict(stored)
+        if missing and self.clock() < job.created + job.timeout + self.command_ttl:
+            return await self._collect(job, missing, results, job.timeout)
+        for minion_id in missing:
+            results[minion_id] = _failure("no return: the master stopped while the job ran")
+        return JobResult(job.jid, job.minions, {mid: results[mid] for mid in job.minions})
+
+    async def _collect(
+        self, job: JobRecord, minions: list[str], results: dict[str, dict[str, Any]], timeout: float
+    ) -> JobResult:
+        """Send the job's command to ``minions`` and wait up to ``timeout`` for their returns."""
         loop = asyncio.get_running_loop()
         waiters = {mid: loop.create_future() for mid in minions}
-        self._waiting[jid] = waiters
-        results: dict[str, dict[str, Any]] = {}
+        self._waiting[job.jid] = waiters
         try:
             for minion_id in minions:
                 body = m.CommandBody(
-                    jid=jid,
+                    jid=job.jid,
                     id=minion_id,
-                    fun=fun,
-                    args=args,
-                    kwargs=kwargs,
-                    timeout=timeout,
-                    expires=now + timeout + self.command_ttl,
+                    fun=job.fun,
+                    args=job.args,
+                    kwargs=job.kwargs,
+                    timeout=job.timeout,
+                    expires=job.created + job.timeout + self.command_ttl,
                     nonce=os.urandom(16),
                 )
                 payload = body.pack()
@@ -129,10 +171,10 @@ class JobDispatcher:
                 else:
                     results[minion_id] = _failure(f"no return within {timeout:g}s")
         finally:
-            self._waiting.pop(jid, None)
+            self._waiting.pop(job.jid, None)
             for future in waiters.values():
                 future.cancel()
-        return JobResult(jid, minions, {mid: results[mid] for mid in minions})
+        return JobResult(job.jid, job.minions, {mid: results[mid] for mid in job.minions})
 
     def on_return(self, minion_id: str, ret: m.Return) -> bool:
         """Store a return from an authenticated minion; False if it must not be acknowledged."""
@@ -154,7 +196,3 @@ class JobDispatcher:
         if future is not None and not future.done():
             future.set_result(ret)
         return True
-
-
-def _failure(error: str) -> dict[str, Any]:
-    return {"success": False, "return": None, "retcode": 1, "error": error}

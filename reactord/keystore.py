@@ -150,30 +150,42 @@ class KeyStore:
     # -- internals --------------------------------------------------------------------------
 
     def _move(self, minion_id: str, sources: Iterable[str], target: str) -> KeyEntry:
+        """All or nothing: the target file is written first, then the source file; when either
+        write fails, the files and memory are as they were and ``KeyStoreError`` says why."""
         states = self._by_id.get(minion_id, {})
         for state in sources:
             keys = states.get(state)
             if keys:
                 key = keys[0]
-                self._remove(minion_id, state, key)
-                self._add(minion_id, target, key)
-                return KeyEntry(minion_id, target, key)
+                before = list(states.get(target, []))
+                left = [k for k in keys if k != key]
+                try:
+                    self._write(minion_id, target, [*before, key])
+                    try:
+                        self._write(minion_id, state, left)
+                    except OSError:
+                        self._write(minion_id, target, before)
+                        raise
+                except OSError as exc:
+                    raise KeyStoreError(
+                        f"cannot move the key of {minion_id!r} to {target}: {exc.strerror or exc}; "
+                        "nothing changed"
+                    ) from exc
+                states[state] = left
+                states[target] = [*before, key]
+                entry = KeyEntry(minion_id, target, key)
+                self._by_key[key] = entry
+                return entry
         have = self.state_of(minion_id)
         if have is None:
             raise KeyStoreError(f"no key for {minion_id!r}")
         raise KeyStoreError(f"the key of {minion_id!r} is {have}; cannot make it {target}")
 
     def _add(self, minion_id: str, state: str, key: bytes) -> None:
-        keys = self._by_id.setdefault(minion_id, {}).setdefault(state, [])
-        keys.append(key)
+        keys = [*self._by_id.get(minion_id, {}).get(state, []), key]
+        self._write(minion_id, state, keys)  # the file first: a failed write changes nothing
+        self._by_id.setdefault(minion_id, {})[state] = keys
         self._by_key[key] = KeyEntry(minion_id, state, key)
-        self._write(minion_id, state, keys)
-
-    def _remove(self, minion_id: str, state: str, key: bytes) -> None:
-        keys = self._by_id[minion_id][state]
-        keys.remove(key)
-        self._by_key.pop(key, None)
-        self._write(minion_id, state, keys)
 
     def _write(self, minion_id: str, state: str, keys: list[bytes]) -> None:
         path = self.root / state / minion_id

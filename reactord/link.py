@@ -20,7 +20,7 @@ import zmq.asyncio
 
 from reactord.keystore import ACCEPTED, PENDING, KeyStore
 from reactord.protocol import messages as m
-from reactord.protocol.errors import DecodeError
+from reactord.protocol.errors import DecodeError, StorageDamaged, StorageFull
 from reactord.protocol.keys import CurveKeys, z85_decode
 from reactord.stats import Stats
 from reactord.zap import CURVE_DOMAIN
@@ -37,9 +37,14 @@ class LinkHandler(Protocol):
 
 
 def curve_server_socket(
-    ctx: zmq.asyncio.Context, kind: int, keys: CurveKeys, max_message_size: int
+    ctx: zmq.asyncio.Context, kind: int, keys: CurveKeys, max_message_size: int, queue_bytes: int
 ) -> zmq.asyncio.Socket:
-    """A socket that is a CURVE server whose handshakes the ZAP handler decides."""
+    """A socket that is a CURVE server whose handshakes the ZAP handler decides.
+
+    libzmq bounds its queues in messages, not bytes: each connection may queue at most
+    ``queue_bytes`` worth of the largest message (and at least 4 messages); what comes beyond
+    is dropped (PUB/SUB) or waits in the sender (ROUTER), never held by the master.
+    """
     sock = ctx.socket(kind)
     sock.linger = 0
     sock.curve_server = True
@@ -47,6 +52,7 @@ def curve_server_socket(
     sock.curve_publickey = keys.public_z85
     sock.zap_domain = CURVE_DOMAIN
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+    sock.setsockopt(zmq.RCVHWM, max(4, queue_bytes // max_message_size))
     sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)  # drop connections that went silent (half-open TCP)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
     return sock
@@ -62,12 +68,13 @@ class CommandLink:
         handler: LinkHandler,
         *,
         max_message_size: int,
+        queue_bytes: int = 64 << 20,
     ) -> None:
         self.keystore = keystore
         self.stats = stats
         self.handler = handler
         self.max_message_size = max_message_size
-        self.socket = curve_server_socket(ctx, zmq.ROUTER, keys, max_message_size)
+        self.socket = curve_server_socket(ctx, zmq.ROUTER, keys, max_message_size, queue_bytes)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         # A reconnecting minion takes its routing id over from a connection that is dead but
         # not yet noticed: safe, because that id is a secret only it and we know (see below).
@@ -123,7 +130,17 @@ class CommandLink:
             if handled % 64 == 0:
                 await asyncio.sleep(0)  # ready messages never yield: let other tasks run under a flood
             frames = await self.socket.recv_multipart(copy=False)
-            reply = self._receive(frames)
+            try:
+                reply = self._receive(frames)
+            except StorageDamaged:
+                raise
+            except StorageFull:
+                self.stats.incr("drop.storage")  # not acknowledged: the minion sends it again
+                continue
+            except Exception:  # a bug: this message is dropped, counted and logged; the loop goes on
+                self.stats.incr("drop.error")
+                log.exception("dropped a message on the command channel that could not be handled")
+                continue
             if reply is not None:
                 rid, message = reply
                 if not self._send_now(rid, message.to_wire()):
@@ -144,7 +161,7 @@ class CommandLink:
             message = m.decode(frame.bytes, max_size=self.max_message_size)
         except DecodeError as exc:
             self.stats.incr("drop.malformed")
-            log.debug("dropped a malformed message: %s", exc)
+            log.warning("dropped a malformed message on the command channel: %s", exc)
             return None
         entry = self.keystore.lookup(key)
         if isinstance(message, m.Hello):

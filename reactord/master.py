@@ -14,6 +14,7 @@ import zmq
 import zmq.asyncio
 
 from reactord import __version__
+from reactord.budget import Budgets
 from reactord.bus import Bus
 from reactord.config import MasterConfig
 from reactord.control import ControlServer, ops
@@ -28,7 +29,7 @@ from reactord.nodes import Nodes
 from reactord.pipeline import EventPipeline
 from reactord.presence import PresenceTracker
 from reactord.protocol import messages as m
-from reactord.protocol.errors import ConfigError
+from reactord.protocol.errors import ConfigError, StorageDamaged, StorageFull
 from reactord.protocol.events import Event
 from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
 from reactord.protocol.metricsserver import MetricsServer, Snapshot
@@ -41,7 +42,7 @@ from reactord.store.minions import MinionRegistry
 from reactord.store.schema import MIGRATIONS
 from reactord.store.state import StateTable
 from reactord.targeting import resolve
-from reactord.webhooks import Endpoint, WebhookServer, emit_through
+from reactord.webhooks import Busy, Endpoint, WebhookServer, emit_through
 from reactord.zap import ZapHandler
 
 log = logging.getLogger("reactord.master")
@@ -75,7 +76,11 @@ class Master:
         self.job_store = JobStore(self.db)
         self.event_log = EventLog(self.db)
         self.bus = Bus(self.ctx, config.bus_path)
-        self.state_table = StateTable(self.db)
+        self.state_table = StateTable(self.db, cache_bytes=config.state.cache_bytes)
+        limits = config.limits
+        self.budgets = Budgets(
+            limits.events_per_second, limits.bytes_per_second, limits.burst_seconds, self.stats
+        )
         self.pipeline = EventPipeline(
             self.event_log,
             self.state_table,
@@ -95,6 +100,7 @@ class Master:
             self.stats,
             self,
             max_message_size=config.max_message_size,
+            queue_bytes=limits.receive_queue_bytes,
         )
         self.nodes.link = self.link
         self.ingest = Ingest(
@@ -103,7 +109,9 @@ class Master:
             self.keystore,
             self.pipeline,
             self.stats,
+            self.budgets,
             max_message_size=config.max_message_size,
+            queue_bytes=limits.receive_queue_bytes,
         )
         self.key_service = KeyService(self.ctx, self.keys) if config.key_port else None
         self.jobs = JobDispatcher(
@@ -148,8 +156,9 @@ class Master:
         return None
 
     def emit(self, tag: str, data: dict[str, Any], *, causation: str | None = None, depth: int = 0) -> Event:
-        """A master-internal event (key, presence, job): logged, republished, matched."""
-        return self.pipeline.emit(tag, data, causation=causation, depth=depth)
+        """A master-internal event (key, presence, job): logged, republished, matched; on a full
+        disk it waits in memory (bounded) and is written when space returns."""
+        return self.pipeline.emit(tag, data, causation=causation, depth=depth, hold=True)
 
     def resolve_target(self, target: str, target_type: str) -> list[str]:
         """The accepted, registered minions a target names."""
@@ -209,12 +218,21 @@ class Master:
             )
             endpoints[name] = Endpoint(name, spec.kind, secret.encode() if secret else None, token)
 
-        def emit(tag: str, data: dict[str, Any], source: str) -> str:
-            return self.pipeline.emit(tag, data, source=source).id
+        def emit(events: list[tuple[str, dict[str, Any]]], source: str) -> list[str]:
+            if self.reactor.dispatcher.saturated or self.pipeline.storage_error is not None:
+                raise Busy("the master is catching up (its action queue is full or its disk is)")
+            return [e.id for e in self.pipeline.emit_many(events, source=source)]
 
         loop = asyncio.get_running_loop()
         self.webhooks = WebhookServer(
-            hooks.address, endpoints, hooks.max_body, self.stats, emit_through(loop, emit)
+            hooks.address,
+            endpoints,
+            hooks.max_body,
+            self.stats,
+            emit_through(loop, emit),
+            budgets=self.budgets,
+            max_events=hooks.max_events,
+            max_connections=hooks.max_connections,
         )
         self.webhooks.start()
 
@@ -237,6 +255,7 @@ class Master:
             self.config.control_path,
         )
         self.emit("reactor/master/start", {"version": __version__})
+        self.reactor.resume()
         try:
             async with asyncio.TaskGroup() as tasks:
                 services = [
@@ -254,28 +273,46 @@ class Master:
                 for task in services:
                     task.cancel()
                 await self.reactor.close()
+        except* StorageDamaged as group:
+            damaged = group.exceptions[0]
+            log.error("master stopped: %s", damaged)
+            raise damaged from None
         finally:
             self.close()
             log.info("master stopped")
 
     async def _retention(self) -> None:
+        """Retention by age and count every minute; by bytes every few seconds (it is cheap)."""
+        rounds = 0
         while True:
-            removed = self.event_log.prune(
-                max_age=self.config.event_log.max_age,
-                max_count=self.config.event_log.max_count,
-                now=self.clock(),
-            )
-            if self.config.event_log.max_age:
-                before = self.clock() - self.config.event_log.max_age
-                removed += self.reactor.audit.prune(before) + self.job_store.prune(before)
-                removed += self.state_table.prune(before)
+            try:
+                removed = self._prune(full=rounds % 20 == 0)
+            except StorageFull:
+                removed = 0  # the pipeline reports the full disk; pruning tries again
             if removed:
                 log.info("retention: removed %d old records", removed)
-            await asyncio.sleep(60)
+            rounds += 1
+            await asyncio.sleep(3)
+
+    def _prune(self, *, full: bool) -> int:
+        retention = self.config.event_log
+        removed = 0
+        if full:
+            removed += self.event_log.prune(
+                max_age=retention.max_age, max_count=retention.max_count, now=self.clock()
+            )
+            if retention.max_age:
+                before = self.clock() - retention.max_age
+                removed += self.reactor.audit.prune(before) + self.job_store.prune(before)
+                removed += self.state_table.prune(before)
+        if retention.max_bytes:
+            removed += self.event_log.prune_bytes(retention.max_bytes)
+        return removed
 
     async def _tick(self) -> None:
         while True:
             self.presence.tick(self.clock())
+            self.pipeline.flush_held()
             if self.metrics is not None:
                 self.metrics.collector.refresh()
             await asyncio.sleep(min(1.0, self.config.presence.heartbeat))

@@ -30,6 +30,10 @@ HELP = {
     "deadletters": "Actions that went to the dead letters",
     "jobs.started": "Jobs started (reactord_jobs_started_total)",
     "reactor.fired": "Rule firings",
+    "storage.errors": "Writes of the database that failed for lack of space (or an I/O error)",
+    "budget.refused": "Frames and requests refused for going over their source's budget",
+    "ingest.paused": "Times ingest waited for room in the action queue",
+    "events.lost_storage": "The master's own events lost because the disk stayed full too long",
 }
 
 
@@ -100,8 +104,29 @@ class MasterCollector:
         yield GaugeMetricFamily(
             "reactord_rules_loaded", "Rules loaded", value=len(master.reactor.engine.rules.rules)
         )
+        dispatcher = master.reactor.dispatcher
         yield GaugeMetricFamily(
-            "reactord_actions_in_flight", "Firings running", value=master.reactor.dispatcher.in_flight
+            "reactord_actions_in_flight", "Firings queued or running", value=dispatcher.in_flight
+        )
+        yield GaugeMetricFamily(
+            "reactord_actions_queued",
+            "Firings waiting in the action outbox for a slot",
+            value=dispatcher.queued,
+        )
+        yield GaugeMetricFamily(
+            "reactord_actions_queue_full",
+            "1 while the action queue is at its bound (ingest waits)",
+            value=int(dispatcher.saturated),
+        )
+        yield GaugeMetricFamily(
+            "reactord_storage_writable",
+            "0 while the database cannot be written (a full disk); events are then not acknowledged",
+            value=int(master.pipeline.storage_error is None),
+        )
+        yield GaugeMetricFamily(
+            "reactord_events_held",
+            "The master's own events waiting for the database to be writable",
+            value=master.pipeline.held,
         )
         yield GaugeMetricFamily(
             "reactord_jobs_stored", "Jobs in the database", value=master.job_store.count()

@@ -85,7 +85,7 @@ class Nodes:
             if before is None:
                 self.emit(f"reactor/key/{hello.id}/pending", {"id": hello.id, "key_state": PENDING})
         elif status == ACCEPTED:
-            self.registry.upsert_hello(hello.id, hello.grains, hello.version, hello.functions, now)
+            self.registry.upsert_hello(hello.id, _grains(hello), hello.version, hello.functions, now)
             self.presence.seen(hello.id, now)
             if before is None:  # auto-accepted
                 self.emit(f"reactor/key/{hello.id}/accepted", {"id": hello.id, "key_state": ACCEPTED})
@@ -102,11 +102,12 @@ class Nodes:
     # -- operator actions, from the control socket ---------------------------------------------
 
     def accept(self, minion_id: str) -> KeyEntry:
+        """Accept a key: all or nothing (the key store's move is; what follows cannot fail)."""
         entry = self.keystore.accept(minion_id)
         now = self.clock()
         hello = self._pending_hello.pop(entry.key, None)
         if hello is not None:
-            self.registry.upsert_hello(minion_id, hello.grains, hello.version, hello.functions, now)
+            self.registry.upsert_hello(minion_id, _grains(hello), hello.version, hello.functions, now)
         log.info("accepted the key of %s", minion_id, extra={"minion": minion_id})
         self.emit(f"reactor/key/{minion_id}/accepted", {"id": minion_id, "key_state": ACCEPTED})
         if self.link is not None and self.link.send_to_key(entry.key, self.welcome(ACCEPTED)):
@@ -139,6 +140,24 @@ class Nodes:
 
 #: The grains of a key not yet accepted are kept in memory up to this size (packed).
 MAX_PENDING_GRAINS = 16 * 1024
+#: The grains of an accepted minion are kept up to this size (packed); larger ones are not.
+MAX_GRAINS = 64 * 1024
+
+
+def _grains(hello: m.Hello) -> dict[str, Any]:
+    """The grains to keep for an accepted minion: as sent, or a note when they are too large
+    (they nest at most as deep as event data: the decoder refused deeper ones)."""
+    size = len(codec.pack(hello.grains))
+    if size <= MAX_GRAINS:
+        return hello.grains
+    log.warning(
+        "grains of %s not kept: %d bytes packed, more than %d",
+        hello.id,
+        size,
+        MAX_GRAINS,
+        extra={"minion": hello.id},
+    )
+    return {"grains_dropped": f"{size} bytes, more than the {MAX_GRAINS} a minion's grains may take"}
 
 
 def _bounded(hello: m.Hello) -> m.Hello:

@@ -2,45 +2,78 @@
 
 Minion batches arrive through ``offer`` (checked, deduplicated on (source, epoch, seq), kept
 in order per source). ``commit`` has the reactor decide them, then writes them in one
-transaction with their decisions and the delivery state they advance; only then are they
-acknowledged, republished and their actions dispatched. Events the
-master makes itself (keys, presence, jobs, ``event fire``) go through ``emit``: the same
-log, bus and reactor.
+transaction with their decisions, the rule state and the actions those decided, and the
+delivery state they advance; only then are they acknowledged, republished and their actions
+dispatched. Events the master makes itself (keys, presence, jobs, ``event fire``, webhooks)
+go through ``emit``: the same log, bus and reactor.
+
+A write that fails changes nothing: the state cache and the rule state go back to what the
+database holds, and nothing is acknowledged, so minions keep the events in their outboxes.
+A full disk (``StorageFull``) puts the pipeline in a degraded state: one error line, ingest
+waits with backoff (``ready``), the master's own events wait in a bounded queue, and the
+first write that succeeds ends it by itself. Any other write error (a value the database
+refuses despite the checks at the protocol boundary) is isolated: the batch is written event
+by event and the event that cannot be stored is dropped, counted and acknowledged, so it
+can never come back as a poison batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reactord.bus import Bus
 from reactord.protocol import codec
-from reactord.protocol.errors import TagError
+from reactord.protocol.errors import StorageDamaged, StorageFull, TagError
 from reactord.protocol.events import Event, check_data
 from reactord.protocol.ids import new_id, new_ids
 from reactord.protocol.messages import EventBatch
 from reactord.protocol.tags import minion_prefix, validate_tag
 from reactord.stats import Stats
-from reactord.store.events import EventLog
+from reactord.store.events import EventLog, Writes
 from reactord.store.state import StateTable
 
 log = logging.getLogger("reactord.events")
 
 Pairs = list[tuple[Event, Event | None]]
 
+#: The master's own events kept while the disk is full, at most (then the oldest are lost).
+MAX_HELD_BYTES = 16 << 20
+#: Backoff of ingest while the disk is full: the first wait and the longest.
+RETRY_FIRST, RETRY_MAX = 0.5, 15.0
+
+
+class Decided(Protocol):
+    """What the reactor decided for a batch: written with it."""
+
+    decisions: dict[str, bytes]
+    writes: Writes
+
 
 class Decider(Protocol):
     """The reactor, as the pipeline sees it: decide before the write, act after it."""
 
-    def decide(self, pairs: Pairs) -> tuple[dict[str, bytes], list[Any]]:
-        """Each event with the one it follows -> (packed decisions by event id, what fired)."""
+    def decide(self, pairs: Pairs) -> Any:
+        """Each event with the one it follows -> a ``Decided`` to write with the events."""
         ...
 
-    def dispatch(self, fired: list[Any]) -> None: ...
+    def committed(self, decided: Any) -> None:
+        """The write succeeded: act on what was decided."""
+        ...
+
+    def rolled_back(self, decided: Any) -> None:
+        """The write failed: forget what was decided (the rule state as the database has it)."""
+        ...
+
+    async def wait_room(self) -> None:
+        """Return when the reactor can take more events (its action queue has room)."""
+        ...
 
 
 AckSender = Callable[[str, str, int], None]
@@ -63,6 +96,7 @@ class EventPipeline:
         send_ack: AckSender,
         cause_of: Callable[[str, str], tuple[str | None, int]] = lambda source, causation: (None, 0),
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.log = event_log
         self.state = state
@@ -71,13 +105,30 @@ class EventPipeline:
         self.send_ack = send_ack
         self.cause_of = cause_of
         self.clock = clock
+        self.monotonic = monotonic
         self.decider: Decider | None = None  # the reactor, set by the master
         self.epoch = os.urandom(8).hex()  # the master's own emitter epoch, new at each start
         self._seq = 0
         self._last: dict[tuple[str, str], int] = event_log.delivery()
         self._pending = _Pending()
+        self._held: deque[Event] = deque()
+        self._held_bytes = 0
+        #: Why the last write failed (the disk is full), or None while writes succeed.
+        self.storage_error: str | None = None
+        self.storage_since = 0.0
+        self._retry_at = 0.0
+        self._backoff = RETRY_FIRST
 
     # -- minion events ------------------------------------------------------------------------
+
+    @property
+    def pending_events(self) -> int:
+        return len(self._pending.events)
+
+    @property
+    def held(self) -> int:
+        """The master's own events waiting for the disk."""
+        return len(self._held)
 
     def offer(self, source: str, batch: EventBatch) -> None:
         """Check one batch from an authenticated minion; what is new waits for ``commit``."""
@@ -103,6 +154,7 @@ class EventPipeline:
         prefix = minion_prefix(source)
         ids = iter(new_ids(len(batch.events), now))
         received = duplicates = 0
+        accepted: list[Event] = []  # taken whole at the end: a batch that raises leaves no trace
         for seq, tag, when, data, claimed in batch.events:
             if seq <= last:
                 duplicates += 1
@@ -129,7 +181,7 @@ class EventPipeline:
                 continue
             # a job's event.fire names the job: its depth carries on, so loops through minions stop
             causation, depth = self.cause_of(source, claimed) if claimed else (None, 0)
-            self._pending.events.append(
+            accepted.append(
                 Event(
                     id=next(ids),
                     tag=tag,
@@ -144,6 +196,7 @@ class EventPipeline:
                     packed=codec.pack(data),
                 )
             )
+        self._pending.events.extend(accepted)
         self._pending.delivery[key] = last
         if received:
             self.stats.incr("events.received", received)
@@ -151,25 +204,59 @@ class EventPipeline:
             self.stats.incr("events.duplicate", duplicates)
 
     def commit(self) -> list[Event]:
-        """Log what ``offer`` accepted, then acknowledge, republish and hand it on."""
+        """Log what ``offer`` accepted, then acknowledge, republish and hand it on.
+
+        Returns the events written; on a full disk nothing is written or acknowledged (the
+        minions send them again) and the pipeline waits before the next try (``ready``).
+        """
         pending, self._pending = self._pending, _Pending()
         if not pending.delivery:
             return []
-        new_epochs = [k for k in pending.delivery if k not in self._last]
-        pairs, state_rows = self.state.advance(pending.events)
-        decided, fired = self.decider.decide(pairs) if self.decider else ({}, [])
-        self.log.append(pending.events, pending.delivery, state_rows, decided)
-        for source, epoch in new_epochs:
-            self.log.forget_epochs(source, epoch)
-            for stale in [k for k in self._last if k[0] == source and k[1] != epoch]:
-                del self._last[stale]
-        self._last.update(pending.delivery)
-        self.stats.incr("events.accepted", len(pending.events))
-        self.stats.event_rate.add(len(pending.events), self.clock())
-        for (source, epoch), seq in pending.delivery.items():
-            self.send_ack(source, epoch, seq)
-        self._publish(pending.events, fired)
+        if self._held:
+            self.flush_held()
+        try:
+            self._write(pending.events, pending.delivery)
+        except StorageFull as exc:
+            self._storage_failed(exc)
+            return []
+        except StorageDamaged:
+            raise
+        except Exception as exc:  # the database refused a value the checks let through: isolate it
+            return self._isolate(pending, exc)
         return pending.events
+
+    def _isolate(self, pending: _Pending, error: Exception) -> list[Event]:
+        """Write a batch that failed event by event; drop (and acknowledge) what cannot be stored."""
+        log.error(
+            "a batch of %d events could not be written (%r): writing them one by one",
+            len(pending.events),
+            error,
+        )
+        written: list[Event] = []
+        for event in pending.events:
+            key = (event.source, event.epoch)
+            try:
+                self._write([event], {key: event.seq})
+            except StorageFull as exc:
+                self._storage_failed(exc)
+                return written
+            except StorageDamaged:
+                raise
+            except Exception as exc:
+                self.stats.incr("drop.unstorable")
+                log.error(
+                    "dropped event %d of %s (%s): the database refused it: %r",
+                    event.seq,
+                    event.source,
+                    event.tag,
+                    exc,
+                    extra={"source": event.source, "tag": event.tag},
+                )
+                self._write([], {key: event.seq})  # acknowledged: it must never come back
+            else:
+                written.append(event)
+        self._write([], pending.delivery)  # what the batch dropped at the door (tags) is delivered too
+        return written
 
     # -- events of the master itself ------------------------------------------------------------
 
@@ -181,33 +268,163 @@ class EventPipeline:
         source: str = "master",
         causation: str | None = None,
         depth: int = 0,
+        action: str | None = None,
+        hold: bool = False,
     ) -> Event:
-        validate_tag(tag)
-        packed = check_data(data)  # EncodeError before anything moves: no gap in the seqs
-        now = self.clock()
-        self._seq += 1
-        event = Event(
-            id=new_id(now),
-            tag=tag,
-            source=source,
-            time=now,
-            data=data,
-            seq=self._seq,
-            epoch=self.epoch,
-            causation=causation,
-            depth=depth,
-            received=now,
-            packed=packed,
-        )
-        pairs, state_rows = self.state.advance([event])
-        decided, fired = self.decider.decide(pairs) if self.decider else ({}, [])
-        self.log.append([event], {}, state_rows, decided)
-        self.stats.incr("events.accepted")
-        self.stats.event_rate.add(1, now)
-        self._publish([event], fired)
-        return event
+        """Log, decide and republish one event of the master's.
 
-    def _publish(self, events: list[Event], fired: list[Any]) -> None:
+        On a full disk this raises ``StorageFull``, unless ``hold``: the master's own events
+        (keys, presence, jobs) then wait in a bounded queue and are written when space returns.
+        """
+        return self.emit_many(
+            [(tag, data)], source=source, causation=causation, depth=depth, action=action, hold=hold
+        )[0]
+
+    def emit_many(
+        self,
+        items: list[tuple[str, dict[str, Any]]],
+        *,
+        source: str = "master",
+        causation: str | None = None,
+        depth: int = 0,
+        action: str | None = None,
+        hold: bool = False,
+    ) -> list[Event]:
+        """``emit`` for several events, written in one transaction (a webhook's alerts)."""
+        packed = []
+        for tag, data in items:
+            validate_tag(tag)
+            packed.append(check_data(data))  # EncodeError before anything moves: no gap in the seqs
+        now = self.clock()
+        ids = new_ids(len(items), now) if len(items) > 1 else [new_id(now)]
+        events = []
+        for (tag, data), blob, event_id in zip(items, packed, ids, strict=True):
+            self._seq += 1
+            events.append(
+                Event(
+                    id=event_id,
+                    tag=tag,
+                    source=source,
+                    time=now,
+                    data=data,
+                    seq=self._seq,
+                    epoch=self.epoch,
+                    causation=causation,
+                    depth=depth,
+                    received=now,
+                    action=action,
+                    packed=blob,
+                )
+            )
+        if self._held and not (hold and self.storage_error is not None):
+            self.flush_held()
+        if hold and self._held:
+            self._hold(events)  # behind the ones already waiting: the log keeps their order
+            return events
+        try:
+            self._write(events, {})
+        except StorageFull as exc:
+            self._storage_failed(exc)
+            if not hold:
+                if self._seq == events[-1].seq:
+                    self._seq -= len(events)
+                raise
+            self._hold(events)
+        return events
+
+    def made_by(self, action_id: str) -> Event | None:
+        """The event a ``fire`` action made, if it made one."""
+        return self.log.by_action(action_id)
+
+    def _hold(self, events: list[Event]) -> None:
+        for event in events:
+            self._held.append(event)
+            self._held_bytes += len(event.packed_data())
+        while self._held_bytes > MAX_HELD_BYTES and len(self._held) > 1:
+            lost = self._held.popleft()
+            self._held_bytes -= len(lost.packed_data())
+            self.stats.incr("events.lost_storage")
+            log.error("the disk is still full: lost the master's event %s", lost.tag, extra={"tag": lost.tag})
+
+    def flush_held(self) -> int:
+        """Write the master's events that waited for space; how many were written."""
+        if not self._held or self.monotonic() < self._retry_at:
+            return 0
+        events = list(self._held)
+        try:
+            self._write(events, {})
+        except StorageFull as exc:
+            self._storage_failed(exc)
+            return 0
+        self._held.clear()
+        self._held_bytes = 0
+        return len(events)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _write(self, events: list[Event], delivery: dict[tuple[str, str], int]) -> None:
+        """Decide and write ``events`` with the delivery state they advance; on success
+        acknowledge, republish and act; on failure undo what deciding changed, and raise."""
+        new_epochs = [k for k in delivery if k not in self._last]
+        pairs, state_rows = self.state.advance(events)
+        decided = self.decider.decide(pairs) if self.decider is not None else None
+        writes: Writes = list(decided.writes) if decided is not None else []
+        if new_epochs:
+            writes.append(("DELETE FROM delivery WHERE source=? AND epoch<>?", new_epochs))
+        try:
+            self.log.append(
+                events, delivery, state_rows, decided.decisions if decided is not None else None, writes
+            )
+        except BaseException:
+            self.state.forget(events)
+            if decided is not None and self.decider is not None:
+                self.decider.rolled_back(decided)
+            raise
+        self._storage_ok()
+        for source, epoch in new_epochs:
+            for stale in [k for k in self._last if k[0] == source and k[1] != epoch]:
+                del self._last[stale]
+        self._last.update(delivery)
+        if events:
+            self.stats.incr("events.accepted", len(events))
+            self.stats.event_rate.add(len(events), self.clock())
+        for (source, epoch), seq in delivery.items():
+            self.send_ack(source, epoch, seq)
         self.bus.publish(events)
-        if fired and self.decider is not None:
-            self.decider.dispatch(fired)
+        if decided is not None and self.decider is not None:
+            self.decider.committed(decided)
+
+    # -- the state of the storage ----------------------------------------------------------------
+
+    def _storage_failed(self, error: StorageFull) -> None:
+        self.stats.incr("storage.errors")
+        if self.storage_error is None:
+            self.storage_since = self.clock()
+            log.error(
+                "%s: events are not acknowledged until it can be written (minions keep them); "
+                "retrying with backoff",
+                error,
+            )
+        self.storage_error = str(error)
+        self._retry_at = self.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, RETRY_MAX)
+
+    def _storage_ok(self) -> None:
+        if self.storage_error is not None:
+            log.warning(
+                "the database is written again after %.0fs (%d of the master's events waited)",
+                self.clock() - self.storage_since,
+                len(self._held),
+            )
+            self.storage_error = None
+        self._backoff = RETRY_FIRST
+        self._retry_at = 0.0
+
+    async def ready(self) -> None:
+        """Wait until a write may be tried (after a storage failure's backoff) and the reactor
+        has room for more (its action queue): how ingest slows instead of refusing."""
+        wait = self._retry_at - self.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if self.decider is not None:
+            await self.decider.wait_room()

@@ -2,12 +2,15 @@
 
 Every transition is emitted as ``reactor/presence/<id>/<state>``. After a master restart,
 minions keep their stored presence and get ``suspect_after`` to be heard again, so a master
-outage does not mark the whole fleet down; those that do not come back go down.
+outage does not mark the whole fleet down; those that do not come back go down. A master that
+did not run for a while (stopped with SIGSTOP, starved, a suspended VM) cannot judge who was
+silent meanwhile: when its own tick finds such a gap, minions get the same grace.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,11 +24,20 @@ Emit = Callable[[str, dict[str, Any]], object]
 
 
 class PresenceTracker:
-    def __init__(self, registry: MinionRegistry, config: PresenceConfig, emit: Emit, started: float) -> None:
+    def __init__(
+        self,
+        registry: MinionRegistry,
+        config: PresenceConfig,
+        emit: Emit,
+        started: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.registry = registry
         self.config = config
         self.emit = emit
+        self.monotonic = monotonic
         self._grace_until = started + config.suspect_after
+        self._last_tick: float | None = None
 
     def seen(self, minion_id: str, now: float) -> None:
         """Record that a minion was heard from, and bring it up if it was not."""
@@ -44,6 +56,16 @@ class PresenceTracker:
 
     def tick(self, now: float) -> None:
         """Re-evaluate every minion; called about once a second."""
+        ticked = self.monotonic()
+        if self._last_tick is not None and ticked - self._last_tick >= self.config.suspect_after / 2:
+            self._grace_until = now + self.config.suspect_after
+            log.warning(
+                "the master did not run for %.1fs (stopped, starved or suspended): minions get %gs "
+                "to be heard again before their presence is judged",
+                ticked - self._last_tick,
+                self.config.suspect_after,
+            )
+        self._last_tick = ticked
         for record in self.registry.all():
             if record.presence == DOWN:
                 continue

@@ -10,6 +10,13 @@ its status code and counted, and nothing reaches the bus. Kinds:
   ``webhook/<name>/<type>``, the data ``{"ce": {id, source, type, time, subject}, "data": ...}``
 - ``alertmanager``: Prometheus Alertmanager's webhook; one event per alert, tagged
   ``webhook/<name>/<status>`` (``firing`` or ``resolved``), with labels and annotations
+
+What one request may cost is bounded: its body (``max_body``), the events it becomes
+(``max_events``, 413 beyond: checked before any event is built), the endpoint's budget of
+events and bytes per second (429 with ``Retry-After``), the requests handled at once
+(``max_connections``; more wait in the listen queue), and the master's state (503 with
+``Retry-After`` while its action queue or its disk is full). A request's events are written
+in one transaction, on the master's loop, or none of them.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import hmac
 import http.server
 import json
 import logging
+import math
 import re
 import socket
 import threading
@@ -27,8 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from reactord.budget import Budgets
 from reactord.protocol.configfile import parse_address
-from reactord.protocol.errors import EncodeError, TagError
+from reactord.protocol.errors import EncodeError, StorageFull, TagError
 from reactord.protocol.events import check_data
 from reactord.protocol.tags import validate_tag
 from reactord.stats import Stats
@@ -51,10 +60,15 @@ class Endpoint:
 
 
 class Refused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
+
+
+class Busy(Exception):
+    """The master cannot take events now (its action queue or its disk is full): 503."""
 
 
 def segment(text: str) -> str:
@@ -74,8 +88,11 @@ def authenticate(endpoint: Endpoint, headers: Any, body: bytes) -> None:
             raise Refused(401, "bad or missing bearer token")
 
 
-def to_events(endpoint: Endpoint, path: str, payload: Any) -> list[tuple[str, dict[str, Any]]]:
-    """The events a request becomes; ``Refused(400)`` for a body that does not fit its kind."""
+def to_events(
+    endpoint: Endpoint, path: str, payload: Any, max_events: int = 1000
+) -> list[tuple[str, dict[str, Any]]]:
+    """The events a request becomes; ``Refused(400)`` for a body that does not fit its kind,
+    ``Refused(413)`` for one that would become more than ``max_events`` events."""
     base = f"webhook/{endpoint.name}"
     if endpoint.kind == "json":
         tag = f"{base}/{path}" if path else base
@@ -90,9 +107,13 @@ def to_events(endpoint: Endpoint, path: str, payload: Any) -> list[tuple[str, di
         return [(f"{base}/{segment(payload['type'])}", {"ce": ce, "data": payload.get("data")})]
     if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
         raise Refused(400, "not an Alertmanager webhook (no alerts list)")
+    if len(payload["alerts"]) > max_events:
+        raise Refused(
+            413, f"{len(payload['alerts'])} alerts in one request; at most {max_events} (webhooks.max_events)"
+        )
     common = {k: payload.get(k) for k in ("receiver", "groupKey", "externalURL")}
     events = []
-    for alert in payload["alerts"]:  # as many as the body limit lets in
+    for alert in payload["alerts"]:
         if not isinstance(alert, dict):
             raise Refused(400, "an alert is not an object")
         status = segment(str(alert.get("status", payload.get("status", "unknown"))))
@@ -108,19 +129,32 @@ class WebhookServer:
     """A threaded HTTP server; events go to the master's loop through ``emit``."""
 
     def __init__(
-        self, address: str, endpoints: dict[str, Endpoint], max_body: int, stats: Stats, emit: Emit
+        self,
+        address: str,
+        endpoints: dict[str, Endpoint],
+        max_body: int,
+        stats: Stats,
+        emit: Emit,
+        *,
+        budgets: Budgets | None = None,
+        max_events: int = 1000,
+        max_connections: int = 64,
     ) -> None:
         self.host, self.port = parse_address(address)
         self.endpoints = endpoints
         self.max_body = max_body
         self.stats = stats
         self.emit = emit
-        self._server: http.server.ThreadingHTTPServer | None = None
+        self.budgets = budgets
+        self.max_events = max_events
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self._server: _Bounded | None = None
 
     def start(self) -> None:
         handler = type("Handler", (_Handler,), {"hooks": self})
-        server_class = _Server6 if ":" in self.host else http.server.ThreadingHTTPServer
+        server_class = _Server6 if ":" in self.host else _Bounded
         self._server = server_class((self.host, self.port), handler)
+        self._server.hooks = self
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, name="webhooks", daemon=True).start()
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -143,24 +177,58 @@ class WebhookServer:
             raise Refused(413, f"the body is over {self.max_body} bytes")
         body = read(int(length))
         authenticate(endpoint, headers, body)
+        source = f"webhook/{endpoint.name}"
+        budgets = self.budgets  # after authentication: nobody else can spend an endpoint's budget
+        if budgets is not None and not budgets.admit(source, len(body)):
+            raise Refused(429, "over this endpoint's budget (limits)", budgets.wait_for(source))
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, a huge int, too deep
             raise Refused(400, f"the body is not JSON: {exc}") from None
         subpath = "/".join(segment(p) for p in parts[2:] if p)
-        events = to_events(endpoint, subpath, payload)
+        events = to_events(endpoint, subpath, payload, self.max_events)
+        if len(events) > self.max_events:
+            raise Refused(413, f"this request becomes {len(events)} events; at most {self.max_events}")
         try:  # every event checked before the first is emitted: a request is taken whole or not at all
             for tag, data in events:
                 validate_tag(tag)
                 check_data(data)
         except (TagError, EncodeError) as exc:
             raise Refused(400, str(exc)) from None
-        ids = self.emit(events, f"webhook/{endpoint.name}")
+        if budgets is not None:
+            budgets.charge(source, len(events))
+        try:
+            ids = self.emit(events, source)
+        except Busy as exc:
+            raise Refused(503, str(exc), 5.0) from None
+        except StorageFull as exc:
+            raise Refused(503, f"cannot store events now: {exc}", 5.0) from None
         self.stats.incr_labeled("webhook_events", len(ids), endpoint=endpoint.name)
         return 202, {"accepted": len(ids), "ids": ids}
 
 
-class _Server6(http.server.ThreadingHTTPServer):
+class _Bounded(http.server.ThreadingHTTPServer):
+    """At most ``hooks.slots`` requests at once: the accept loop waits for a free slot, and
+    further connections wait in the kernel's listen queue (bounded threads and memory)."""
+
+    hooks: WebhookServer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.hooks.slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.hooks.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.hooks.slots.release()
+
+
+class _Server6(_Bounded):
     address_family = socket.AF_INET6
 
 
@@ -171,12 +239,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         hooks = self.hooks
+        retry_after: float | None = None
         try:
             status, answer = hooks.handle(self.path, self.headers, self.rfile.read)
         except Refused as exc:
             status, answer = exc.status, {"error": exc.reason}
             hooks.stats.incr(f"webhook.refused.{status}")
             log.warning("webhook %s refused (%d): %s", self.path[:100], status, exc.reason)
+            retry_after = exc.retry_after
         except (TimeoutError, OSError):
             return
         except Exception:  # a bug: answered and logged, never a silent close
@@ -185,6 +255,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             hooks.stats.incr("webhook.refused.500")
         data = json.dumps(answer).encode()
         self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", str(max(1, math.ceil(retry_after))))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -197,12 +269,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-def emit_through(loop: asyncio.AbstractEventLoop, emit: Callable[[str, dict[str, Any], str], str]) -> Emit:
+def emit_through(loop: asyncio.AbstractEventLoop, emit: Emit) -> Emit:
     """An ``Emit`` for the HTTP threads that runs the master's emit on its event loop."""
 
     def run(events: list[tuple[str, dict[str, Any]]], source: str) -> list[str]:
         async def emit_all() -> list[str]:
-            return [emit(tag, data, source) for tag, data in events]
+            return emit(events, source)
 
         return asyncio.run_coroutine_threadsafe(emit_all(), loop).result(10)
 

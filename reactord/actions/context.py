@@ -35,6 +35,10 @@ class ActionContext:
     jobs: JobDispatcher | None
     resolve_target: Callable[[str, str], list[str]] | None
     check_gate: Callable[[dict[str, Any], list[str]], Awaitable[str | None]] | None = None
+    #: Stable across retries and restarts: webhooks send it as ``Idempotency-Key``.
+    idempotency_key: str = ""
+    #: This try continues an action a stopped master may have started: check before acting.
+    resuming: bool = False
 
 
 Execute = Callable[[dict[str, Any], ActionContext], Awaitable[dict[str, Any]]]

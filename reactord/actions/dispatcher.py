@@ -1,20 +1,31 @@
-"""Running what rules decide: bounded concurrency, per-key locks, timeouts, retries, dead letters.
+"""Running what rules decide: an action outbox, bounded concurrency, per-key locks, timeouts,
+retries, dead letters.
 
 A firing (one rule, one event) runs its actions in order as one task; an action that fails
 for good stops the ones after it (recorded as skipped) and lands in the dead letters, from
-where an operator can retry it. Nothing here blocks the reactor: ``submit`` only records
-and schedules.
+where an operator can retry it.
+
+The outbox: a firing's actions are rows of the ``actions`` table written in the transaction
+of the event that decided them (``action_rows``), each with a stable idempotency key (event
+id, rule, action index). The dispatcher runs at most ``max_concurrent`` firings and queues
+the rest in memory, bounded by count and bytes; past that bound it reports itself
+``saturated`` and ingest waits (minions keep their events in their outboxes): nothing is
+refused. After a crash the rows still pending or running are resumed (``resume``): an action
+that can tell it already ran (a ``fire`` whose event is logged, a ``run`` whose job exists)
+is not run twice; the others run again with the same key (at least once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from reactord import jsonable
@@ -27,12 +38,37 @@ from reactord.reactor.actionspec import ActionSpec, Retry
 from reactord.reactor.rules import Rule
 from reactord.reactor.templates import TemplateError
 from reactord.stats import Stats
-from reactord.store.audit import AuditLog, DeadLetter
+from reactord.store.audit import AuditLog, DeadLetter, action_row
 
 log = logging.getLogger("reactord.actions")
 
 ContextFactory = Callable[[Event, str, str, float, bool], ActionContext]
 RUN_GRACE = 2.0  # a run action waits this much past its job timeout for the returns
+
+
+def idempotency_key(event_id: str, rule: str, index: int, replay: str | None = None) -> str:
+    """The key an action keeps across retries, restarts and dead-letter retries."""
+    key = f"{event_id}/{rule}/{index}"
+    return f"{key}/replay/{replay}" if replay else key
+
+
+def firing_weight(event: Event) -> int:
+    """What a queued firing holds in memory, roughly (its event, unpacked)."""
+    return 600 + 4 * len(event.packed_data())
+
+
+@dataclass(slots=True)
+class Firing:
+    """One rule fired on one event: its action ids (one per action, in order), and where to
+    start (a resumed firing skips the actions that had finished)."""
+
+    rule: Rule
+    event: Event
+    ids: list[str]
+    replay: str | None = None
+    start: int = 0
+    resumed: bool = False
+    weight: int = 0
 
 
 class ActionDispatcher:
@@ -44,66 +80,142 @@ class ActionDispatcher:
         *,
         max_concurrent: int = 64,
         max_pending: int = 10_000,
+        max_pending_bytes: int = 64 << 20,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.audit = audit
         self.make_context = make_context
         self.stats = stats
+        self.max_concurrent = max_concurrent
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.clock = clock
         self.rand = rand
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._queue: deque[Firing] = deque()
+        self.queued_bytes = 0
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key -> (lock, firings using it)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    # -- the outbox -----------------------------------------------------------------------------
 
     @property
     def in_flight(self) -> int:
+        """Firings queued or running."""
+        return len(self._tasks) + len(self._queue)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def running(self) -> int:
         return len(self._tasks)
 
-    def submit(self, rule: Rule, event: Event, *, replay: str | None = None) -> list[str]:
-        """Record the firing's actions as pending and schedule them; return their ids."""
-        ids = [new_id(self.clock()) for _ in rule.do]
-        for action_id, spec in zip(ids, rule.do, strict=True):
-            self.audit.add_action(
-                action_id, event.id, rule.name, spec.index, spec.kind, spec.label, self.clock(), None, replay
+    @property
+    def saturated(self) -> bool:
+        """Whether the queue is at its bound: ingest should wait (``wait_room``)."""
+        return self.in_flight >= self.max_pending or self.queued_bytes >= self.max_pending_bytes
+
+    async def wait_room(self) -> None:
+        """Return once the queue has room again (below 90% of both bounds)."""
+        while self.saturated or not self._room.is_set():
+            self._room.clear()
+            self._update_room()
+            if self._room.is_set():
+                return
+            await self._room.wait()
+
+    def _update_room(self) -> None:
+        if self.in_flight < 0.9 * self.max_pending and self.queued_bytes < 0.9 * self.max_pending_bytes:
+            self._room.set()
+
+    def action_rows(
+        self, rule: Rule, event: Event, replay: str | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """New action ids for a firing, and their ``actions`` rows (``ADD_ACTION``) to write with
+        the event's transaction."""
+        now = self.clock()
+        ids = [new_id(now) for _ in rule.do]
+        rows = [
+            action_row(
+                action_id,
+                event.id,
+                rule.name,
+                spec.index,
+                spec.kind,
+                spec.label,
+                now,
+                replay,
+                idempotency_key(event.id, rule.name, spec.index, replay),
             )
-        if len(self._tasks) >= self.max_pending:
-            for action_id, spec in zip(ids, rule.do, strict=True):
-                self._dead(action_id, event, rule.name, spec, None, "the action queue is full", 0)
-            self.stats.incr("actions.refused_full")
-            return ids
-        task = asyncio.get_running_loop().create_task(self._firing(rule, event, ids))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            for action_id, spec in zip(ids, rule.do, strict=True)
+        ]
+        return ids, rows
+
+    def submit(self, rule: Rule, event: Event, *, replay: str | None = None) -> list[str]:
+        """Write a firing's actions (in a transaction of their own) and queue them; their ids."""
+        ids, rows = self.action_rows(rule, event, replay)
+        self.audit.add_actions(rows)
+        self.enqueue(Firing(rule, event, ids, replay))
         return ids
 
-    async def _firing(self, rule: Rule, event: Event, ids: list[str]) -> None:
+    def enqueue(self, firing: Firing) -> None:
+        """Queue a firing whose action rows are written; it runs when a slot is free."""
+        firing.weight = firing_weight(firing.event)
+        self._queue.append(firing)
+        self.queued_bytes += firing.weight
+        if self.saturated:
+            self._room.clear()
+        self._pump()
+
+    def _pump(self) -> None:
+        while self._queue and len(self._tasks) < self.max_concurrent:
+            firing = self._queue.popleft()
+            task = asyncio.get_running_loop().create_task(self._firing(firing))
+            self._tasks.add(task)
+            task.add_done_callback(functools.partial(self._finished, firing=firing))
+
+    def _finished(self, task: asyncio.Task[None], *, firing: Firing) -> None:
+        self._tasks.discard(task)
+        self.queued_bytes -= firing.weight
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a firing of %s failed: %r", firing.rule.name, task.exception())
+        self._update_room()
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            self._pump()
+
+    async def _firing(self, firing: Firing) -> None:
         """The rule's actions in order; one that fails for good stops the rest."""
-        async with self._slots:
-            for position, (action_id, spec) in enumerate(zip(ids, rule.do, strict=True)):
-                try:
-                    params, lock_key = spec.render(event), spec.lock_key(event)
-                except TemplateError as exc:
-                    self._dead(action_id, event, rule.name, spec, None, f"template: {exc}", 0)
-                    self._skip(ids[position + 1 :])
-                    return
-                self.audit.update_action(action_id, params=jsonable.dumps(params))
-                error, attempts = await self._attempts(
-                    action_id,
-                    event,
-                    rule.name,
-                    spec.kind,
-                    spec.label,
-                    params,
-                    spec.timeout,
-                    spec.retry,
-                    lock_key,
-                )
-                if error is not None:
-                    self._dead(action_id, event, rule.name, spec, params, error, attempts)
-                    self._skip(ids[position + 1 :])
-                    return
+        rule, event, ids = firing.rule, firing.event, firing.ids
+        for position in range(firing.start, len(ids)):
+            action_id, spec = ids[position], rule.do[position]
+            try:
+                params, lock_key = spec.render(event), spec.lock_key(event)
+            except TemplateError as exc:
+                self._dead(action_id, event, rule.name, spec, None, f"template: {exc}", 0)
+                self._skip(ids[position + 1 :])
+                return
+            self.audit.update_action(action_id, params=jsonable.dumps(params))
+            error, attempts = await self._attempts(
+                action_id,
+                event,
+                rule.name,
+                spec.kind,
+                spec.label,
+                params,
+                spec.timeout,
+                spec.retry,
+                lock_key,
+                key=idempotency_key(event.id, rule.name, spec.index, firing.replay),
+                resuming=firing.resumed and position == firing.start,
+            )
+            if error is not None:
+                self._dead(action_id, event, rule.name, spec, params, error, attempts)
+                self._skip(ids[position + 1 :])
+                return
 
     def _measure(self, rule: str, kind: str, outcome: str, started: float) -> None:
         self.stats.incr_labeled("actions", rule=rule, kind=kind, outcome=outcome)
@@ -124,15 +236,25 @@ class ActionDispatcher:
         timeout: float,
         retry: Retry,
         lock_key: str | None,
+        *,
+        key: str,
+        resuming: bool = False,
     ) -> tuple[str | None, int]:
-        """Try up to ``retry.attempts`` times: (None, tries) on success, else (last error, tries)."""
+        """Try up to ``retry.attempts`` times: (None, tries) on success, else (last error, tries).
+
+        ``resuming``: the first try continues an action a stopped master may have started.
+        """
         error = "not tried"
         attempt = 0
         async with self._locked(lock_key):
             for attempt in range(1, retry.attempts + 1):
                 started = self.clock()
                 self.audit.update_action(action_id, status="running", attempts=attempt, started=started)
-                ctx = self.make_context(event, rule, action_id, timeout, False)
+                ctx = replace(
+                    self.make_context(event, rule, action_id, timeout, False),
+                    idempotency_key=key,
+                    resuming=resuming and attempt == 1,
+                )
                 try:
                     async with asyncio.timeout(timeout + (RUN_GRACE if kind == "run" else 0)):
                         result = await ACTIONS[kind](params, ctx)
@@ -272,6 +394,7 @@ class ActionDispatcher:
             letter.timeout,
             retry,
             None,
+            key=self.audit.action_key(letter.action_id) or idempotency_key(letter.event_id, letter.rule, -1),
         )
         self.audit.update_dead(
             letter.id,
@@ -283,6 +406,8 @@ class ActionDispatcher:
         return error is None, error or ""
 
     async def close(self) -> None:
+        """Stop running firings; what is queued stays pending in the outbox for the next start."""
+        self._queue.clear()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

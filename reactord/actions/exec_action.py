@@ -28,6 +28,7 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     env.update({str(k): str(v) for k, v in params["env"].items()})
     env["REACTORD_EVENT_ID"] = ctx.event.id
     env["REACTORD_RULE"] = ctx.rule
+    env["REACTORD_IDEMPOTENCY_KEY"] = ctx.idempotency_key
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reactord.actions.context import ActionContext, ActionFailed
+
+if TYPE_CHECKING:
+    from reactord.jobs import JobResult
 
 
 async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
@@ -13,6 +16,8 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     target = params["target"]
     if not isinstance(target, str):
         raise ActionFailed(f"target must be text, got {target!r}", retry=False)
+    if ctx.resuming and (job := ctx.jobs.latest_for(ctx.action_id)) is not None:
+        return _outcome(await ctx.jobs.resume(job))  # it was sent before the master stopped
     minions = ctx.resolve_target(target, params["target_type"])
     if not minions:
         raise ActionFailed(f"no accepted minion matches {params['target_type']} target {target!r}")
@@ -33,7 +38,12 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
         origin=f"rule:{ctx.rule}",
         causation=ctx.event.id,
         depth=ctx.event.depth + 1,
+        action=ctx.action_id,
     )
+    return _outcome(result)
+
+
+def _outcome(result: JobResult) -> dict[str, Any]:
     failed = {
         m: r.get("error") or f"retcode {r.get('retcode')}"
         for m, r in result.returns.items()
@@ -41,4 +51,4 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     }
     if failed:
         raise ActionFailed(f"job {result.jid} failed on {failed}", jid=result.jid)
-    return {"jid": result.jid, "minions": minions}
+    return {"jid": result.jid, "minions": result.minions}

@@ -92,6 +92,19 @@ def handlers(master: Master) -> dict[str, Handler]:
             "events_per_second": round(master.stats.event_rate.per_second(time.time()), 2),
             "rules_loaded": len(master.reactor.engine.rules.rules),
             "actions_in_flight": master.reactor.dispatcher.in_flight,
+            "actions": {
+                "queued": master.reactor.dispatcher.queued,
+                "running": master.reactor.dispatcher.running,
+                "queued_bytes": master.reactor.dispatcher.queued_bytes,
+                "saturated": master.reactor.dispatcher.saturated,
+            },
+            "storage": {
+                "ok": master.pipeline.storage_error is None,
+                "error": master.pipeline.storage_error,
+                "since": master.pipeline.storage_since if master.pipeline.storage_error else None,
+                "held_events": master.pipeline.held,
+            },
+            "budget_refused": dict(sorted(master.budgets.refused.items())),
             "dead_letters": master.reactor.audit.count_dead(),
             "counters": master.stats.snapshot(),
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,59 @@ def as_duration(low: float = 0.0) -> Convert:
         if seconds < low:
             raise ValueError(f"must be at least {low}s")
         return seconds
+
+    return convert
+
+
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "t": 1 << 40,
+    "tib": 1 << 40,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+}
+
+
+def parse_size(value: Any) -> int:
+    """A number of bytes: an integer, or text such as ``64MiB``, ``512k``, ``10GB``
+    (K/M/G/T and KiB/MiB/GiB/TiB are powers of 1024; KB/MB/GB/TB powers of 1000)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size, got {value!r}")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is None or match.group(2).lower() not in _UNITS:
+        raise ValueError(f"expected a size such as 64MiB or 1048576, got {value!r}")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def as_size(low: int, high: int) -> Convert:
+    def convert(value: Any, where: Where) -> int:
+        size = parse_size(value)
+        if not low <= size <= high:
+            raise ValueError(f"must be between {low} and {high} bytes, got {size}")
+        return size
+
+    return convert
+
+
+def as_number(low: float, high: float) -> Convert:
+    def convert(value: Any, where: Where) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}, got {value}")
+        return float(value)
 
     return convert
 

@@ -78,6 +78,8 @@ class Event:
     depth: int = 0
     received: float = 0.0
     replayed: bool = False
+    #: The action whose ``fire`` made this event (master-internal; None for all others).
+    action: str | None = None
     #: ``data`` packed once, on the hot path, for the log, the state table and the bus.
     packed: bytes | None = field(default=None, compare=False, repr=False)
 
@@ -100,6 +102,8 @@ class Event:
             out["depth"] = self.depth
         if self.replayed:
             out["replayed"] = True
+        if self.action:
+            out["action"] = self.action
         return out
 
     def public(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ class Engine:
         self.index: TagIndex[Rule] = _index(rules)
         self._candidates: dict[str, list[Rule]] = {}
         self.fire_counts: dict[str, int] = {}
+        self.errors = 0  # evaluations that raised (recorded as the rule's decision)
 
     @property
     def counter(self) -> Counter:
@@ -87,7 +88,11 @@ class Engine:
         """
         decisions = []
         for rule in self.candidates(event.tag):
-            decision = self._decide(rule, event, previous, now, commit, explain)
+            try:
+                decision = self._decide(rule, event, previous, now, commit, explain)
+            except Exception as exc:  # recorded as this rule's decision: one rule never stops the rest
+                self.errors += 1
+                decision = Decision(rule, event, False, f"error: {type(exc).__name__}: {exc}"[:500])
             if decision is not None:
                 decisions.append(decision)
         return decisions

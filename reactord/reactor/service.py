@@ -1,10 +1,16 @@
 """The reactor inside the master: rules loaded and reloaded, every event decided and recorded.
 
-The event pipeline asks it to decide each batch before the batch is written (``decide``):
-the decisions are stored on the events' own rows in the same transaction, and only once
-that is committed are fired rules handed to the action dispatcher (``dispatch``). It also
-fires ``for`` holds from a tick, keeps rule state persisted, and offers explain and replay
-to the control socket.
+The event pipeline asks it to decide each batch before the batch is written (``decide``).
+Everything the decision changed goes into the same transaction as the events: the decisions
+on the events' own rows, the rule state that changed (throttles, windows, holds) and the
+actions of every firing (the action outbox). Only once that is committed are the firings
+handed to the action dispatcher (``committed``); when the write fails, the rule state goes
+back to what the database holds (``rolled_back``). So after any crash the log, the rule
+state and the actions agree: a firing in the log has its actions, which are resumed at the
+next start (``resume``), and a throttle that fired is remembered.
+
+It also fires ``for`` holds from a tick (in a transaction of their own, with their rule
+state and actions), and offers explain and replay to the control socket.
 """
 
 from __future__ import annotations
@@ -15,22 +21,23 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reactord.actions.context import ActionContext
-from reactord.actions.dispatcher import ActionDispatcher
+from reactord.actions.dispatcher import ActionDispatcher, Firing
 from reactord.protocol import codec
+from reactord.protocol.errors import StorageFull
 from reactord.protocol.events import Event
 from reactord.protocol.ids import new_id
 from reactord.reactor.engine import Decision, Engine
-from reactord.reactor.rules import RuleError, RuleSet, load_rule_set, rule_files
+from reactord.reactor.rules import Rule, RuleError, RuleSet, load_rule_set, rule_files
 from reactord.reactor.state import RuleState
 from reactord.stats import Stats
-from reactord.store.audit import AuditLog
-from reactord.store.events import EventQuery
-from reactord.store.state import RuleStateStore
+from reactord.store.audit import ADD_ACTION, ADD_DECISION, AuditLog
+from reactord.store.events import EventQuery, Writes
+from reactord.store.state import Changed, RuleStateStore
 
 if TYPE_CHECKING:
     from reactord.config import MasterConfig
@@ -40,6 +47,18 @@ if TYPE_CHECKING:
     from reactord.store.events import EventLog
 
 log = logging.getLogger("reactord.reactor")
+
+
+@dataclass(slots=True)
+class Decided:
+    """What deciding a batch produced: written with the events (``decisions``, ``writes``), then
+    acted on (``firings``) or undone (``changed``, ``fired``)."""
+
+    decisions: dict[str, bytes] = field(default_factory=dict)
+    writes: Writes = field(default_factory=list)
+    firings: list[Firing] = field(default_factory=list)
+    changed: Changed = field(default_factory=list)
+    fired: list[Decision] = field(default_factory=list)
 
 
 class Reactor:
@@ -61,9 +80,10 @@ class Reactor:
         self.resolve_target = resolve_target
         self.stats = stats
         self.clock = clock
+        self.db = db
         self.audit = AuditLog(db)
         self.state_store = RuleStateStore(db)
-        state = RuleState(config.reactor.state_limit)
+        state = RuleState(config.reactor.state_limit, config.reactor.hold_bytes)
         self.state_store.load(state)
         self.engine = Engine(RuleSet((), ()), state, max_depth=config.reactor.max_depth)
         self.dispatcher = ActionDispatcher(
@@ -72,13 +92,11 @@ class Reactor:
             stats,
             max_concurrent=config.reactor.max_concurrent_actions,
             max_pending=config.reactor.max_pending_actions,
+            max_pending_bytes=config.reactor.max_pending_bytes,
             clock=clock,
         )
         self.loaded_at = 0.0
         self._mtimes: dict[str, float] = {}
-        interrupted = self.audit.interrupt_unfinished(clock())
-        if interrupted:
-            log.warning("%d actions were cut short by the last stop; see their events", len(interrupted))
         pipeline.decider = self
 
     # -- rules ------------------------------------------------------------------------------------
@@ -114,30 +132,52 @@ class Reactor:
 
     # -- events -----------------------------------------------------------------------------------
 
-    def decide(self, pairs: list[tuple[Event, Event | None]]) -> tuple[dict[str, bytes], list[Decision]]:
+    def decide(self, pairs: list[tuple[Event, Event | None]]) -> Decided:
         """Decide every candidate rule for each event, before the events are written.
 
-        The decisions go on the event rows (in the same transaction); what fired is
-        dispatched once they are written.
+        The decisions go on the event rows, the rule state they changed and the actions of
+        what fired into ``writes``: all in the events' transaction. A rule that cannot be
+        evaluated on an event is recorded with its error (the engine isolates it).
         """
         now = self.clock()
-        decided: dict[str, bytes] = {}
-        fired: list[Decision] = []
+        decided = Decided()
+        actions: list[tuple[Any, ...]] = []
         for event, previous in pairs:
             decisions = self.engine.evaluate(event, previous, now, explain=False)
             if not decisions:
                 continue
-            decided[event.id] = codec.pack([[d.rule.name, d.fired, d.reason] for d in decisions])
+            decided.decisions[event.id] = codec.pack([[d.rule.name, d.fired, d.reason] for d in decisions])
             for decision in decisions:
                 if decision.fired:
-                    fired.append(decision)
+                    decided.fired.append(decision)
+                    ids, rows = self.dispatcher.action_rows(decision.rule, decision.event)
+                    actions += rows
+                    decided.firings.append(Firing(decision.rule, decision.event, ids))
                 else:
                     self._record_limit(decision)
-        return decided, fired
+        decided.writes, decided.changed = self.state_store.changes(self.engine.state)
+        if actions:
+            decided.writes.append((ADD_ACTION, actions))
+        return decided
 
-    def dispatch(self, fired: list[Decision]) -> None:
-        for decision in fired:
-            self._fire(decision)
+    def committed(self, decided: Decided) -> None:
+        """The batch is written: run what fired."""
+        for firing in decided.firings:
+            self._announce(firing.rule, firing.event)
+            self.dispatcher.enqueue(firing)
+
+    async def wait_room(self) -> None:
+        """Return when the action queue has room: ingest waits here rather than refuse."""
+        if self.dispatcher.saturated:
+            self.stats.incr("ingest.paused")
+        await self.dispatcher.wait_room()
+
+    def rolled_back(self, decided: Decided) -> None:
+        """The batch's write failed: the rule state goes back to what the database holds."""
+        self.state_store.revert(self.engine.state, decided.changed)
+        for decision in decided.fired:
+            count = self.engine.fire_counts.get(decision.rule.name, 0)
+            self.engine.fire_counts[decision.rule.name] = max(0, count - 1)
 
     def _record_limit(self, decision: Decision) -> None:
         if decision.reason and decision.reason.startswith("depth limit"):
@@ -150,16 +190,10 @@ class Reactor:
                 extra={"rule": decision.rule.name, "event_id": decision.event.id},
             )
 
-    def _fire(self, decision: Decision, replay: str | None = None) -> None:
+    def _announce(self, rule: Rule, event: Event) -> None:
         self.stats.incr("reactor.fired")
-        self.stats.incr_labeled("rule_matches", rule=decision.rule.name)
-        log.info(
-            "rule %s fired on %s",
-            decision.rule.name,
-            decision.event.tag,
-            extra={"rule": decision.rule.name, "event_id": decision.event.id},
-        )
-        self.dispatcher.submit(decision.rule, decision.event, replay=replay)
+        self.stats.incr_labeled("rule_matches", rule=rule.name)
+        log.info("rule %s fired on %s", rule.name, event.tag, extra={"rule": rule.name, "event_id": event.id})
 
     def _context(
         self, event: Event, rule: str, action_id: str, timeout: float, dry_run: bool
@@ -186,20 +220,14 @@ class Reactor:
         return self.gate(spec, minions)
 
     async def tick(self) -> None:
-        """Fire ``for`` holds that are due, persist rule state, reload changed rule files."""
+        """Fire ``for`` holds that are due, write the audit, reload changed rule files."""
         checks = 0
         while True:
-            now = self.clock()
-            rows = []
-            for decision in self.engine.due_holds(now):
-                rows.append(
-                    (decision.event.id, decision.rule.name, decision.fired, decision.reason, now, None)
-                )
-                if decision.fired:
-                    self._fire(decision)
-            self.audit.record_decisions(rows)
-            self.audit.flush()
-            self.state_store.flush(self.engine.state)
+            try:
+                self.fire_due_holds()
+                self.audit.flush()
+            except StorageFull:
+                pass  # the pipeline reports the full disk; holds are due again at the next tick
             checks += 1
             if self.config.reactor.watch_rules and checks % 4 == 0 and self.changed_on_disk():
                 log.info("rule files changed on disk; reloading")
@@ -207,11 +235,96 @@ class Reactor:
                 self._mtimes = _mtimes(self.files())
             await asyncio.sleep(0.5)
 
+    def fire_due_holds(self) -> int:
+        """Fire the ``for`` holds that are due: their decisions, rule state and actions are
+        written in one transaction, then run. Also writes rule state changed outside events
+        (rules dropped by a reload). Returns how many fired."""
+        now = self.clock()
+        due = self.engine.due_holds(now)
+        writes, changed = self.state_store.changes(self.engine.state)
+        if not due and not writes:
+            return 0
+        decisions = [(d.event.id, d.rule.name, d.fired, d.reason, now, None) for d in due]
+        firings, actions = [], []
+        for decision in due:
+            if decision.fired:
+                ids, rows = self.dispatcher.action_rows(decision.rule, decision.event)
+                actions += rows
+                firings.append(Firing(decision.rule, decision.event, ids))
+        try:
+            with self.db.transaction() as conn:
+                conn.executemany(ADD_DECISION, decisions)
+                conn.executemany(ADD_ACTION, actions)
+                for sql, rows in writes:
+                    conn.executemany(sql, rows)
+        except BaseException:
+            self.rolled_back(Decided(changed=changed, fired=[d for d in due if d.fired]))
+            raise
+        for firing in firings:
+            self._announce(firing.rule, firing.event)
+            self.dispatcher.enqueue(firing)
+        return len(firings)
+
+    def resume(self) -> int:
+        """Queue again the actions the last run of the master left unfinished; how many firings.
+
+        An action is resumed where it can still be: its event is in the log and its rule is
+        loaded with the same actions. Others are marked ``interrupted`` with the reason.
+        """
+        groups: dict[tuple[str, str, str | None], list[dict[str, Any]]] = {}
+        for row in self.audit.unfinished():
+            groups.setdefault((row["event_id"], row["rule"], row["replay"]), []).append(row)
+        rules = self.engine.rules.by_name()
+        resumed = 0
+        for (event_id, rule_name, replay), rows in groups.items():
+            firing, why = self._resumable(event_id, rules.get(rule_name), replay, rows)
+            if firing is None:
+                for row in rows:
+                    self.audit.update_action(
+                        row["id"], status="interrupted", finished=self.clock(), error=why
+                    )
+                continue
+            self.dispatcher.enqueue(firing)
+            resumed += 1
+        if groups:
+            log.warning(
+                "resumed %d firings the last stop left unfinished (%d could not be)",
+                resumed,
+                len(groups) - resumed,
+            )
+        self.audit.try_flush()
+        return resumed
+
+    def _resumable(
+        self, event_id: str, rule: Rule | None, replay: str | None, rows: list[dict[str, Any]]
+    ) -> tuple[Firing | None, str]:
+        if any(r["idx"] < 0 for r in rows):
+            return None, "the master stopped during this retry of a dead letter; retry it again"
+        if rule is None:
+            return None, "the master stopped before it ran, and its rule is no longer loaded"
+        event = self.event_log.get(event_id)
+        if event is None:
+            return None, "the master stopped before it ran, and retention removed its event"
+        ids: list[str | None] = [None] * len(rule.do)
+        for action in self.audit.actions_for(event_id):
+            if action["rule"] != rule.name or action.get("replay") != replay or action["idx"] < 0:
+                continue
+            index = action["idx"]
+            if index >= len(ids) or rule.do[index].kind != action["kind"]:
+                return None, "the master stopped before it ran, and its rule changed since"
+            ids[index] = action["id"]
+        if any(i is None for i in ids):
+            return None, "the master stopped before it ran, and its rule changed since"
+        start = min(r["idx"] for r in rows)
+        return Firing(rule, event, [i for i in ids if i is not None], replay, start, resumed=True), ""
+
     async def close(self) -> None:
         await self.dispatcher.close()
-        self.audit.flush()
-        self.audit.interrupt_unfinished(self.clock())
-        self.state_store.flush(self.engine.state)
+        try:
+            self.audit.flush()
+            self.state_store.flush(self.engine.state)
+        except StorageFull as exc:
+            log.error("could not write the last audit records and rule state: %s", exc)
 
     # -- explain and replay ----------------------------------------------------------------------
 
@@ -273,7 +386,8 @@ class Reactor:
                 if decision.fired:
                     fired += 1
                     if not dry_run:
-                        self._fire(decision, replay=replay_id)
+                        self._announce(decision.rule, decision.event)
+                        self.dispatcher.submit(decision.rule, decision.event, replay=replay_id)
             if not dry_run:
                 self.audit.record_decisions(rows)
             item: dict[str, Any] = {"done": done, "total": total, "fired": fired}

@@ -1,14 +1,15 @@
 """Rule state: throttles, threshold windows and ``for`` holds, bounded in memory and persisted.
 
-Each kind keeps at most ``limit`` keys (the least recently used go first). Changes are
-marked dirty and written by the master in one transaction per tick and at shutdown, so a
-restart continues where the last run stopped.
+Each kind keeps at most ``limit`` keys (the least recently used go first); the holds, which
+keep the event that started them, are also bounded by bytes. Changes are marked dirty and
+written in the transaction of the event that made them (reactord.store.state), so after any
+stop or crash the rule state and the event log agree.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -21,9 +22,15 @@ V = TypeVar("V")
 class Bounded(Generic[V]):
     """An LRU map with a size limit that remembers which keys changed since the last flush."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self, limit: int, *, max_bytes: int | None = None, weigh: Callable[[V], int] | None = None
+    ) -> None:
         self.limit = limit
+        self.max_bytes = max_bytes
+        self.weigh = weigh
         self.items: OrderedDict[K, V] = OrderedDict()
+        self.weights: dict[K, int] = {}
+        self.bytes = 0
         self.dirty: set[K] = set()
         self.evicted = 0
 
@@ -37,14 +44,28 @@ class Bounded(Generic[V]):
         self.items[key] = value
         self.items.move_to_end(key)
         self.dirty.add(key)
-        while len(self.items) > self.limit:
+        if self.weigh is not None:
+            weight = self.weigh(value)
+            self.bytes += weight - self.weights.get(key, 0)
+            self.weights[key] = weight
+        while len(self.items) > self.limit or (
+            self.max_bytes is not None and self.bytes > self.max_bytes and len(self.items) > 1
+        ):
             old, _ = self.items.popitem(last=False)
+            self.bytes -= self.weights.pop(old, 0)
             self.dirty.add(old)
             self.evicted += 1
 
     def pop(self, key: K) -> None:
-        if self.items.pop(key, None) is not None:
+        if self.forget(key):
             self.dirty.add(key)
+
+    def forget(self, key: K) -> bool:
+        """Drop ``key`` from memory without marking it for a write; whether it was there."""
+        if self.items.pop(key, None) is None:
+            return False
+        self.bytes -= self.weights.pop(key, 0)
+        return True
 
     def __len__(self) -> int:
         return len(self.items)
@@ -64,11 +85,15 @@ class Hold:
     fired: bool = False
 
 
+def _hold_weight(hold: Hold) -> int:
+    return 600 + 4 * len(hold.event.packed_data())
+
+
 class RuleState:
-    def __init__(self, limit: int = 100_000) -> None:
+    def __init__(self, limit: int = 100_000, hold_bytes: int = 64 << 20) -> None:
         self.throttles: Bounded[float] = Bounded(limit)
         self.windows: Bounded[deque[float]] = Bounded(limit)
-        self.holds: Bounded[Hold] = Bounded(limit)
+        self.holds: Bounded[Hold] = Bounded(limit, max_bytes=hold_bytes, weigh=_hold_weight)
 
     def kinds(self) -> dict[str, Bounded[Any]]:
         return {"throttle": self.throttles, "window": self.windows, "hold": self.holds}

@@ -8,11 +8,20 @@ from typing import Any
 
 from reactord import jsonable
 from reactord.protocol import codec
+from reactord.protocol.errors import StorageFull
 from reactord.store.database import Database
 
 _ACTION_COLUMNS = (
     "id, event_id, rule, idx, kind, label, status, attempts, created, started, finished, error, result, jid"
 )
+#: One row of the action outbox, written with the event that decided it (see ``action_row``).
+ADD_ACTION = (
+    "INSERT INTO actions (id, event_id, rule, idx, kind, label, status, created, replay, key)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+)
+#: Actions that a stopped master left unfinished: resumed at the next start.
+UNFINISHED = ("pending", "running", "failed")
+ADD_DECISION = "INSERT INTO decisions (event_id, rule, fired, reason, time, replay) VALUES (?, ?, ?, ?, ?, ?)"
 _DEAD_COLUMNS = (
     "id, action_id, event_id, rule, kind, label, params, timeout, retry, error, attempts, created,"
     " status, updated"
@@ -53,9 +62,27 @@ class DeadLetter:
         }
 
 
+def action_row(
+    action_id: str,
+    event_id: str,
+    rule: str,
+    idx: int,
+    kind: str,
+    label: str,
+    now: float,
+    replay: str | None,
+    key: str,
+) -> tuple[Any, ...]:
+    return (action_id, event_id, rule, idx, kind, label, now, replay, key)
+
+
 class AuditLog:
     """Writes are buffered and flushed in one transaction (by the reactor's tick, when the
-    buffer fills, and before any read), so recording an action costs no transaction of its own."""
+    buffer fills, and before any read), so recording an action costs no transaction of its own.
+
+    A flush that meets a full disk keeps the buffer and tries again at the next flush; reads
+    go on with what is stored (``status`` and ``event show`` keep answering meanwhile).
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -64,30 +91,43 @@ class AuditLog:
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         self._writes.append((sql, params))
         if len(self._writes) >= 2000:
-            self.flush()
+            self.try_flush()
 
     def flush(self) -> None:
+        """Write the buffer in one transaction; on a storage fault it stays for the next try."""
         if not self._writes:
             return
         writes, self._writes = self._writes, []
-        with self.db.transaction() as conn:
-            for sql, params in writes:
-                conn.execute(sql, params)
+        try:
+            with self.db.transaction() as conn:
+                for sql, params in writes:
+                    conn.execute(sql, params)
+        except BaseException:
+            self._writes = writes + self._writes
+            raise
+
+    def try_flush(self) -> bool:
+        """``flush``, but a full disk only leaves the buffer for later (reads go on)."""
+        try:
+            self.flush()
+        except StorageFull:
+            return False
+        return True
+
+    @property
+    def buffered(self) -> int:
+        return len(self._writes)
 
     # -- decisions ------------------------------------------------------------------------------
 
     def record_decisions(self, rows: Sequence[tuple[str, str, bool, str | None, float, str | None]]) -> None:
         if rows:
             with self.db.transaction() as conn:
-                conn.executemany(
-                    "INSERT INTO decisions (event_id, rule, fired, reason, time, replay)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                conn.executemany(ADD_DECISION, rows)
 
     def decisions(self, event_id: str) -> list[dict[str, Any]]:
         """Decisions on the event's row (made when it arrived), then later ones (holds, replays)."""
-        self.flush()
+        self.try_flush()
         row = self.db.conn.execute(
             "SELECT decisions, received FROM events WHERE id=?", (event_id,)
         ).fetchone()
@@ -132,6 +172,29 @@ class AuditLog:
             (action_id, event_id, rule, idx, kind, label, now, jsonable.dumps(params), replay),
         )
 
+    def add_actions(self, rows: list[tuple[Any, ...]]) -> None:
+        """Write action rows (``action_row``) now, in a transaction of their own."""
+        if rows:
+            with self.db.transaction() as conn:
+                conn.executemany(ADD_ACTION, rows)
+
+    def action_key(self, action_id: str) -> str | None:
+        self.try_flush()
+        row = self.db.conn.execute("SELECT key FROM actions WHERE id=?", (action_id,)).fetchone()
+        return row[0] if row and row[0] else None
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Actions a stopped master left pending, running or between tries, oldest first."""
+        self.try_flush()
+        marks = ",".join("?" * len(UNFINISHED))
+        rows = self.db.conn.execute(
+            f"SELECT id, event_id, rule, idx, kind, label, status, replay FROM actions"
+            f" WHERE status IN ({marks}) ORDER BY created, id",
+            UNFINISHED,
+        ).fetchall()
+        names = ("id", "event_id", "rule", "idx", "kind", "label", "status", "replay")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
     def update_action(self, action_id: str, **fields: Any) -> None:
         if "result" in fields:
             fields["result"] = jsonable.dumps(fields["result"])
@@ -139,7 +202,7 @@ class AuditLog:
         self._write(f"UPDATE actions SET {assignments} WHERE id=?", (*fields.values(), action_id))
 
     def actions_for(self, event_id: str) -> list[dict[str, Any]]:
-        self.flush()
+        self.try_flush()
         rows = self.db.conn.execute(
             f"SELECT {_ACTION_COLUMNS}, replay FROM actions WHERE event_id=? ORDER BY created, idx",
             (event_id,),
@@ -152,23 +215,8 @@ class AuditLog:
             out.append({k: v for k, v in item.items() if v is not None})
         return out
 
-    def interrupt_unfinished(self, now: float) -> list[str]:
-        """Actions left pending or running by a master that stopped: mark them interrupted."""
-        self.flush()
-        rows = self.db.conn.execute(
-            "SELECT id FROM actions WHERE status IN ('pending', 'running')"
-        ).fetchall()
-        ids = [r[0] for r in rows]
-        if ids:
-            self.db.conn.execute(
-                "UPDATE actions SET status='interrupted', finished=?, error='the master stopped while it ran'"
-                " WHERE status IN ('pending', 'running')",
-                (now,),
-            )
-        return ids
-
     def action_params(self, action_id: str) -> dict[str, Any] | None:
-        self.flush()
+        self.try_flush()
         row = self.db.conn.execute("SELECT params FROM actions WHERE id=?", (action_id,)).fetchone()
         return jsonable.loads(row[0]) if row else None
 
@@ -196,7 +244,7 @@ class AuditLog:
         )
 
     def dead_letters(self, status: str | None = "open") -> list[DeadLetter]:
-        self.flush()
+        self.try_flush()
         where, params = ("WHERE status=?", (status,)) if status else ("", ())
         rows = self.db.conn.execute(
             f"SELECT {_DEAD_COLUMNS} FROM deadletters {where} ORDER BY id", params
@@ -204,7 +252,7 @@ class AuditLog:
         return [_dead(r) for r in rows]
 
     def dead_letter(self, letter_id: str) -> DeadLetter | None:
-        self.flush()
+        self.try_flush()
         row = self.db.conn.execute(
             f"SELECT {_DEAD_COLUMNS} FROM deadletters WHERE id=?", (letter_id,)
         ).fetchone()
@@ -219,18 +267,19 @@ class AuditLog:
     def prune(self, before: float) -> int:
         """Forget decisions and finished actions older than ``before``, and resolved dead letters."""
         self.flush()
-        conn = self.db.conn
-        removed = conn.execute("DELETE FROM decisions WHERE time < ?", (before,)).rowcount
-        removed += conn.execute(
-            "DELETE FROM actions WHERE created < ? AND status NOT IN ('pending', 'running')", (before,)
-        ).rowcount
-        removed += conn.execute(
-            "DELETE FROM deadletters WHERE status='resolved' AND updated < ?", (before,)
-        ).rowcount
+        with self.db.writing() as conn:
+            removed = conn.execute("DELETE FROM decisions WHERE time < ?", (before,)).rowcount
+            removed += conn.execute(
+                "DELETE FROM actions WHERE created < ? AND status NOT IN ('pending', 'running', 'failed')",
+                (before,),
+            ).rowcount
+            removed += conn.execute(
+                "DELETE FROM deadletters WHERE status='resolved' AND updated < ?", (before,)
+            ).rowcount
         return int(removed)
 
     def count_dead(self) -> int:
-        self.flush()
+        self.try_flush()
         return int(self.db.conn.execute("SELECT COUNT(*) FROM deadletters WHERE status='open'").fetchone()[0])
 
 

@@ -1,14 +1,19 @@
-"""Opening the master database: owner-only file, WAL, and schema migrations in order."""
+"""Opening the master database: owner-only file, checked whole, WAL, and migrations in order.
+
+Storage faults of the machine surface here as ``StorageFull`` (no space: nothing was written,
+try again later) and ``StorageDamaged`` (the file is not an intact database: the master stops
+with one line naming the file); see reactord.protocol.sqlitefile.
+"""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from reactord.errors import StoreError
+from reactord.protocol.sqlitefile import connect, storage_faults
 
 
 class Database:
@@ -16,19 +21,19 @@ class Database:
 
     def __init__(self, path: Path, migrations: Sequence[str]) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        self.conn = connect(path, synchronous="NORMAL")
         try:
-            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA busy_timeout=5000")
-            self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: the hot indexes stay in memory
-            self.conn.execute("PRAGMA temp_store=MEMORY")
-            self._migrate(migrations)
+            with storage_faults(path):
+                self.conn.execute("PRAGMA busy_timeout=5000")
+                self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of pages: hot indexes in memory
+                self.conn.execute("PRAGMA temp_store=MEMORY")
+                self._migrate(migrations)
         except sqlite3.Error as exc:
+            self.conn.close()
             raise StoreError(f"{path}: {exc}") from exc
+        except BaseException:
+            self.conn.close()
+            raise
 
     def _migrate(self, migrations: Sequence[str]) -> None:
         self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
@@ -50,19 +55,40 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        """One write transaction; storage faults leave it as ``StorageFull`` / ``StorageDamaged``."""
+        with storage_faults(self.path):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """One statement (or several) outside a transaction, with storage faults named."""
+        with storage_faults(self.path):
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+
+    def used_bytes(self) -> int:
+        """Bytes of the database's pages in use (free pages excluded): what retention bounds."""
+        size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        free = self.conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * size)
 
     def size(self) -> int:
         total = 0
         for suffix in ("", "-wal"):
             try:
-                total += os.stat(f"{self.path}{suffix}").st_size
+                total += (self.path.parent / f"{self.path.name}{suffix}").stat().st_size
             except FileNotFoundError:
                 pass
         return total

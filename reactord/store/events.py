@@ -1,4 +1,4 @@
-"""The event log: every accepted event, appended in batches, with retention by age and count."""
+"""The event log: every accepted event, appended in batches, with retention by age, count and bytes."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from reactord.protocol.tags import tag_matches
 from reactord.store.database import Database
 from reactord.store.state import StateTable
 
-_COLUMNS = "id, tag, source, time, received, epoch, seq, causation, depth, data"
-_INSERT = f"INSERT INTO events ({_COLUMNS}, decisions) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+_COLUMNS = "id, tag, source, time, received, epoch, seq, causation, depth, data, action"
+_INSERT = f"INSERT INTO events ({_COLUMNS}, decisions) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+
+#: Statements to run in an append's transaction: (SQL, rows for executemany).
+Writes = list[tuple[str, list[tuple[Any, ...]]]]
 
 
 def _row(event: Event, decisions: bytes | None) -> tuple[Any, ...]:
@@ -30,6 +33,7 @@ def _row(event: Event, decisions: bytes | None) -> tuple[Any, ...]:
         event.causation,
         event.depth,
         event.packed_data(),
+        event.action,
         decisions,
     )
 
@@ -46,6 +50,7 @@ def _event(row: tuple[Any, ...]) -> Event:
         causation=row[7],
         depth=row[8],
         data=codec.unpack(row[9], max_size=1 << 30),
+        action=row[10],
     )
 
 
@@ -74,15 +79,19 @@ class EventLog:
         delivery: dict[tuple[str, str], int],
         state_rows: list[tuple[Any, ...]] | None = None,
         decisions: dict[str, bytes] | None = None,
+        writes: Writes | None = None,
     ) -> None:
-        """Write events (with the reactor's decisions on them), the state rows and the delivery
-        state they advance, in one transaction."""
+        """Write events (with the reactor's decisions on them), the state rows, the delivery
+        state they advance and what the reactor decided with them (rule state, the actions it
+        queued: ``writes``), in one transaction: after a crash, the log and the reactor agree."""
         now = time.time()
         decided = decisions or {}
         with self.db.transaction() as conn:
             conn.executemany(_INSERT, [_row(e, decided.get(e.id)) for e in events])
             if state_rows:
                 conn.executemany(StateTable.SQL, state_rows)
+            for sql, rows in writes or ():
+                conn.executemany(sql, rows)
             if delivery:
                 conn.executemany(
                     "INSERT INTO delivery (source, epoch, last_seq, updated) VALUES (?, ?, ?, ?)"
@@ -92,7 +101,13 @@ class EventLog:
                 )
 
     def forget_epochs(self, source: str, keep: str) -> None:
-        self.db.conn.execute("DELETE FROM delivery WHERE source=? AND epoch<>?", (source, keep))
+        with self.db.writing() as conn:
+            conn.execute("DELETE FROM delivery WHERE source=? AND epoch<>?", (source, keep))
+
+    def by_action(self, action_id: str) -> Event | None:
+        """The event a ``fire`` action made, if it made one (how a resumed action knows it ran)."""
+        row = self.db.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE action=?", (action_id,)).fetchone()
+        return _event(row) if row else None
 
     def get(self, event_id: str) -> Event | None:
         row = self.db.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id=?", (event_id,)).fetchone()
@@ -182,15 +197,39 @@ class EventLog:
         return int(self.db.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def prune(self, *, max_age: float | None, max_count: int | None, now: float) -> int:
-        """Apply retention; return how many events were removed."""
+        """Apply retention by age and count; return how many events were removed."""
         removed = 0
-        if max_age:
-            cutoff = now - max_age
-            removed += self.db.conn.execute("DELETE FROM events WHERE id < ?", (id_floor(cutoff),)).rowcount
-        if max_count:
+        with self.db.writing() as conn:
+            if max_age:
+                cutoff = now - max_age
+                removed += conn.execute("DELETE FROM events WHERE id < ?", (id_floor(cutoff),)).rowcount
+            if max_count:
+                row = conn.execute(
+                    "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (max_count,)
+                ).fetchone()
+                if row is not None:
+                    removed += conn.execute("DELETE FROM events WHERE id <= ?", (row[0],)).rowcount
+        return int(removed)
+
+    def prune_bytes(self, max_bytes: int, *, step: float = 0.05) -> int:
+        """Drop the oldest events until the database uses at most ``max_bytes``; return how many.
+
+        The bound is on the database's pages in use (the event log is nearly all of it), read
+        from SQLite's own page counts, so checking it costs nothing; freed pages are reused by
+        later writes, so the file stops growing at the bound.
+        """
+        removed = 0
+        while self.db.used_bytes() > max_bytes:
+            total = self.count()
+            if total == 0:
+                break
+            cut = max(100, int(total * step))
             row = self.db.conn.execute(
-                "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (max_count,)
+                "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?", (cut - 1,)
             ).fetchone()
-            if row is not None:
-                removed += self.db.conn.execute("DELETE FROM events WHERE id <= ?", (row[0],)).rowcount
+            with self.db.writing() as conn:
+                if row is None:
+                    removed += conn.execute("DELETE FROM events").rowcount
+                else:
+                    removed += conn.execute("DELETE FROM events WHERE id <= ?", (row[0],)).rowcount
         return int(removed)

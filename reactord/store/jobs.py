@@ -10,7 +10,7 @@ from reactord.protocol.messages import Return
 from reactord.store.database import Database
 
 _JOB_COLUMNS = (
-    "jid, fun, args, kwargs, target, target_type, minions, created, timeout, origin, causation, depth"
+    "jid, fun, args, kwargs, target, target_type, minions, created, timeout, origin, causation, depth, action"
 )
 
 
@@ -28,6 +28,7 @@ class JobRecord:
     origin: str
     causation: str | None = None
     depth: int = 0
+    action: str | None = None  # the rule action that started it, if one did
 
     def public(self) -> dict[str, Any]:
         return {
@@ -57,23 +58,32 @@ class JobStore:
         self.db = db
 
     def add(self, job: JobRecord) -> None:
-        self.db.conn.execute(
-            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                job.jid,
-                job.fun,
-                jsonable.dumps(job.args),
-                jsonable.dumps(job.kwargs),
-                job.target,
-                job.target_type,
-                jsonable.dumps(job.minions),
-                job.created,
-                job.timeout,
-                job.origin,
-                job.causation,
-                job.depth,
-            ),
-        )
+        with self.db.writing() as conn:
+            conn.execute(
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.jid,
+                    job.fun,
+                    jsonable.dumps(job.args),
+                    jsonable.dumps(job.kwargs),
+                    job.target,
+                    job.target_type,
+                    jsonable.dumps(job.minions),
+                    job.created,
+                    job.timeout,
+                    job.origin,
+                    job.causation,
+                    job.depth,
+                    job.action,
+                ),
+            )
+
+    def latest_for(self, action_id: str) -> JobRecord | None:
+        """The last job a rule action started (how a resumed action knows it already ran)."""
+        row = self.db.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE action=? ORDER BY jid DESC LIMIT 1", (action_id,)
+        ).fetchone()
+        return _job(row) if row else None
 
     def get(self, jid: str) -> JobRecord | None:
         row = self.db.conn.execute(
@@ -98,21 +108,22 @@ class JobStore:
 
     def add_return(self, ret: Return, received: float) -> bool:
         """Store a return once; False when this (jid, id) was already stored."""
-        cur = self.db.conn.execute(
-            "INSERT OR IGNORE INTO returns (jid, id, success, retcode, ret, error, started,"
-            " finished, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                ret.jid,
-                ret.id,
-                int(ret.success),
-                ret.retcode,
-                jsonable.dumps(ret.ret),
-                ret.error,
-                ret.started,
-                ret.finished,
-                received,
-            ),
-        )
+        with self.db.writing() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO returns (jid, id, success, retcode, ret, error, started,"
+                " finished, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ret.jid,
+                    ret.id,
+                    int(ret.success),
+                    ret.retcode,
+                    jsonable.dumps(ret.ret),
+                    ret.error,
+                    ret.started,
+                    ret.finished,
+                    received,
+                ),
+            )
         return cur.rowcount == 1
 
     def returns(self, jid: str) -> dict[str, Return]:
@@ -169,4 +180,5 @@ def _job(row: tuple[Any, ...]) -> JobRecord:
         origin=row[9],
         causation=row[10],
         depth=row[11],
+        action=row[12],
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reactord import jsonable
+from reactord.protocol.errors import StorageFull
 from reactord.store.database import Database
 
 
@@ -30,12 +31,17 @@ class MinionRecord:
 
 
 class MinionRegistry:
-    """In memory for reads on hot paths; written through on changes, ``last_seen`` in batches."""
+    """In memory for reads on hot paths; written through on changes, ``last_seen`` in batches.
+
+    A change the database cannot take now (a full disk) stays in memory and is written by a
+    later ``flush``: presence goes on being judged, and nothing is lost once space returns.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self._records: dict[str, MinionRecord] = {}
-        self._dirty: set[str] = set()
+        self._dirty: set[str] = set()  # last_seen to write
+        self._unwritten: set[str] = set()  # whole rows to write (or to delete, when gone)
         for row in db.conn.execute(
             "SELECT id, grains, version, functions, presence, last_seen, first_seen FROM minions"
         ):
@@ -72,20 +78,37 @@ class MinionRegistry:
             first_seen=old.first_seen if old and old.first_seen else now,
         )
         self._records[minion_id] = record
-        self.db.conn.execute(
+        self._write_row(minion_id)
+        return record
+
+    def _write_row(self, minion_id: str) -> None:
+        """Write (or delete) one minion's row now; on a full disk, at the next ``flush``."""
+        try:
+            with self.db.writing() as conn:
+                self._row(conn, minion_id)
+        except StorageFull:
+            self._unwritten.add(minion_id)
+        else:
+            self._unwritten.discard(minion_id)
+
+    def _row(self, conn: Any, minion_id: str) -> None:
+        record = self._records.get(minion_id)
+        if record is None:
+            conn.execute("DELETE FROM minions WHERE id=?", (minion_id,))
+            return
+        conn.execute(
             "INSERT OR REPLACE INTO minions (id, grains, version, functions, presence, last_seen,"
             " first_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 minion_id,
-                jsonable.dumps(grains),
-                version,
-                jsonable.dumps(functions),
+                jsonable.dumps(record.grains),
+                record.version,
+                jsonable.dumps(record.functions),
                 record.presence,
                 record.last_seen,
                 record.first_seen,
             ),
         )
-        return record
 
     def touch(self, minion_id: str, now: float) -> None:
         record = self._records.get(minion_id)
@@ -97,23 +120,26 @@ class MinionRegistry:
         record = self._records.get(minion_id)
         if record is None:
             return
-        self._records[minion_id] = record = replace(record, presence=presence)
+        self._records[minion_id] = replace(record, presence=presence)
         self._dirty.discard(minion_id)
-        self.db.conn.execute(
-            "UPDATE minions SET presence=?, last_seen=? WHERE id=?",
-            (presence, record.last_seen, minion_id),
-        )
+        self._write_row(minion_id)
 
     def flush(self) -> None:
-        """Write the batched ``last_seen`` updates."""
-        if not self._dirty:
+        """Write the batched ``last_seen`` updates and the rows a full disk held back."""
+        if not self._dirty and not self._unwritten:
             return
         rows = [(self._records[m].last_seen, m) for m in self._dirty if m in self._records]
+        try:
+            with self.db.transaction() as conn:
+                conn.executemany("UPDATE minions SET last_seen=? WHERE id=?", rows)
+                for minion_id in self._unwritten:
+                    self._row(conn, minion_id)
+        except StorageFull:
+            return  # kept for the next flush
         self._dirty.clear()
-        with self.db.transaction() as conn:
-            conn.executemany("UPDATE minions SET last_seen=? WHERE id=?", rows)
+        self._unwritten.clear()
 
     def remove(self, minion_id: str) -> None:
         self._records.pop(minion_id, None)
         self._dirty.discard(minion_id)
-        self.db.conn.execute("DELETE FROM minions WHERE id=?", (minion_id,))
+        self._write_row(minion_id)

@@ -13,15 +13,30 @@ from reactord.store.database import Database
 
 #: Tags that name one occurrence (a job), not the state of a thing: kept out of the state table.
 UNSTATEFUL = "reactor/job/"
+#: An event whose packed data is larger than this is not cached (it is read back when needed).
+CACHE_MAX_EVENT = 64 * 1024
+
+
+def cache_weight(event: Event) -> int:
+    """What one cached event costs in memory, roughly: the unpacked data takes a few times the
+    packed bytes, plus the envelope and the cache's own entry."""
+    return 600 + 4 * len(event.packed_data())
 
 
 class StateTable:
-    """The latest event of every (source, tag); the most recent ones cached in memory."""
+    """The latest event of every (source, tag); the most recent ones cached in memory.
 
-    def __init__(self, db: Database, cache_size: int = 100_000) -> None:
+    The cache is bounded by count and by bytes (``cache_bytes``, by ``cache_weight``); events
+    with large data are never cached, so no sender can grow the master's memory through it.
+    """
+
+    def __init__(self, db: Database, cache_size: int = 100_000, cache_bytes: int = 64 << 20) -> None:
         self.db = db
         self.cache_size = cache_size
+        self.cache_bytes = cache_bytes
         self._cache: OrderedDict[tuple[str, str], Event] = OrderedDict()
+        self._weights: dict[tuple[str, str], int] = {}
+        self.cached_bytes = 0
 
     def previous(self, source: str, tag: str) -> Event | None:
         key = (source, tag)
@@ -47,10 +62,25 @@ class StateTable:
 
     def _remember(self, event: Event) -> None:
         key = (event.source, event.tag)
+        self._drop(key)
+        weight = cache_weight(event)
+        if weight > CACHE_MAX_EVENT * 4:
+            return
         self._cache[key] = event
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        self._weights[key] = weight
+        self.cached_bytes += weight
+        while len(self._cache) > self.cache_size or self.cached_bytes > self.cache_bytes:
+            old, _ = self._cache.popitem(last=False)
+            self.cached_bytes -= self._weights.pop(old)
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        if self._cache.pop(key, None) is not None:
+            self.cached_bytes -= self._weights.pop(key)
+
+    def forget(self, events: Iterable[Event]) -> None:
+        """Drop these events' (source, tag) from the cache: their write did not happen."""
+        for event in events:
+            self._drop((event.source, event.tag))
 
     def advance(
         self, events: Iterable[Event]
@@ -91,10 +121,16 @@ class StateTable:
 
     def prune(self, before: float) -> int:
         """Forget rows not updated since ``before`` (with the event log's retention)."""
-        removed = self.db.conn.execute("DELETE FROM state WHERE received < ?", (before,)).rowcount
+        with self.db.writing() as conn:
+            removed = conn.execute("DELETE FROM state WHERE received < ?", (before,)).rowcount
         if removed:
-            self._cache.clear()
+            self._clear()
         return int(removed)
+
+    def _clear(self) -> None:
+        self._cache.clear()
+        self._weights.clear()
+        self.cached_bytes = 0
 
     def empty(self) -> bool:
         return self.db.conn.execute("SELECT 1 FROM state LIMIT 1").fetchone() is None
@@ -109,7 +145,7 @@ class StateTable:
                 " WHERE id IN (SELECT MAX(id) FROM events"
                 " WHERE tag NOT LIKE 'reactor/job/%' GROUP BY source, tag)"
             )
-        self._cache.clear()
+        self._clear()
         return int(self.db.conn.execute("SELECT COUNT(*) FROM state").fetchone()[0])
 
     SQL = (
@@ -119,38 +155,79 @@ class StateTable:
     )
 
 
+#: A change of rule state to write: (kind, (rule, key)).
+Changed = list[tuple[str, tuple[str, str]]]
+_DELETE = "DELETE FROM rule_state WHERE rule=? AND key=? AND kind=?"
+_UPSERT = "INSERT OR REPLACE INTO rule_state VALUES (?, ?, ?, ?)"
+
+
 class RuleStateStore:
-    """Writes the rule state's changes, and reads it back at start."""
+    """The rule state's changes as writes for the transaction of the event that made them, and
+    the state read back at start (or after a write that failed)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def load(self, state: RuleState) -> None:
         for rule, key, kind, blob in self.db.conn.execute("SELECT rule, key, kind, value FROM rule_state"):
-            value = codec.unpack(blob, max_size=1 << 30)
-            if kind == "throttle":
-                state.throttles.put((rule, key), float(value))
-            elif kind == "window":
-                state.windows.put((rule, key), deque(value))
-            elif kind == "hold":
-                event = Event(**value["event"])
-                state.holds.put((rule, key), Hold(value["since"], event, value["fired"]))
+            _put(state, kind, (rule, key), codec.unpack(blob, max_size=1 << 30))
         for table in state.kinds().values():
             table.dirty.clear()
 
-    def flush(self, state: RuleState) -> int:
-        writes, deletes = [], []
+    def changes(self, state: RuleState) -> tuple[list[tuple[str, list[tuple[Any, ...]]]], Changed]:
+        """What changed since the last call, as writes for one transaction, and which keys."""
+        upserts: list[tuple[Any, ...]] = []
+        deletes: list[tuple[Any, ...]] = []
+        changed: Changed = []
         for kind, table in state.kinds().items():
+            if not table.dirty:
+                continue
             for (rule, key), value in table.take_dirty():
+                changed.append((kind, (rule, key)))
                 if value is None:
                     deletes.append((rule, key, kind))
                 else:
-                    writes.append((rule, key, kind, codec.pack(_plain(kind, value))))
-        if writes or deletes:
-            with self.db.transaction() as conn:
-                conn.executemany("DELETE FROM rule_state WHERE rule=? AND key=? AND kind=?", deletes)
-                conn.executemany("INSERT OR REPLACE INTO rule_state VALUES (?, ?, ?, ?)", writes)
-        return len(writes) + len(deletes)
+                    upserts.append((rule, key, kind, codec.pack(_plain(kind, value))))
+        writes: list[tuple[str, list[tuple[Any, ...]]]] = []
+        if deletes:
+            writes.append((_DELETE, deletes))
+        if upserts:
+            writes.append((_UPSERT, upserts))
+        return writes, changed
+
+    def revert(self, state: RuleState, changed: Changed) -> None:
+        """Put these keys back as the database has them: the transaction that wrote them failed."""
+        tables = state.kinds()
+        for kind, key in changed:
+            row = self.db.conn.execute(
+                "SELECT value FROM rule_state WHERE rule=? AND key=? AND kind=?", (*key, kind)
+            ).fetchone()
+            tables[kind].forget(key)
+            if row is not None:
+                _put(state, kind, key, codec.unpack(row[0], max_size=1 << 30))
+            tables[kind].dirty.discard(key)
+
+    def flush(self, state: RuleState) -> int:
+        """Write every pending change in a transaction of its own (at shutdown)."""
+        writes, changed = self.changes(state)
+        if writes:
+            try:
+                with self.db.transaction() as conn:
+                    for sql, rows in writes:
+                        conn.executemany(sql, rows)
+            except BaseException:
+                self.revert(state, changed)
+                raise
+        return len(changed)
+
+
+def _put(state: RuleState, kind: str, key: tuple[str, str], value: Any) -> None:
+    if kind == "throttle":
+        state.throttles.put(key, float(value))
+    elif kind == "window":
+        state.windows.put(key, deque(value))
+    elif kind == "hold":
+        state.holds.put(key, Hold(value["since"], Event(**value["event"]), value["fired"]))
 
 
 def _plain(kind: str, value: Any) -> Any:

@@ -88,34 +88,46 @@ def localize(minion_id: str, tag: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _compile(pattern: str) -> re.Pattern[str]:
+    """The regex of a tag glob, run on ``"/" + tag`` so that every segment is ``/`` and its text.
+
+    Tags come from the network, so the regex must not backtrack on them: a glob is matched
+    like ``fnmatch`` matches text, a run of whole segments between two ``**`` being placed at
+    its first fit by an atomic group (the ``**`` after it absorbs what a later fit would skip),
+    and likewise each chunk between two ``*`` inside a segment (``segment_regex``).
+    """
     if not pattern or len(pattern) > MAX_TAG:
         raise TagError(f"bad tag pattern {pattern!r}")
-    segments = pattern.split("/")
-    out: list[str] = []
-    leading_any = False
-    for index, segment in enumerate(segments):
+    runs: list[list[str]] = [[]]  # the segment globs between the ** of the pattern
+    for segment in pattern.split("/"):
         if segment == "**":
-            if len(segments) == 1:
-                out.append(r"[^/]+(?:/[^/]+)*")
-            elif index == 0:
-                out.append(r"(?:[^/]+/)*")
-                leading_any = True
-            else:
-                out.append(r"(?:/[^/]+)*")
+            if runs[-1] or len(runs) == 1:  # ** twice in a row is one **
+                runs.append([])
             continue
         if not _PATTERN_SEGMENT.fullmatch(segment) or "**" in segment:
             raise TagError(f"bad segment {segment!r} in tag pattern {pattern!r}")
-        if index > 0 and not (leading_any and index == 1):
-            out.append("/")
-        out.append(segment_regex(segment))
+        # (?![^/]): the glob ends where the tag's segment ends
+        runs[-1].append("/" + segment_regex(segment) + "(?![^/])")
+    out = ["".join(runs[0])]
+    for run in runs[1:-1]:
+        out.append("(?>(?:/[^/]+)*?" + "".join(run) + ")")
+    if len(runs) > 1:
+        out.append("(?:/[^/]+)*" + "".join(runs[-1]))
     return re.compile("".join(out))
 
 
 def segment_regex(segment: str) -> str:
-    """The regex of one pattern segment (no slashes): ``*`` and ``?`` stay inside it."""
+    """The regex of one pattern segment (no slashes): ``*`` and ``?`` stay inside it.
+
+    Each chunk between two ``*`` is placed at its first fit in an atomic group, so matching
+    costs at most the segment's length times the pattern's, never a backtracking search.
+    """
     if segment == "*":
         return r"[^/]+"
-    return "".join(r"[^/]*" if c == "*" else r"[^/]" if c == "?" else re.escape(c) for c in segment)
+    chunks = ["".join(r"[^/]" if c == "?" else re.escape(c) for c in chunk) for chunk in segment.split("*")]
+    if len(chunks) == 1:
+        return chunks[0]
+    middle = "".join(f"(?>[^/]*?{chunk})" for chunk in chunks[1:-1])
+    return f"{chunks[0]}{middle}[^/]*{chunks[-1]}"
 
 
 def validate_pattern(pattern: object) -> str:
@@ -127,7 +139,7 @@ def validate_pattern(pattern: object) -> str:
 
 def tag_matches(pattern: str, tag: str) -> bool:
     """True when ``tag`` matches the tag glob ``pattern``."""
-    return _compile(pattern).fullmatch(tag) is not None
+    return _compile(pattern).fullmatch("/" + tag) is not None
 
 
 def is_literal(pattern: str) -> bool:

@@ -8,16 +8,23 @@ logical operators ``all``, ``any`` and ``not``. A path's value is a scalar (equa
 
 Checking returns ``None`` when the condition holds, or the reason it does not (the path,
 what was expected and the actual value), so every decision can be explained.
+
+Event data comes from the network, so no operator may take more than linear time in it:
+``regex`` runs on RE2 (no backtracking; a pattern that needs it, such as a backreference or a
+lookaround, is refused at load) and sees at most ``MAX_MATCH_TEXT`` characters; ``glob`` is
+``fnmatch``, whose translation (Python 3.11) puts every ``*`` but the last in an atomic group,
+so it does not backtrack either.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import re2
 
 from reactord.protocol.events import Event
 from reactord.reactor.paths import MISSING, resolve, validate_path
@@ -103,6 +110,39 @@ def _cidr(actual: Any, network: Any) -> bool:
         return False
 
 
+@dataclass(frozen=True, slots=True)
+class Regex:
+    """A ``regex`` operand compiled by RE2, which matches in time linear in the text."""
+
+    pattern: str
+    ignore_case: bool
+    compiled: Any = field(compare=False, repr=False)  # re2's compiled pattern (it ships no types)
+
+    def search(self, text: str) -> bool:
+        if len(text) > MAX_MATCH_TEXT:
+            return False
+        # UTF-8 bytes spare the binding's offset bookkeeping; surrogatepass: a lone surrogate
+        # (JSON can carry one) is matched as the bytes it is instead of raising.
+        return self.compiled.search(text.encode("utf-8", "surrogatepass")) is not None
+
+
+def compile_regex(pattern: str, ignore_case: bool = False) -> Regex:
+    """Compile with RE2; ``ValueError`` for what RE2 refuses (the features that backtrack)."""
+    options = re2.Options()
+    options.log_errors = False  # the error is raised below, not printed to stderr
+    options.case_sensitive = not ignore_case
+    options.never_capture = True  # only whether it matches counts
+    try:
+        return Regex(pattern, ignore_case, re2.compile(pattern, options))
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else "refused"
+        reason = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+        raise ValueError(
+            f"bad regular expression: {reason} (RE2 syntax, matched in linear time: "
+            "no backreferences, lookaround or possessive quantifiers)"
+        ) from exc
+
+
 _TESTS: dict[str, Callable[[Any, Any], bool]] = {
     "eq": _same,
     "ne": lambda a, e: not _same(a, e),
@@ -116,7 +156,7 @@ _TESTS: dict[str, Callable[[Any, Any], bool]] = {
     "prefix": lambda a, e: isinstance(a, str) and a.startswith(e),
     "suffix": lambda a, e: isinstance(a, str) and a.endswith(e),
     "glob": lambda a, e: isinstance(a, str) and fnmatch.fnmatchcase(a, e),
-    "regex": lambda a, e: isinstance(a, str) and len(a) <= MAX_MATCH_TEXT and e.search(a) is not None,
+    "regex": lambda a, e: isinstance(a, str) and e.search(a),
     "cidr": _cidr,
 }
 
@@ -202,9 +242,9 @@ def _compile_expected(op: str, expected: Any, where: str, ignore_case: bool) -> 
         if not isinstance(expected, str):
             raise ValueError(f"{where}: expected a regular expression")
         try:
-            return re.compile(expected, re.IGNORECASE if ignore_case else 0)
-        except re.error as exc:
-            raise ValueError(f"{where}: bad regular expression: {exc}") from exc
+            return compile_regex(expected, ignore_case)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
     if op == "cidr":
         try:
             return ipaddress.ip_network(str(expected), strict=False)

@@ -67,7 +67,7 @@ class Ingest:
             await self.pipeline.ready()
             self._take(await self.socket.recv(copy=False))
             for _ in range(DRAIN - 1):
-                if self.pipeline.pending_events >= DRAIN_EVENTS:
+                if self.pipeline.pending_events >= DRAIN_EVENTS or self.pipeline.room <= 0:
                     break
                 if not int(self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                     break

@@ -71,6 +71,10 @@ class Decider(Protocol):
         """The write failed: forget what was decided (the rule state as the database has it)."""
         ...
 
+    def room(self) -> int:
+        """How many firings the reactor can take now (its action queue's free places)."""
+        ...
+
     async def wait_room(self) -> None:
         """Return when the reactor can take more events (its action queue has room)."""
         ...
@@ -124,6 +128,14 @@ class EventPipeline:
     @property
     def pending_events(self) -> int:
         return len(self._pending.events)
+
+    @property
+    def room(self) -> int:
+        """Events ingest may still take into this commit: one firing each at most, so that the
+        action queue passes its bound by at most one frame's events."""
+        if self.decider is None:
+            return 1 << 30
+        return self.decider.room() - len(self._pending.events)
 
     @property
     def held(self) -> int:

@@ -115,6 +115,11 @@ class ActionDispatcher:
         return len(self._tasks)
 
     @property
+    def room(self) -> int:
+        """Firings the queue can take before it is at its bound."""
+        return max(0, self.max_pending - self.in_flight)
+
+    @property
     def saturated(self) -> bool:
         """Whether the queue is at its bound: ingest should wait (``wait_room``)."""
         return self.in_flight >= self.max_pending or self.queued_bytes >= self.max_pending_bytes

@@ -166,6 +166,10 @@ class Reactor:
             self._announce(firing.rule, firing.event)
             self.dispatcher.enqueue(firing)
 
+    def room(self) -> int:
+        """Firings the action queue can take now (ingest takes no more events than that)."""
+        return self.dispatcher.room
+
     async def wait_room(self) -> None:
         """Return when the action queue has room: ingest waits here rather than refuse."""
         if self.dispatcher.saturated:

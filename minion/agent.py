@@ -4,6 +4,11 @@ It pins the master's key, connects, says hello until accepted, then sends heartb
 the commands it receives (signed, for it, not expired, never twice) and re-sends returns
 until acknowledged. It never exits because the master is away or misbehaves: it logs and
 tries again with backoff.
+
+Its state files are opened (and checked whole) before anything connects. A full disk stops
+nothing: events are refused at the door, acks and returns wait in memory, a command whose
+claim cannot be written is refused, and all resumes by itself once there is space. A
+damaged state file, at start or later, stops the minion: ``run`` raises ``StorageDamaged``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import zmq
@@ -25,7 +30,7 @@ from minion.beacons.runner import BeaconManager, build_slots
 from minion.config import MinionConfig
 from minion.connection import MasterConnection, curve_client_socket
 from minion.delivery import Delivery
-from minion.errors import MasterKeyError
+from minion.errors import FunctionError, MasterKeyError, OutboxUnavailable
 from minion.executor import Executor
 from minion.functions import allowed
 from minion.functions.context import Settings
@@ -35,7 +40,7 @@ from minion.plugins import Registry, load_registry
 from minion.state import MinionState
 from reactord.protocol import __version__
 from reactord.protocol import messages as m
-from reactord.protocol.errors import ConfigError, DecodeError, SignatureError
+from reactord.protocol.errors import ConfigError, DecodeError, SignatureError, StorageDamaged, StorageFull
 from reactord.protocol.keys import CurveKeys, ensure_private_dir, fingerprint, verify_signature
 from reactord.protocol.localsock import LocalServer
 from reactord.protocol.metricsserver import MetricsServer, Snapshot
@@ -63,14 +68,19 @@ class Agent:
         self.ctx = ctx or zmq.asyncio.Context()
         self.keys = CurveKeys.load_or_create(config.pki_dir, "minion")
         ensure_private_dir(config.state_dir)
-        self.state = MinionState(config.database)
-        self.outbox = Outbox(
-            config.outbox_path,
-            config.id,
-            max_events=config.outbox.max_events,
-            policy=config.outbox.when_full,
-            max_event_bytes=config.max_message_size // 2 - 1024,
-        )
+        self.state = MinionState(config.database)  # StorageDamaged here: nothing has started yet
+        try:
+            self.outbox = Outbox(
+                config.outbox_path,
+                config.id,
+                max_events=config.outbox.max_events,
+                policy=config.outbox.when_full,
+                max_event_bytes=config.max_message_size // 2 - 1024,
+            )
+        except BaseException:
+            self.state.close()
+            raise
+        self.damaged: StorageDamaged | None = None
         self.local = LocalServer(config.local_socket, local.handlers(self))
         self.metrics = (
             MetricsServer(config.metrics.address, Snapshot(MinionCollector(self).collect))
@@ -111,6 +121,7 @@ class Agent:
 
     async def run(self) -> None:
         log.info("minion %s %s starting (key %s)", self.config.id, __version__, self.keys.finger)
+        asyncio.get_running_loop().set_exception_handler(_quiet_cancellations)
         try:
             if self.metrics is not None:
                 self.metrics.start()  # before the master is reached: a stuck minion is seen too
@@ -122,9 +133,9 @@ class Agent:
             await self.local.start()
             async with asyncio.TaskGroup() as tasks:
                 services = [
-                    tasks.create_task(self._receive(), name="receive"),
-                    tasks.create_task(self._session(), name="session"),
-                    tasks.create_task(self.delivery.run(), name="delivery"),
+                    tasks.create_task(self._guarded(self._receive()), name="receive"),
+                    tasks.create_task(self._guarded(self._session()), name="session"),
+                    tasks.create_task(self._guarded(self.delivery.run()), name="delivery"),
                     tasks.create_task(self.local.serve(), name="local"),
                     tasks.create_task(self.beacons.run(), name="beacons"),
                     tasks.create_task(self._refresh_metrics(), name="metrics"),
@@ -135,6 +146,21 @@ class Agent:
         finally:
             self.close()
             log.info("minion %s stopped", self.config.id)
+        if self.damaged is not None:
+            raise self.damaged
+
+    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run one of the agent's tasks; a damaged state file stops the minion, not a traceback."""
+        try:
+            await work
+        except StorageDamaged as exc:
+            self._fatal(exc)
+
+    def _fatal(self, exc: StorageDamaged) -> None:
+        if self.damaged is None:
+            self.damaged = exc
+            log.error("stopping: %s", exc)
+        self.stop_event.set()
 
     def install_signals(self, reopen_log: Callable[[], None] = lambda: None) -> None:
         """SIGTERM and SIGINT stop; SIGHUP reopens the log file (after the OS rotated it)."""
@@ -162,8 +188,15 @@ class Agent:
         )
 
     def emit_many(self, events: list[tuple[str, dict[str, Any]]], causation: str | None = None) -> list[int]:
-        """Put events in the durable outbox (under ``minion/<id>/``) and wake the delivery."""
-        seqs = self.outbox.append(events, causation=causation)
+        """Put events in the durable outbox (under ``minion/<id>/``) and wake the delivery.
+
+        Raises ``OutboxUnavailable`` on a full disk (nothing queued; the caller says so).
+        """
+        try:
+            seqs = self.outbox.append(events, causation=causation)
+        except StorageDamaged as exc:
+            self._fatal(exc)
+            raise
         if self.delivery is not None:
             self.delivery.notify()
         return seqs
@@ -174,7 +207,10 @@ class Agent:
         assert loop is not None
 
         async def emit() -> list[int]:
-            return self.emit_many(events, causation)
+            try:
+                return self.emit_many(events, causation)
+            except OutboxUnavailable as exc:  # the job's error, in the job's return
+                raise FunctionError(str(exc)) from exc
 
         return asyncio.run_coroutine_threadsafe(emit(), loop).result(30)
 
@@ -277,13 +313,24 @@ class Agent:
                 delay = min(delay * 2, self.config.retry_max)
                 continue
             await self.conn.send(m.Heartbeat(time=time.time(), outbox=self.outbox.depth))
-            for wire in self.state.unacked():
-                await self.conn.send_raw(wire)
-            self.state.prune(time.time())
+            await self._resend_returns()
             await self._sleep(self.heartbeat)
             if time.monotonic() - self.last_answer > 3 * self.heartbeat and self.status == "accepted":
                 log.warning("the master stopped answering; saying hello again")
                 self.status = "connecting"
+
+    async def _resend_returns(self) -> None:
+        """Store what a full disk kept in memory, forget expired claims, re-send unacknowledged returns."""
+        try:
+            self.state.flush()
+            self.state.prune(time.time())
+            returns = self.state.unacked()
+        except StorageFull as exc:
+            log.debug("returns not re-sent this time: %s", exc)
+            return
+        assert self.conn is not None
+        for wire in returns:
+            await self.conn.send_raw(wire)
 
     async def _wait_welcome(self, timeout: float) -> bool:
         try:
@@ -371,15 +418,67 @@ class Agent:
         if body.expires < now:
             log.error("refused command %s: expired", body.jid, extra={"jid": body.jid})
             return
-        if not self.state.claim(body.jid, body.fun, body.expires, now):
+        try:
+            claimed = self.state.claim(body.jid, body.fun, body.expires, now)
+        except StorageFull:
+            self._refuse_unclaimed(body)
+            return
+        if not claimed:
             log.warning("refused command %s: already run (replay)", body.jid, extra={"jid": body.jid})
             return
         log.info("running %s (job %s)", body.fun, body.jid, extra={"jid": body.jid})
-        asyncio.get_running_loop().create_task(self._run_job(body))
+        asyncio.get_running_loop().create_task(self._guarded(self._run_job(body)))
+
+    def _refuse_unclaimed(self, body: m.CommandBody) -> None:
+        """A job runs only once its claim is on disk (a jid runs at most once): refuse it, and say why."""
+        log.error(
+            "refused command %s (%s): cannot write %s: disk full; not run",
+            body.jid,
+            body.fun,
+            self.state.path,
+            extra={"jid": body.jid},
+        )
+        self.executor.counts["failed"] += 1
+        now = time.time()
+        ret = m.Return(
+            jid=body.jid,
+            id=self.config.id,
+            success=False,
+            retcode=1,
+            ret=None,
+            error=f"not run: cannot write {self.state.path}: disk full (a job is recorded before it runs)",
+            started=now,
+            finished=now,
+        )
+        wire = ret.to_wire()
+        self.state.store_return(body.jid, wire)  # no claim to store it with: kept in memory until acked
+        assert self.conn is not None
+        asyncio.get_running_loop().create_task(self.conn.send_raw(wire))
 
     async def _run_job(self, body: m.CommandBody) -> None:
         ret = await self.executor.run(body)
-        wire = ret.to_wire()
-        self.state.store_return(body.jid, wire)
+        await self._send_return(body.jid, ret.to_wire())
+
+    async def _send_return(self, jid: str, wire: bytes) -> None:
+        """Send a return now; it is re-sent (from disk, or from memory on a full disk) until acknowledged."""
+        if not self.state.store_return(jid, wire):
+            log.warning(
+                "job %s: return kept in memory only (cannot write %s: disk full); sent anyway",
+                jid,
+                self.state.path,
+                extra={"jid": jid},
+            )
         if self.conn is not None:
             await self.conn.send_raw(wire)
+
+
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's error handler, without the noise of a cancelled task.
+
+    A local client still connected when the minion stops (``event send`` reading the answer
+    that made it stop) has its connection task cancelled; Python 3.11's asyncio.streams then
+    reports the cancellation as an error with a traceback (3.12 closes it quietly).
+    """
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)

@@ -18,7 +18,14 @@ import click
 from minion.config import MinionConfig, load_minion_config
 from minion.errors import MasterKeyError
 from minion.plugins import PluginError
-from reactord.protocol.errors import ConfigError, KeyFileError, RequestError, Unreachable
+from reactord.protocol.errors import (
+    ConfigError,
+    KeyFileError,
+    RequestError,
+    StorageDamaged,
+    StorageFull,
+    Unreachable,
+)
 from reactord.protocol.eventdata import parse_data
 from reactord.protocol.localsock import LocalClient
 from reactord.protocol.logsetup import LEVELS, reopen_log, setup_logging
@@ -54,16 +61,23 @@ def _call(client: LocalClient, op: str, **args: Any) -> Any:
 @click.option("-l", "--log-level", type=click.Choice(LEVELS), help="override log_level")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, log_level: str | None) -> None:
-    """Run the reactord minion in the foreground until SIGTERM or SIGINT."""
+    """Run the reactord minion in the foreground until SIGTERM or SIGINT.
+
+    Exits 2, with one line naming the file, for a bad config, key or plugin, and for a
+    damaged outbox.db or minion.db (at start, before connecting anywhere, or later).
+    """
     if ctx.invoked_subcommand is not None:
         return
     config = _config(config_path)
     handler = setup_logging(log_level or config.log_level, fmt=config.log_format, log_file=config.log_file)
     try:
         asyncio.run(_run(config, lambda: reopen_log(handler)))
-    except (KeyFileError, MasterKeyError, ConfigError, PluginError) as exc:
+    except (KeyFileError, MasterKeyError, ConfigError, PluginError, StorageDamaged) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except StorageFull as exc:  # its state files cannot even be created or opened
+        click.echo(f"error: {exc}: free space on its filesystem, then start the minion again", err=True)
+        sys.exit(1)
 
 
 async def _run(config: MinionConfig, reopen: Callable[[], None]) -> None:

@@ -4,6 +4,9 @@ PUB/SUB drops silently (a slow joiner, a full queue, a reconnect), so nothing he
 it: events stay in the outbox until the master acknowledges them over the command channel,
 and whatever is not acknowledged in time is sent again, from the first unacknowledged seq,
 with a backoff. At most ``window`` events are in flight beyond the last ack.
+
+An ack is never lost to a full disk: the outbox keeps the acknowledged position in memory
+and deletes the rows later (this loop retries it), so nothing acknowledged is sent again.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from collections.abc import Callable
 import zmq
 import zmq.asyncio
 
-from minion.outbox import Outbox
+from minion.outbox import PURGE_RETRY, Outbox
+from reactord.protocol.errors import StorageFull
 from reactord.protocol.messages import pack_event_batch
 
 log = logging.getLogger("minion.delivery")
@@ -73,13 +77,21 @@ class Delivery:
 
     async def run(self) -> None:
         while True:
+            self.outbox.purge()  # acknowledged rows a full disk kept; paced by the outbox
             if self.ready() and self.sent - self.acked < self.window and self.sent < self.outbox.next_seq - 1:
-                if not await self._send_batch():
+                try:
+                    sent = await self._send_batch()
+                except StorageFull as exc:  # the outbox cannot be read now: try again, never die
+                    log.warning("cannot read the outbox: %s; trying again in %gs", exc, RESEND_FIRST)
+                    await asyncio.sleep(RESEND_FIRST)
+                    continue
+                if not sent:
                     await asyncio.sleep(0.01)  # the socket queue is full; let it drain
                 continue
             self._wakeup.clear()
+            wait = min(self._backoff, PURGE_RETRY) if self.outbox.purge_pending else self._backoff
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._backoff):
+                async with asyncio.timeout(wait):
                     await self._wakeup.wait()
             stalled = time.monotonic() - self._last_progress >= self._backoff
             if self.sent > self.acked and stalled:

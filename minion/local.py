@@ -1,13 +1,16 @@
 """The minion's local socket: how ``reactord event send`` on this host hands it events.
 
 An owner-only unix socket in the minion's ``state_dir``. ``event.send`` returns once the
-events are in the durable outbox; ``status`` says how the minion is doing.
+events are in the durable outbox, and fails (code ``failed``, the CLI exits 1) with
+"cannot write <path>: disk full; nothing was queued" when the outbox cannot be written;
+``status`` says how the minion is doing.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from minion.errors import OutboxUnavailable
 from minion.outbox import EventTooLarge, OutboxFull
 from reactord.protocol.errors import EncodeError, RequestError, TagError
 from reactord.protocol.localsock import Handler
@@ -36,6 +39,8 @@ def handlers(agent: Agent) -> dict[str, Handler]:
             seqs = agent.emit_many(events)
         except OutboxFull as exc:
             raise RequestError(str(exc), "outbox_full") from exc
+        except OutboxUnavailable as exc:  # a full disk: nothing queued, the minion goes on
+            raise RequestError(str(exc), "failed") from exc
         except (EventTooLarge, TagError, EncodeError) as exc:
             raise RequestError(str(exc), "bad_request") from exc
         return {"count": len(seqs), "first_seq": seqs[0], "last_seq": seqs[-1], "epoch": agent.outbox.epoch}

@@ -3,7 +3,9 @@
 A beacon that raises or runs past its timeout is logged and tried again at its next
 interval; it never stops the minion or the other beacons, and a poll still running is
 never started twice. ``onchange`` reports a subject only when its state differs from the
-last report; ``emit_at_start`` decides whether the first poll reports.
+last report; ``emit_at_start`` decides whether the first poll reports. Reports the outbox
+cannot take (a full disk) count as errors of their beacon, are reported again at the next
+poll, and are logged once per full-disk episode (by the outbox), not once per poll.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minion.beacons.base import Beacon, Report
+from minion.errors import OutboxUnavailable
 from minion.options import Options
 from reactord.protocol.errors import ReactordError
 from reactord.protocol.tags import is_valid_segment
@@ -154,6 +157,11 @@ class BeaconManager:
         events = [(f"beacon/{slot.name}" + (f"/{r.subject}" if r.subject else ""), r.data) for r in out]
         try:
             self.emit(events)
+        except OutboxUnavailable as exc:  # a full disk: counted here, logged once by the outbox
+            slot.errors += 1
+            slot.last_error = f"not queued: {exc}"
+            log.debug("beacon %s: its reports were not queued: %s", slot.name, exc)
+            return False
         except (ReactordError, TypeError, ValueError) as exc:  # too large, refused, or not packable
             slot.errors += 1
             slot.last_error = f"not queued: {exc}"

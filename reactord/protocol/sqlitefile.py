@@ -33,6 +33,8 @@ _IO = ("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")
 
 
 def damaged(path: Path | str, detail: str) -> StorageDamaged:
+    # One line whatever SQLite says: quick_check's report spans lines ("*** in database main ***").
+    detail = " ".join(detail.replace("*** in database main ***", "").split())
     return StorageDamaged(
         str(path),
         f"the database is damaged ({detail}): move it aside (e.g. to {path}.damaged) and start "

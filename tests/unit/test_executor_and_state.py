@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,129 @@ def test_a_return_nested_too_deep_is_replaced_by_an_error_not_sent_to_be_refused
     assert isinstance(m.decode(ret.to_wire()), m.Return)  # what is sent, the master reads
     with pytest.raises(DecodeError, match="nests deeper"):  # what a peer sends unchecked, it refuses
         m.decode(m.Return(jid="j1", id="web01", success=True, retcode=0, ret=deep()).to_wire())
+
+
+# -- a full disk (SQLITE_FULL made on purpose; tests/faults fills a real filesystem) -------------
+
+
+def _refuse_writes(conn: sqlite3.Connection, table: str, op: str) -> None:
+    """From now on an ``op`` (INSERT, UPDATE, DELETE) on ``table`` fails as a full disk does."""
+    conn.execute(
+        f"CREATE TEMP TRIGGER full_{op.lower()} BEFORE {op} ON main.{table} "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+
+
+def _allow_writes(conn: sqlite3.Connection, op: str) -> None:
+    conn.execute(f"DROP TRIGGER temp.full_{op.lower()}")
+
+
+def test_an_outbox_that_cannot_grow_refuses_the_whole_append_and_its_counters_stay_right(
+    tmp_path: Path,
+) -> None:
+    from minion.errors import OutboxUnavailable
+    from minion.outbox import Outbox
+
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path, "web01", max_events=100_000, policy="drop_oldest")
+    assert outbox.append([("load", {"n": n}) for n in range(10)]) == list(range(1, 11))
+    pages = outbox.conn.execute("PRAGMA page_count").fetchone()[0]
+    outbox.conn.execute(f"PRAGMA max_page_count={pages}")  # the file cannot grow: SQLITE_FULL
+    with pytest.raises(OutboxUnavailable) as refused:
+        outbox.append([("load", {"blob": "x" * 2000}) for _ in range(100)])
+    assert str(refused.value) == f"cannot write {path}: disk full; nothing was queued"
+    assert not outbox.conn.in_transaction  # rolled back, no 'cannot rollback' on the way
+    assert (outbox.next_seq, outbox.depth, outbox.refused) == (11, 10, 100)
+    assert outbox.conn.execute("SELECT COUNT(*), MAX(seq) FROM outbox").fetchone() == (10, 10)
+    outbox.conn.execute("PRAGMA max_page_count=1073741823")  # space again: it goes on by itself
+    assert outbox.append([("load", {"n": 11})]) == [11]
+    assert outbox.unwritable is None
+    outbox.close()
+    reopened = Outbox(path, "web01", max_events=100_000, policy="drop_oldest")
+    assert (reopened.next_seq, reopened.depth) == (12, 11)
+    reopened.close()
+
+
+class _Socket:
+    """Stands in for the PUB socket: keeps what is sent."""
+
+    def __init__(self) -> None:
+        self.frames: list[m.EventBatch] = []
+
+    async def send(self, frame: bytes, flags: int = 0) -> None:
+        batch = m.decode(frame)
+        assert isinstance(batch, m.EventBatch)
+        self.frames.append(batch)
+
+
+def test_an_ack_whose_delete_fails_is_kept_in_memory_and_nothing_acknowledged_is_sent_again(
+    tmp_path: Path,
+) -> None:
+    from minion.delivery import Delivery
+    from minion.outbox import PURGE_RETRY, Outbox
+
+    now = [0.0]
+    outbox = Outbox(
+        tmp_path / "outbox.db", "web01", max_events=100_000, policy="drop_oldest", clock=lambda: now[0]
+    )
+    socket = _Socket()
+    delivery = Delivery(outbox, socket, ready=lambda: True, batch_events=100)  # type: ignore[arg-type]
+    outbox.append([("load", {"n": n}) for n in range(1, 11)])
+    asyncio.run(delivery._send_batch())
+    assert [e[0] for e in socket.frames[-1].events] == list(range(1, 11))
+
+    _refuse_writes(outbox.conn, "outbox", "DELETE")
+    delivery.on_ack(outbox.epoch, 8)  # the delete fails: not fatal, the position is kept
+    assert outbox.purge_pending and (outbox.base(), outbox.depth, delivery.acked) == (9, 2, 8)
+    assert outbox.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 10
+    outbox.append([("load", {"n": 11})])
+    delivery.restart()  # a reconnect: everything not acknowledged again, nothing acknowledged
+    asyncio.run(delivery._send_batch())
+    assert socket.frames[-1].base == 9
+    assert [e[0] for e in socket.frames[-1].events] == [9, 10, 11]
+
+    _allow_writes(outbox.conn, "DELETE")
+    outbox.purge()  # too early: a failed delete is retried at most every PURGE_RETRY seconds
+    assert outbox.purge_pending
+    now[0] += PURGE_RETRY
+    outbox.purge()
+    assert not outbox.purge_pending
+    assert outbox.conn.execute("SELECT MIN(seq), COUNT(*) FROM outbox").fetchone() == (9, 3)
+    delivery.on_ack(outbox.epoch, 11)  # everything acknowledged: the table is cleared
+    assert outbox.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0 and outbox.depth == 0
+    outbox.close()
+
+
+def test_a_job_is_not_claimed_on_a_full_disk_and_returns_wait_in_memory_until_acknowledged(
+    tmp_path: Path,
+) -> None:
+    from reactord.protocol.errors import StorageFull
+
+    state = MinionState(tmp_path / "minion.db")
+    assert state.claim("j1", "test.ping", expires=1e12, now=1.0)
+    _refuse_writes(state.conn, "jobs", "INSERT")
+    with pytest.raises(StorageFull, match=r"minion\.db: disk full"):  # the caller must not run j2
+        state.claim("j2", "test.ping", expires=1e12, now=1.0)
+    assert not state.ran("j2")
+    _refuse_writes(state.conn, "jobs", "UPDATE")
+    assert not state.store_return("j1", b"ret1")  # kept in memory, sent anyway
+    assert not state.store_return("j2", b"refusal")  # a refusal: no claim to store it with
+    assert state.unacked() == [b"ret1", b"refusal"]
+    state.ack("j2")
+    assert state.unacked() == [b"ret1"]
+    state.flush()  # still full: nothing changes
+    assert state.unacked() == [b"ret1"]
+
+    _allow_writes(state.conn, "UPDATE")
+    _allow_writes(state.conn, "INSERT")
+    state.flush()  # space again: the return is stored, re-sent from the database until acked
+    assert state.conn.execute("SELECT ret FROM jobs WHERE jid='j1'").fetchone() == (b"ret1",)
+    assert state.unacked() == [b"ret1"]
+    _refuse_writes(state.conn, "jobs", "UPDATE")
+    state.ack("j1")  # an ack that cannot be recorded is kept: j1 is not re-sent
+    assert state.unacked() == []
+    _allow_writes(state.conn, "UPDATE")
+    state.flush()
+    assert state.conn.execute("SELECT acked FROM jobs WHERE jid='j1'").fetchone() == (1,)
+    assert state.claim("j2", "test.ping", expires=1e12, now=2.0)  # never run: may run now
+    state.close()

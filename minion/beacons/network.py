@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 import urllib.error
@@ -11,6 +10,7 @@ from typing import Any, ClassVar
 
 from minion.beacons.base import Report, subject
 from minion.options import Options
+from reactord.protocol.patterns import compile_regex
 
 
 def _split_target(text: str) -> tuple[str, int]:
@@ -92,9 +92,9 @@ class HttpBeacon:
         extra = set(item) - {"url", "expect_status", "match", "method"}
         if extra:
             raise options.fail("urls", f"unknown key {sorted(extra)[0]!r}")
-        try:
-            pattern = re.compile(item["match"]) if item.get("match") else None
-        except re.error as exc:
+        try:  # RE2: the body is the remote server's text; matching stays linear in it
+            pattern = compile_regex(item["match"], max_text=1 << 30) if item.get("match") else None
+        except ValueError as exc:
             raise options.fail("urls", f"bad match regex: {exc}") from None
         method = item.get("method", "GET")
         if method not in ("GET", "HEAD"):
@@ -123,7 +123,7 @@ class HttpBeacon:
         latency = round((time.monotonic() - started) * 1000, 2)
         matched = None
         if check["match"] is not None and status is not None:
-            matched = check["match"].search(body.decode(errors="replace")) is not None
+            matched = check["match"].search(body.decode(errors="replace"))
         ok = status == check["expect"] and matched is not False
         data = {
             "url": check["url"],

@@ -21,12 +21,12 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import re2
-
 from reactord.protocol.events import Event
+from reactord.protocol.patterns import Regex
+from reactord.protocol.patterns import compile_regex as _compile_regex
 from reactord.reactor.paths import MISSING, resolve, validate_path
 
 OPERATORS = (
@@ -110,37 +110,9 @@ def _cidr(actual: Any, network: Any) -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class Regex:
-    """A ``regex`` operand compiled by RE2, which matches in time linear in the text."""
-
-    pattern: str
-    ignore_case: bool
-    compiled: Any = field(compare=False, repr=False)  # re2's compiled pattern (it ships no types)
-
-    def search(self, text: str) -> bool:
-        if len(text) > MAX_MATCH_TEXT:
-            return False
-        # UTF-8 bytes spare the binding's offset bookkeeping; surrogatepass: a lone surrogate
-        # (JSON can carry one) is matched as the bytes it is instead of raising.
-        return self.compiled.search(text.encode("utf-8", "surrogatepass")) is not None
-
-
 def compile_regex(pattern: str, ignore_case: bool = False) -> Regex:
-    """Compile with RE2; ``ValueError`` for what RE2 refuses (the features that backtrack)."""
-    options = re2.Options()
-    options.log_errors = False  # the error is raised below, not printed to stderr
-    options.case_sensitive = not ignore_case
-    options.never_capture = True  # only whether it matches counts
-    try:
-        return Regex(pattern, ignore_case, re2.compile(pattern, options))
-    except re2.error as exc:
-        detail = exc.args[0] if exc.args else "refused"
-        reason = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
-        raise ValueError(
-            f"bad regular expression: {reason} (RE2 syntax, matched in linear time: "
-            "no backreferences, lookaround or possessive quantifiers)"
-        ) from exc
+    """A rule's ``regex`` operand: RE2, over at most ``MAX_MATCH_TEXT`` characters."""
+    return _compile_regex(pattern, ignore_case, max_text=MAX_MATCH_TEXT)
 
 
 _TESTS: dict[str, Callable[[Any, Any], bool]] = {

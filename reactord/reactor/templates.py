@@ -16,7 +16,9 @@ from typing import Any
 from reactord.protocol.events import Event
 from reactord.reactor.paths import MISSING, resolve, validate_path
 
-_TEMPLATE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+#: ``{{ path }}``: the inner text is stripped afterwards; a lazy ``\s*...?\s*`` here would
+#: take cubic time on a long ``{{`` with no ``}}``.
+_TEMPLATE = re.compile(r"\{\{([^{}]*)\}\}")
 
 
 class TemplateError(ValueError):
@@ -66,7 +68,7 @@ def compile_template(text: str) -> Template | str:
             raise ValueError(f"unbalanced braces in template {text!r}")
         return text
     if len(matches) == 1 and matches[0].span() == (0, len(text)):
-        return Template(text, validate_path(matches[0].group(1)), ())
+        return Template(text, validate_path(matches[0].group(1).strip()), ())
     pieces: list[str | tuple[str, ...]] = []
     last = 0
     for match in matches:
@@ -75,7 +77,7 @@ def compile_template(text: str) -> Template | str:
             raise ValueError(f"unbalanced braces in template {text!r}")
         if literal:
             pieces.append(literal)
-        pieces.append(validate_path(match.group(1)))
+        pieces.append(validate_path(match.group(1).strip()))
         last = match.end()
     tail = text[last:]
     if "{{" in tail or "}}" in tail:

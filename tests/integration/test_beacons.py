@@ -189,6 +189,21 @@ def test_journal_follows_new_matching_lines_and_rotation(tmp_path: Path) -> None
     assert [r.data["line"] for r in beacon.poll()] == ["rotated error"]
 
 
+@pytest.mark.timeout(30)
+def test_journal_patterns_run_in_linear_time_over_hostile_lines(tmp_path: Path) -> None:
+    """A log line carries outside text (a user name, a path): a pattern that would backtrack
+    under Python's re is matched by RE2 in linear time; RE2-only syntax is refused at load."""
+    log = tmp_path / "auth.log"
+    log.write_text("")
+    beacon = make("journal", files=[str(log)], pattern="^(a+)+$")
+    beacon.poll()
+    with log.open("a") as handle:
+        handle.write("a" * 4095 + "b\n" + "a" * 50 + "\n")
+    assert [r.data["line"] for r in beacon.poll()] == ["a" * 50]
+    with pytest.raises(ValueError, match="RE2 syntax"):
+        make("journal", files=[str(log)], pattern="(a)\\1")
+
+
 def test_heartbeat() -> None:
     data = one(make("heartbeat").poll())
     assert data["uptime"] >= 0 and data["host_uptime"] > 0

@@ -294,3 +294,11 @@ def test_templates_that_are_not_paths_are_refused(text: str) -> None:
 def test_missing_values_are_an_explicit_error() -> None:
     with pytest.raises(TemplateError, match=r"data\.nope"):
         render_value(compile_value("{{ data.nope }}"), EVENT)
+
+
+@pytest.mark.timeout(30)
+def test_a_template_with_a_long_open_brace_is_refused_in_linear_time() -> None:
+    """A rule author's ``{{`` followed by thousands of spaces and no ``}}`` took cubic time."""
+    with pytest.raises(ValueError, match="unbalanced braces"):
+        compile_template("{{" + " " * 20_000)
+    assert compile_template("x {{  data.a  }} y").pieces == ("x ", ("data", "a"), " y")

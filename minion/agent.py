@@ -81,7 +81,7 @@ class Agent:
             self.state.close()
             raise
         self.damaged: StorageDamaged | None = None
-        self.local = LocalServer(config.local_socket, local.handlers(self))
+        self.local = LocalServer(config.local_socket, local.handlers(self), daemon="minion")
         self.metrics = (
             MetricsServer(config.metrics.address, Snapshot(MinionCollector(self).collect))
             if config.metrics.address

@@ -133,7 +133,7 @@ class Master:
             log.warning(
                 "the state table is empty: rebuilt %d rows from the event log", self.state_table.rebuild()
             )
-        self.control = ControlServer(config.control_path, ops.handlers(self))
+        self.control = ControlServer(config.control_path, ops.handlers(self), daemon="master")
         self.metrics = (
             MetricsServer(config.metrics.address, Snapshot(MasterCollector(self).collect))
             if config.metrics.address

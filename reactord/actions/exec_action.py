@@ -8,6 +8,7 @@ import os
 import signal
 from typing import Any
 
+from reactord import jsonable
 from reactord.actions.context import ActionContext, ActionFailed
 
 MAX_OUTPUT = 64 * 1024
@@ -41,7 +42,7 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
         )
     except OSError as exc:
         raise ActionFailed(f"cannot run {argv[0]}: {exc.strerror}") from None
-    stdin = json.dumps(ctx.event.public(), default=str).encode()
+    stdin = jsonable.to_json(ctx.event.public()).encode()
     try:
         async with asyncio.timeout(ctx.timeout):
             output, _ = await proc.communicate(stdin)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import urllib.error
 import urllib.request
 from typing import Any
 
-from reactord import __version__
+from reactord import __version__, jsonable
 from reactord.actions.context import ActionContext, ActionFailed
 
 MAX_RESPONSE = 64 * 1024
@@ -43,7 +42,7 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ActionFailed(f"bad URL {url!r}", retry=False)
     body = params["body"] if params["body"] is not None else ctx.event.public()
-    payload = json.dumps(body, default=str).encode()
+    payload = jsonable.to_json(body).encode()
     headers = {str(k): str(v) for k, v in params["headers"].items()}
     if ctx.idempotency_key:  # the same for every try of this action, and after a restart
         headers.setdefault("Idempotency-Key", ctx.idempotency_key)

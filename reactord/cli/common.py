@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -76,26 +75,9 @@ def handle_errors(func: F) -> F:
 
 
 def to_json(value: Any, indent: int | None = None) -> str:
-    """The JSON text of ``value``: what every ``--json`` output goes through.
-
-    NaN and the infinities, which JSON has no numbers for (Python would write ``NaN``), are
-    written as ``null``, as JavaScript's JSON.stringify does: a float from a minion or a
-    damaged log never makes the output unreadable to a JSON parser.
-    """
-    return jsonable.dumps(_finite(value), indent=indent)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with its NaN and infinite floats replaced by None; parts with none are not copied."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        changed = {k: w for k, v in value.items() if (w := _finite(v)) is not v}
-        return value | changed if changed else value
-    if isinstance(value, (list, tuple)):
-        items = [_finite(v) for v in value]
-        return items if any(w is not v for w, v in zip(items, value, strict=True)) else value
-    return value
+    """The JSON text of ``value``: what every ``--json`` output goes through (NaN and the
+    infinities become ``null``: see ``jsonable.to_json``)."""
+    return jsonable.to_json(value, indent=indent)
 
 
 def print_json(value: Any) -> None:

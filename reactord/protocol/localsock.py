@@ -43,9 +43,10 @@ class Stream:
 
 
 class LocalServer:
-    def __init__(self, path: Path, handlers: dict[str, Handler]) -> None:
+    def __init__(self, path: Path, handlers: dict[str, Handler], *, daemon: str = "daemon") -> None:
         self.path = path
         self.handlers = handlers
+        self.daemon = daemon
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -113,7 +114,11 @@ class LocalServer:
             await _send(writer, {"ok": False, "error": str(exc), "code": "failed"})
         except Exception:  # a bug in one handler must not take the master down; keep the trace
             log.exception("control operation %s failed", request["op"])
-            failure = {"ok": False, "error": "internal error (see the master log)", "code": "internal"}
+            failure = {
+                "ok": False,
+                "error": f"internal error (see the {self.daemon}'s log)",
+                "code": "internal",
+            }
             await _send(writer, failure)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import os
 import time
@@ -374,10 +375,20 @@ class Reactor:
         replay_id = new_id(self.clock())
         engine = Engine(self.engine.rules, max_depth=self.config.reactor.max_depth)
         previous: dict[tuple[str, str], Event] = {}
-        events = list(self.event_log.iterate(replace(query, newest_first=False)))
-        total, fired = len(events), 0
+        oldest_first = replace(query, newest_first=False)
+        # Counted first, then read again page by page: memory stays bounded whatever the range;
+        # the count also fixes the end, so events logged meanwhile (the replay's own) are not fed.
+        total, last_id = 0, ""
+        for counted in self.event_log.iterate(oldest_first):
+            total, last_id = total + 1, counted.id
+            if total % 1000 == 0:
+                await asyncio.sleep(0)
+        fired = 0
         yield {"replay": replay_id, "total": total, "done": 0, "fired": 0, "dry_run": dry_run}
+        events = itertools.takewhile(lambda e: e.id <= last_id, self.event_log.iterate(oldest_first))
         for done, stored in enumerate(events, start=1):
+            if not dry_run and self.dispatcher.saturated:
+                await self.dispatcher.wait_room()  # a long replay waits for the action queue too
             event = replace(stored, replayed=True)
             key = (event.source, event.tag)
             decisions = engine.evaluate(event, previous.get(key), event.received or event.time)

@@ -14,6 +14,7 @@ with ``Retry-After``. The master's own events and the CLI's are not budgeted.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class Budgets:
         self.clock = clock
         self._sources: OrderedDict[str, _Buckets] = OrderedDict()
         self.refused: dict[str, int] = {}
+        self._lock = threading.Lock()  # ingest on the loop, webhooks on their HTTP threads
 
     def _buckets(self, source: str) -> _Buckets:
         now = self.clock()
@@ -69,6 +71,10 @@ class Budgets:
     def admit(self, source: str, size: int, events: int = 0) -> bool:
         """Whether ``source`` may hand over ``size`` bytes (and ``events`` events) now; if so,
         they are charged. A refusal is counted."""
+        with self._lock:
+            return self._admit(source, size, events)
+
+    def _admit(self, source: str, size: int, events: int) -> bool:
         buckets = self._buckets(source)
         if (self.events_rate and buckets.events <= 0) or (self.bytes_rate and buckets.bytes <= 0):
             self.refused[source] = self.refused.get(source, 0) + 1
@@ -83,11 +89,13 @@ class Budgets:
 
     def charge(self, source: str, events: int) -> None:
         """Charge events counted after admission (a frame's events are known once decoded)."""
-        self._buckets(source).events -= events
+        with self._lock:
+            self._buckets(source).events -= events
 
     def wait_for(self, source: str) -> float:
         """Seconds until ``source`` has tokens again (for a Retry-After)."""
-        buckets = self._buckets(source)
+        with self._lock:
+            buckets = self._buckets(source)
         waits = [0.0]
         if self.events_rate and buckets.events <= 0:
             waits.append((1 - buckets.events) / self.events_rate)

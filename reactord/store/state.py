@@ -96,8 +96,11 @@ class StateTable:
             if event.tag.startswith(UNSTATEFUL):
                 pairs.append((event, None))  # one tag per job: no state to keep
                 continue
-            pairs.append((event, self.previous(event.source, event.tag)))
-            latest[(event.source, event.tag)] = event
+            key = (event.source, event.tag)
+            # the one before it in this batch first: a large event is not cached, and the
+            # table still holds the state from before the batch
+            pairs.append((event, latest.get(key) or self.previous(event.source, event.tag)))
+            latest[key] = event
             self._remember(event)
         rows = [(e.source, e.tag, e.id, e.time, e.received, e.packed_data()) for e in latest.values()]
         return pairs, rows

@@ -16,16 +16,21 @@ import zmq.asyncio
 from reactord.protocol import codec
 from reactord.protocol.events import Event
 
+#: What one watcher that stops reading may hold queued in the master, at most (by the largest
+#: event; a watcher further behind loses events, the master never waits for it).
+WATCHER_QUEUE_BYTES = 256 << 20
+
 
 class Bus:
-    def __init__(self, ctx: zmq.asyncio.Context, path: Path) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context, path: Path, max_event_bytes: int = 1 << 20) -> None:
         self.path = path
         # A plain (blocking-API) XPUB in the same context: it only sends, NOBLOCK, and reads the
         # subscriptions, so that nothing is packed for the bus while nobody watches.
         self.socket: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.XPUB)
         self._topics: set[bytes] = set()  # the prefixes someone is subscribed to
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.SNDHWM, 100_000)  # a slow watcher loses events, never the master
+        # a slow watcher loses events, never the master; what waits for it is bounded in bytes
+        self.socket.setsockopt(zmq.SNDHWM, max(100, WATCHER_QUEUE_BYTES // max_event_bytes))
 
     def bind(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -75,7 +75,7 @@ class Master:
         self.registry = MinionRegistry(self.db)
         self.job_store = JobStore(self.db)
         self.event_log = EventLog(self.db)
-        self.bus = Bus(self.ctx, config.bus_path)
+        self.bus = Bus(self.ctx, config.bus_path, config.max_message_size)
         self.state_table = StateTable(self.db, cache_bytes=config.state.cache_bytes)
         limits = config.limits
         self.budgets = Budgets(

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from reactord.protocol.durations import parse_duration
+from reactord.protocol.events import valid_time
 
 
 def parse_time(text: str, now: float | None = None) -> float:
@@ -17,15 +18,15 @@ def parse_time(text: str, now: float | None = None) -> float:
     now = time.time() if now is None else now
     value = text.strip()
     if value == "now":
-        return now
+        return _checked(text, now)
     try:
         number = float(value)
     except ValueError:
         number = None
     if number is not None:
-        return number if number > 1e8 else now - number  # small numbers are "seconds ago"
+        return _checked(text, number if number > 1e8 else now - number)  # small numbers: seconds ago
     try:
-        return now - parse_duration(value)
+        return _checked(text, now - parse_duration(value))
     except ValueError:
         pass
     try:
@@ -37,4 +38,10 @@ def parse_time(text: str, now: float | None = None) -> float:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    return _checked(text, parsed.timestamp())
+
+
+def _checked(text: str, when: float) -> float:
+    if not valid_time(when):
+        raise ValueError(f"bad time {text!r}: it must fall between 1970 and the year 3000")
+    return when

@@ -74,6 +74,24 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class Seconds(click.ParamType):  # type: ignore[type-arg]
+    """A number of seconds: finite, more than 0, at most a week (``--timeout``)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0 < seconds <= 7 * 86400:  # false for NaN too
+            self.fail(f"{value!r} must be more than 0 and at most a week (604800)", param, ctx)
+        return seconds
+
+
+SECONDS = Seconds()
+
+
 def to_json(value: Any, indent: int | None = None) -> str:
     """The JSON text of ``value``: what every ``--json`` output goes through (NaN and the
     infinities become ``null``: see ``jsonable.to_json``)."""

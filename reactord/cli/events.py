@@ -14,6 +14,7 @@ from reactord.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    SECONDS,
     client,
     config_option,
     fail,
@@ -137,7 +138,7 @@ def _print_event(item: dict[str, Any], as_json: bool) -> None:
 @click.option(
     "--count", type=click.IntRange(1), help="stop after N matching events (exit 1 if fewer by --timeout)"
 )
-@click.option("--timeout", type=float, help="stop after S seconds")
+@click.option("--timeout", type=SECONDS, help="stop after S seconds")
 @config_option
 @json_option
 @handle_errors

@@ -12,6 +12,7 @@ import yaml
 
 from reactord.cli.common import (
     EXIT_FAILED,
+    SECONDS,
     ago,
     config_option,
     handle_errors,
@@ -54,7 +55,7 @@ def _value(text: str) -> Any:
 @click.argument("arguments", nargs=-1)
 @click.option("-L", "--list", "as_list", is_flag=True, help="TARGET is a comma-separated list of ids")
 @click.option("-G", "--grain", "as_grain", is_flag=True, help="TARGET is a grain match, key:value")
-@click.option("--timeout", type=float, help="seconds to wait for returns (default: job_timeout)")
+@click.option("--timeout", type=SECONDS, help="seconds to wait for returns (default: job_timeout)")
 @config_option
 @json_option
 @handle_errors
@@ -116,7 +117,9 @@ def run(
 
 
 @click.group(invoke_without_command=True)
-@click.option("--limit", type=int, default=50, show_default=True, help="how many recent jobs")
+@click.option(
+    "--limit", type=click.IntRange(1, 100_000), default=50, show_default=True, help="how many recent jobs"
+)
 @config_option
 @json_option
 @click.pass_context

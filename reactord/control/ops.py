@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -13,11 +14,11 @@ from reactord.control import fleet_ops
 from reactord.errors import ControlError, KeyStoreError
 from reactord.keystore import PENDING
 from reactord.protocol.errors import TagError
-from reactord.protocol.events import Event
+from reactord.protocol.events import INT64_MAX, INT64_MIN, Event
 from reactord.protocol.ids import id_time, is_id
 from reactord.protocol.keys import fingerprint
 from reactord.protocol.localsock import Handler, Stream
-from reactord.protocol.messages import valid_function_name
+from reactord.protocol.messages import MAX_JOB_SECONDS, valid_function_name
 from reactord.protocol.tags import RESERVED_PREFIX, validate_pattern
 from reactord.reactor.offline import EventFileError, event_from_json
 from reactord.store.events import EventLog, EventQuery
@@ -39,6 +40,10 @@ def _arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...], default
     if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
         names = " or ".join(k.__name__ for k in kinds)
         raise ControlError(f"argument {name!r} must be {names}", "bad_request")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ControlError(f"argument {name!r} must be a finite number", "bad_request")
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+        raise ControlError(f"argument {name!r} is out of range", "bad_request")
     return value
 
 
@@ -164,6 +169,8 @@ def handlers(master: Master) -> dict[str, Handler]:
         if not valid_function_name(fun):
             raise ControlError(f"bad function name {fun!r} (expected module.function)", "bad_request")
         timeout = float(_arg(args, "timeout", (int, float), master.config.job_timeout))
+        if not 0 < timeout <= MAX_JOB_SECONDS:
+            raise ControlError(f"timeout must be between 0 and {MAX_JOB_SECONDS:g} seconds", "bad_request")
         matched = master.resolve_target(target, target_type)
         if not matched:
             raise ControlError(f"no accepted minion matches {target_type} target {target!r}", "no_match")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -70,5 +71,11 @@ def is_id(text: str) -> bool:
 
 
 def id_floor(when: float) -> str:
-    """The smallest id made at or after ``when``: ids compare as times (``id >= id_floor(t)``)."""
-    return _encode(int(when * 1000), 10) + "0" * 16
+    """The smallest id made at or after ``when``: ids compare as times (``id >= id_floor(t)``).
+
+    Clamped to what an id can hold (48 bits of milliseconds): a bound far outside still orders
+    right instead of wrapping around; NaN counts as the epoch."""
+    if math.isnan(when):
+        when = 0.0
+    millis = (1 << 48) - 1 if when * 1000 >= (1 << 48) else max(0, int(when * 1000))
+    return _encode(millis, 10) + "0" * 16

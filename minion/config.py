@@ -76,7 +76,7 @@ class MinionConfig:
     metrics: MetricsConfig = cf.option({}, cf.section(MetricsConfig))
     job_workers: int = cf.option(8, cf.as_int(1, 1024))
     retry_max: float = cf.option(10.0, cf.as_duration(0.1))
-    max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))
+    max_message_size: int = cf.option(1 << 20, cf.as_size(1024, 64 << 20))
     log_level: str = cf.option("info", cf.as_choice(*LEVELS))
     log_format: str = cf.option("text", cf.as_choice("text", "json"))
     log_file: Path | None = cf.option(None, cf.as_optional_path)

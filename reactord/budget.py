@@ -14,6 +14,7 @@ with ``Retry-After``. The master's own events and the CLI's are not budgeted.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -21,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from reactord.stats import Stats
+
+log = logging.getLogger("reactord.budget")
 
 #: Sources tracked at most (the least recently seen are forgotten, and start full again).
 MAX_SOURCES = 100_000
@@ -80,8 +83,14 @@ class Budgets:
             self.refused[source] = self.refused.get(source, 0) + 1
             if len(self.refused) > MAX_SOURCES:
                 self.refused.pop(next(iter(self.refused)))
-            self.stats.incr("budget.refused")
             self.stats.incr_labeled("budget_refused", source=source)
+            log.warning(
+                "%s is over its budget (limits: %g events/s, %d bytes/s): refused until it slows down",
+                source,
+                self.events_rate,
+                self.bytes_rate,
+                extra={"source": source},
+            )
             return False
         buckets.bytes -= size
         buckets.events -= events

@@ -110,7 +110,7 @@ def _endpoints(value: Any, where: cf.Where) -> dict[str, EndpointConfig]:
 @dataclass(frozen=True, slots=True)
 class WebhooksConfig:
     address: str = cf.option("", cf.as_address, "host:port of the HTTP listener; empty: off")
-    max_body: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20), "largest request body, bytes")
+    max_body: int = cf.option(1 << 20, cf.as_size(1024, 64 << 20), "largest request body, bytes")
     max_events: int = cf.option(1000, cf.as_int(1, 1_000_000), "events one request may become")
     max_connections: int = cf.option(64, cf.as_int(1, 10_000), "requests handled at once")
     endpoints: dict[str, EndpointConfig] = cf.option({}, _endpoints, "name -> {kind, secret|token}")
@@ -138,7 +138,7 @@ class MasterConfig:
     webhooks: WebhooksConfig = cf.option({}, cf.section(WebhooksConfig))
     job_timeout: float = cf.option(10.0, cf.as_duration(0.01))
     command_ttl: float = cf.option(300.0, cf.as_duration(1.0))
-    max_message_size: int = cf.option(1 << 20, cf.as_int(1024, 64 << 20))
+    max_message_size: int = cf.option(1 << 20, cf.as_size(1024, 64 << 20))
     log_level: str = cf.option("info", cf.as_choice(*LEVELS))
     log_format: str = cf.option("text", cf.as_choice("text", "json"))
     log_file: Path | None = cf.option(None, cf.as_optional_path)

@@ -283,30 +283,32 @@ class Master:
 
     async def _retention(self) -> None:
         """Retention by age and count every minute; by bytes every few seconds (it is cheap)."""
+        retention = self.config.event_log
         rounds = 0
         while True:
             try:
-                removed = self._prune(full=rounds % 20 == 0)
+                removed = self._prune() if rounds % 20 == 0 else 0
+                while retention.max_bytes and (chunk := self.event_log.prune_bytes(retention.max_bytes)):
+                    removed += chunk
+                    await asyncio.sleep(0)  # a chunk at a time: the loop runs between them
             except StorageFull:
-                removed = 0  # the pipeline reports the full disk; pruning tries again
-            if removed:
-                log.info("retention: removed %d old records", removed)
+                pass  # the pipeline reports the full disk; pruning tries again
+            else:
+                if removed:
+                    log.info("retention: removed %d old records", removed)
             rounds += 1
             await asyncio.sleep(3)
 
-    def _prune(self, *, full: bool) -> int:
+    def _prune(self) -> int:
+        """Retention by age and count (every minute)."""
         retention = self.config.event_log
-        removed = 0
-        if full:
-            removed += self.event_log.prune(
-                max_age=retention.max_age, max_count=retention.max_count, now=self.clock()
-            )
-            if retention.max_age:
-                before = self.clock() - retention.max_age
-                removed += self.reactor.audit.prune(before) + self.job_store.prune(before)
-                removed += self.state_table.prune(before)
-        if retention.max_bytes:
-            removed += self.event_log.prune_bytes(retention.max_bytes)
+        removed = self.event_log.prune(
+            max_age=retention.max_age, max_count=retention.max_count, now=self.clock()
+        )
+        if retention.max_age:
+            before = self.clock() - retention.max_age
+            removed += self.reactor.audit.prune(before) + self.job_store.prune(before)
+            removed += self.state_table.prune(before)
         return removed
 
     async def _tick(self) -> None:

@@ -31,8 +31,8 @@ HELP = {
     "jobs.started": "Jobs started (reactord_jobs_started_total)",
     "reactor.fired": "Rule firings",
     "storage.errors": "Writes of the database that failed for lack of space (or an I/O error)",
-    "budget.refused": "Frames and requests refused for going over their source's budget",
     "ingest.paused": "Times ingest waited for room in the action queue",
+    "reactor.errors": "Rule evaluations that raised (recorded as the rule's decision: error: ...)",
     "events.lost_storage": "The master's own events lost because the disk stayed full too long",
 }
 

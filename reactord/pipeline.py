@@ -131,8 +131,9 @@ class EventPipeline:
 
     @property
     def room(self) -> int:
-        """Events ingest may still take into this commit: one firing each at most, so that the
-        action queue passes its bound by at most one frame's events."""
+        """Events ingest may still take into this commit: the action queue's free places less
+        the events already taken. An event may fire several rules, so the queue can pass its
+        bound by one frame's firings; the master's own events never wait."""
         if self.decider is None:
             return 1 << 30
         return self.decider.room() - len(self._pending.events)

@@ -20,6 +20,9 @@ from reactord.store.minions import MinionRegistry
 log = logging.getLogger("reactord.presence")
 
 UP, SUSPECT, DOWN = "up", "suspect", "down"
+#: Boot time, not monotonic time: on Linux the monotonic clock stops while the host sleeps,
+#: and a master whose own host was suspended must see that gap too.
+_CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
 Emit = Callable[[str, dict[str, Any]], object]
 
 
@@ -30,7 +33,7 @@ class PresenceTracker:
         config: PresenceConfig,
         emit: Emit,
         started: float,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = lambda: time.clock_gettime(_CLOCK),
     ) -> None:
         self.registry = registry
         self.config = config

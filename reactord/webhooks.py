@@ -212,6 +212,7 @@ class _Bounded(http.server.ThreadingHTTPServer):
     further connections wait in the kernel's listen queue (bounded threads and memory)."""
 
     hooks: WebhookServer
+    request_queue_size = 128  # connections waiting for a slot, in the kernel
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.hooks.slots.acquire()

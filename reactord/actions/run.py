@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from reactord.actions.context import ActionContext, ActionFailed
+from reactord.protocol.errors import StorageFull
 
 if TYPE_CHECKING:
     from reactord.jobs import JobResult
@@ -27,19 +28,22 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
         closed = await ctx.check_gate(params["gate"], minions)
         if closed:
             raise ActionFailed(f"gate closed: {closed}")  # retried with backoff: waits for a healthy fleet
-    result = await ctx.jobs.run(
-        minions,
-        params["fun"],
-        params["args"],
-        params["kwargs"],
-        timeout=ctx.timeout,
-        target=target,
-        target_type=params["target_type"],
-        origin=f"rule:{ctx.rule}",
-        causation=ctx.event.id,
-        depth=ctx.event.depth + 1,
-        action=ctx.action_id,
-    )
+    try:
+        result = await ctx.jobs.run(
+            minions,
+            params["fun"],
+            params["args"],
+            params["kwargs"],
+            timeout=ctx.timeout,
+            target=target,
+            target_type=params["target_type"],
+            origin=f"rule:{ctx.rule}",
+            causation=ctx.event.id,
+            depth=ctx.event.depth + 1,
+            action=ctx.action_id,
+        )
+    except StorageFull as exc:
+        raise ActionFailed(str(exc)) from None  # nothing was sent; tried again with backoff
     return _outcome(result)
 
 

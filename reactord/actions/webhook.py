@@ -44,8 +44,8 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
     body = params["body"] if params["body"] is not None else ctx.event.public()
     payload = jsonable.to_json(body).encode()
     headers = {str(k): str(v) for k, v in params["headers"].items()}
-    if ctx.idempotency_key:  # the same for every try of this action, and after a restart
-        headers.setdefault("Idempotency-Key", ctx.idempotency_key)
+    if ctx.idempotency_key and not any(k.lower() == "idempotency-key" for k in headers):
+        headers["Idempotency-Key"] = ctx.idempotency_key  # the same for every try, and after a restart
     try:
         status, text = await asyncio.to_thread(_post, url, params["method"], headers, payload, ctx.timeout)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:

@@ -28,6 +28,13 @@ from reactord.protocol.errors import StorageDamaged, StorageError, StorageFull
 DAMAGED_HELP = "docs/operations.md, 'Damaged state files'"
 
 _FULL = {"SQLITE_FULL"}
+_BUSY = {
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_BUSY_SNAPSHOT",
+    "SQLITE_BUSY_RECOVERY",
+    "SQLITE_LOCKED_SHAREDCACHE",
+}
 _DAMAGED = {"SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_CORRUPT_VTAB", "SQLITE_CORRUPT_SEQUENCE"}
 _IO = ("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")
 
@@ -48,6 +55,8 @@ def storage_error(path: Path | str, exc: sqlite3.Error) -> StorageError | None:
     text = str(exc)
     if name in _FULL or "database or disk is full" in text:
         return StorageFull(str(path), "disk full (no space left for the database)")
+    if name in _BUSY or "database is locked" in text:
+        return StorageFull(str(path), "locked by another process for too long; trying again")
     if name in _DAMAGED or "malformed" in text or "not a database" in text:
         return damaged(path, text)
     if name.startswith(_IO) or "disk I/O error" in text:

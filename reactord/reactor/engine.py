@@ -9,6 +9,7 @@ first step that fails is the reason recorded for the decision.
 from __future__ import annotations
 
 import json
+import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from reactord.reactor.paths import MISSING, resolve
 from reactord.reactor.rules import Rule, RuleSet
 from reactord.reactor.state import Hold, RuleState
 from reactord.reactor.templates import Template, TemplateError, render_value
+
+log = logging.getLogger("reactord.reactor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,13 @@ class Engine:
             except Exception as exc:  # recorded as this rule's decision: one rule never stops the rest
                 self.errors += 1
                 decision = Decision(rule, event, False, f"error: {type(exc).__name__}: {exc}"[:500])
+                log.warning(
+                    "rule %s could not be evaluated on %s: %s",
+                    rule.name,
+                    event.tag,
+                    decision.reason,
+                    extra={"rule": rule.name, "event_id": event.id},
+                )
             if decision is not None:
                 decisions.append(decision)
         return decisions

@@ -143,6 +143,7 @@ class Reactor:
         now = self.clock()
         decided = Decided()
         actions: list[tuple[Any, ...]] = []
+        errors = self.engine.errors
         for event, previous in pairs:
             decisions = self.engine.evaluate(event, previous, now, explain=False)
             if not decisions:
@@ -159,6 +160,8 @@ class Reactor:
         decided.writes, decided.changed = self.state_store.changes(self.engine.state)
         if actions:
             decided.writes.append((ADD_ACTION, actions))
+        if self.engine.errors != errors:
+            self.stats.incr("reactor.errors", self.engine.errors - errors)
         return decided
 
     def committed(self, decided: Decided) -> None:

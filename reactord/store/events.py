@@ -211,25 +211,21 @@ class EventLog:
                     removed += conn.execute("DELETE FROM events WHERE id <= ?", (row[0],)).rowcount
         return int(removed)
 
-    def prune_bytes(self, max_bytes: int, *, step: float = 0.05) -> int:
-        """Drop the oldest events until the database uses at most ``max_bytes``; return how many.
+    def prune_bytes(self, max_bytes: int, *, chunk: int = 2000) -> int:
+        """Drop the oldest ``chunk`` events if the database uses more than ``max_bytes``; return
+        how many (the caller calls again, letting the loop run between chunks).
 
         The bound is on the database's pages in use (the event log is nearly all of it), read
         from SQLite's own page counts, so checking it costs nothing; freed pages are reused by
-        later writes, so the file stops growing at the bound.
+        later writes, so the file stops growing at the bound. One chunk is one short statement
+        (its WAL is a chunk's worth), never a scan of the whole log.
         """
-        removed = 0
-        while self.db.used_bytes() > max_bytes:
-            total = self.count()
-            if total == 0:
-                break
-            cut = max(100, int(total * step))
-            row = self.db.conn.execute(
-                "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?", (cut - 1,)
-            ).fetchone()
-            with self.db.writing() as conn:
-                if row is None:
-                    removed += conn.execute("DELETE FROM events").rowcount
-                else:
-                    removed += conn.execute("DELETE FROM events WHERE id <= ?", (row[0],)).rowcount
-        return int(removed)
+        if self.db.used_bytes() <= max_bytes:
+            return 0
+        row = self.db.conn.execute(
+            "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?", (chunk - 1,)
+        ).fetchone()
+        with self.db.writing() as conn:
+            if row is None:
+                return int(conn.execute("DELETE FROM events").rowcount)
+            return int(conn.execute("DELETE FROM events WHERE id <= ?", (row[0],)).rowcount)

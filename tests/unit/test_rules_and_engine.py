@@ -271,3 +271,38 @@ def test_depth_limit() -> None:
     deep = Event(id="d", tag="x", source="reactor", time=0, data={}, depth=3)
     decision = engine.evaluate(deep, None, 0)[0]
     assert not decision.fired and decision.reason is not None and decision.reason.startswith("depth limit")
+
+
+def test_a_rule_that_raises_is_recorded_with_its_error_and_the_others_still_decide(monkeypatch: Any) -> None:
+    engine = Engine(
+        rules(
+            {"name": "broken", "on": "x", "do": [{"log": "x"}]},
+            {"name": "fine", "on": "x", "do": [{"log": "x"}]},
+        )
+    )
+    real = Engine._decide
+
+    def decide(self: Engine, rule: Any, *args: Any, **kwargs: Any) -> Any:
+        if rule.name == "broken":
+            raise RecursionError("what a hostile event could do to a bug")
+        return real(self, rule, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "_decide", decide)
+    decisions = {d.rule.name: d for d in engine.evaluate(ev("x", 0), None, 0)}
+    assert decisions["fine"].fired
+    assert not decisions["broken"].fired
+    assert decisions["broken"].reason == "error: RecursionError: what a hostile event could do to a bug"
+    assert engine.errors == 1
+
+
+def test_holds_are_bounded_by_bytes_too() -> None:
+    engine = Engine(
+        rules({"name": "hot", "on": "x", "for": "1h", "do": [{"log": "x"}]}), RuleState(hold_bytes=1 << 20)
+    )
+    for i in range(100):
+        fired(
+            engine,
+            Event(id=f"e{i}", tag="x", source=f"m{i}", time=i, data={"big": "y" * 100_000}, received=i),
+        )
+    assert engine.state.holds.bytes <= 1 << 20 and len(engine.state.holds) < 100
+    assert engine.state.holds.evicted == 100 - len(engine.state.holds)

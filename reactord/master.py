@@ -282,13 +282,13 @@ class Master:
             log.info("master stopped")
 
     async def _retention(self) -> None:
-        """Retention by age and count every minute; by bytes every few seconds (it is cheap)."""
+        """Retention by age and count every minute; by bytes every second (the check is cheap)."""
         retention = self.config.event_log
         rounds = 0
         while True:
             try:
-                removed = self._prune() if rounds % 20 == 0 else 0
-                while retention.max_bytes and (chunk := self.event_log.prune_bytes(retention.max_bytes)):
+                removed = self._prune() if rounds % 60 == 0 else 0
+                while retention.max_bytes and (chunk := self._prune_bytes(retention.max_bytes)):
                     removed += chunk
                     await asyncio.sleep(0)  # a chunk at a time: the loop runs between them
             except StorageFull:
@@ -297,7 +297,18 @@ class Master:
                 if removed:
                     log.info("retention: removed %d old records", removed)
             rounds += 1
-            await asyncio.sleep(3)
+            await asyncio.sleep(1)
+
+    def _prune_bytes(self, max_bytes: int) -> int:
+        """One chunk of retention by bytes, when the database uses more than ``max_bytes`` (its
+        pages in use: SQLite counts them, so the check costs nothing). The oldest events go
+        first; the state table may hold at most half of the bound, then its rows updated
+        longest ago go. Freed pages are reused, so the file stops growing at the bound."""
+        if self.db.used_bytes() <= max_bytes:
+            return 0
+        if self.state_table.data_bytes() > max_bytes // 2:
+            return self.state_table.prune_oldest()
+        return self.event_log.prune_oldest()
 
     def _prune(self) -> int:
         """Retention by age and count (every minute)."""

@@ -148,7 +148,7 @@ class EventPipeline:
         key = (source, batch.epoch)
         last = self._pending.delivery.get(key, self._last.get(key))
         if last is None:
-            if not any(k[0] == source for k in self._last):
+            if not any(k[0] == source for k in (*self._last, *self._pending.delivery)):
                 log.info("first events from %s (outbox %s)", source, batch.epoch, extra={"source": source})
             else:
                 log.info("%s has a new outbox %s", source, batch.epoch, extra={"source": source})

@@ -86,7 +86,10 @@ class AuditLog:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._writes: list[tuple[str, tuple[Any, ...]]] = []
+        # In order; an action's updates not yet written are merged into one (its fields dict):
+        # a fast action costs one UPDATE, not one per step (params, running, ok).
+        self._writes: list[tuple[str, tuple[Any, ...]] | tuple[str, dict[str, Any]]] = []
+        self._updates: dict[str, dict[str, Any]] = {}
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
         self._writes.append((sql, params))
@@ -97,13 +100,19 @@ class AuditLog:
         """Write the buffer in one transaction; on a storage fault it stays for the next try."""
         if not self._writes:
             return
-        writes, self._writes = self._writes, []
+        writes, updates = self._writes, self._updates
+        self._writes, self._updates = [], {}
         try:
             with self.db.transaction() as conn:
                 for sql, params in writes:
-                    conn.execute(sql, params)
+                    if isinstance(params, dict):  # an action's merged updates; sql is its id
+                        assignments = ", ".join(f"{name}=?" for name in params)
+                        conn.execute(f"UPDATE actions SET {assignments} WHERE id=?", (*params.values(), sql))
+                    else:
+                        conn.execute(sql, params)
         except BaseException:
             self._writes = writes + self._writes
+            self._updates = {**updates, **self._updates}
             raise
 
     def try_flush(self) -> bool:
@@ -198,8 +207,14 @@ class AuditLog:
     def update_action(self, action_id: str, **fields: Any) -> None:
         if "result" in fields:
             fields["result"] = jsonable.dumps(fields["result"])
-        assignments = ", ".join(f"{name}=?" for name in fields)
-        self._write(f"UPDATE actions SET {assignments} WHERE id=?", (*fields.values(), action_id))
+        pending = self._updates.get(action_id)
+        if pending is not None:
+            pending.update(fields)  # written where the first one stood, with the later values
+            return
+        self._updates[action_id] = dict(fields)
+        self._writes.append((action_id, self._updates[action_id]))
+        if len(self._writes) >= 2000:
+            self.try_flush()
 
     def actions_for(self, event_id: str) -> list[dict[str, Any]]:
         self.try_flush()

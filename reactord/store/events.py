@@ -211,17 +211,9 @@ class EventLog:
                     removed += conn.execute("DELETE FROM events WHERE id <= ?", (row[0],)).rowcount
         return int(removed)
 
-    def prune_bytes(self, max_bytes: int, *, chunk: int = 2000) -> int:
-        """Drop the oldest ``chunk`` events if the database uses more than ``max_bytes``; return
-        how many (the caller calls again, letting the loop run between chunks).
-
-        The bound is on the database's pages in use (the event log is nearly all of it), read
-        from SQLite's own page counts, so checking it costs nothing; freed pages are reused by
-        later writes, so the file stops growing at the bound. One chunk is one short statement
-        (its WAL is a chunk's worth), never a scan of the whole log.
-        """
-        if self.db.used_bytes() <= max_bytes:
-            return 0
+    def prune_oldest(self, chunk: int = 2000) -> int:
+        """Drop the oldest ``chunk`` events (retention by bytes); return how many. One short
+        statement (its WAL is a chunk's worth), never a scan of the whole log."""
         row = self.db.conn.execute(
             "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?", (chunk - 1,)
         ).fetchone()

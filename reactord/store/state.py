@@ -135,6 +135,22 @@ class StateTable:
         self._weights.clear()
         self.cached_bytes = 0
 
+    def data_bytes(self) -> int:
+        """Bytes of event data the table holds (SQLite reads the sizes, not the data)."""
+        return int(self.db.conn.execute("SELECT COALESCE(SUM(length(data)), 0) FROM state").fetchone()[0])
+
+    def prune_oldest(self, chunk: int = 500) -> int:
+        """Forget the ``chunk`` rows updated longest ago (retention by bytes: a sender that
+        makes up new tags must not fill the database with their latest values)."""
+        with self.db.writing() as conn:
+            removed = conn.execute(
+                "DELETE FROM state WHERE rowid IN (SELECT rowid FROM state ORDER BY received LIMIT ?)",
+                (chunk,),
+            ).rowcount
+        if removed:
+            self._clear()
+        return int(removed)
+
     def empty(self) -> bool:
         return self.db.conn.execute("SELECT 1 FROM state LIMIT 1").fetchone() is None
 

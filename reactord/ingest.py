@@ -64,7 +64,8 @@ class Ingest:
 
     async def serve(self) -> None:
         while True:
-            await self.pipeline.ready()
+            if self.pipeline.must_wait():
+                await self.pipeline.ready()
             self._take(await self.socket.recv(copy=False))
             for _ in range(DRAIN - 1):
                 if self.pipeline.pending_events >= DRAIN_EVENTS or self.pipeline.room <= 0:

@@ -35,7 +35,7 @@ from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
 from reactord.protocol.metricsserver import MetricsServer, Snapshot
 from reactord.reactor.service import Reactor
 from reactord.stats import Stats
-from reactord.store.database import Database
+from reactord.store.database import Checkpointer, Database
 from reactord.store.events import EventLog
 from reactord.store.jobs import JobStore
 from reactord.store.minions import MinionRegistry
@@ -72,6 +72,7 @@ class Master:
             config.pki_dir, auto_accept=config.auto_accept, max_pending=config.max_pending
         )
         self.db = Database(config.database, MIGRATIONS)
+        self.checkpointer: Checkpointer | None = None
         self.registry = MinionRegistry(self.db)
         self.job_store = JobStore(self.db)
         self.event_log = EventLog(self.db)
@@ -239,6 +240,7 @@ class Master:
     async def run(self) -> None:
         """Serve until ``stop_event`` is set; then close everything in reverse order."""
         try:
+            self.checkpointer = self.db.checkpoint_in_background()
             self.bind()
             self._start_webhooks()
             await self.control.start()
@@ -355,6 +357,8 @@ class Master:
         self.bus.close()
         self.zap.close()
         self.registry.flush()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.db.close()
         if self._own_ctx:
             self.ctx.term()

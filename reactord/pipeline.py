@@ -345,9 +345,9 @@ class EventPipeline:
             self._hold(events)
         return events
 
-    def made_by(self, action_id: str) -> Event | None:
-        """The event a ``fire`` action made, if it made one."""
-        return self.log.by_action(action_id)
+    def made_by(self, causation: str, action_id: str) -> Event | None:
+        """The event a ``fire`` action made (caused by ``causation``), if it made one."""
+        return self.log.by_action(causation, action_id)
 
     def _hold(self, events: list[Event]) -> None:
         for event in events:
@@ -432,6 +432,11 @@ class EventPipeline:
             self.storage_error = None
         self._backoff = RETRY_FIRST
         self._retry_at = 0.0
+
+    def must_wait(self) -> bool:
+        """Whether ingest must wait (``ready``) before taking more: a write failed recently,
+        or the reactor has no room. Checked without awaiting, on every turn of the loop."""
+        return self._retry_at > 0.0 or (self.decider is not None and self.decider.room() <= 0)
 
     async def ready(self) -> None:
         """Wait until a write may be tried (after a storage failure's backoff) and the reactor

@@ -32,7 +32,7 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
         )
     if ctx.pipeline is None:
         raise ActionFailed("no bus to fire on", retry=False)
-    if ctx.resuming and (made := ctx.pipeline.made_by(ctx.action_id)) is not None:
+    if ctx.resuming and (made := ctx.pipeline.made_by(ctx.event.id, ctx.action_id)) is not None:
         return {"event_id": made.id, "tag": made.tag}  # fired before the master stopped: once only
     try:
         event = ctx.pipeline.emit(

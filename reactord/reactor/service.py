@@ -171,8 +171,9 @@ class Reactor:
             self.dispatcher.enqueue(firing)
 
     def room(self) -> int:
-        """Firings the action queue can take now (ingest takes no more events than that)."""
-        return self.dispatcher.room
+        """Firings the action queue can take now (ingest takes no more events than that); 0
+        while it is at its bound in count or bytes."""
+        return 0 if self.dispatcher.saturated else self.dispatcher.room
 
     async def wait_room(self) -> None:
         """Return when the action queue has room: ingest waits here rather than refuse."""

@@ -94,9 +94,14 @@ class RuleState:
         self.throttles: Bounded[float] = Bounded(limit)
         self.windows: Bounded[deque[float]] = Bounded(limit)
         self.holds: Bounded[Hold] = Bounded(limit, max_bytes=hold_bytes, weigh=_hold_weight)
+        self._kinds: dict[str, Bounded[Any]] = {
+            "throttle": self.throttles,
+            "window": self.windows,
+            "hold": self.holds,
+        }
 
     def kinds(self) -> dict[str, Bounded[Any]]:
-        return {"throttle": self.throttles, "window": self.windows, "hold": self.holds}
+        return self._kinds
 
     def forget_rules(self, keep: set[str]) -> None:
         """Drop the state of rules that are no longer loaded."""

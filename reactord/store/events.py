@@ -104,9 +104,12 @@ class EventLog:
         with self.db.writing() as conn:
             conn.execute("DELETE FROM delivery WHERE source=? AND epoch<>?", (source, keep))
 
-    def by_action(self, action_id: str) -> Event | None:
-        """The event a ``fire`` action made, if it made one (how a resumed action knows it ran)."""
-        row = self.db.conn.execute(f"SELECT {_COLUMNS} FROM events WHERE action=?", (action_id,)).fetchone()
+    def by_action(self, causation: str, action_id: str) -> Event | None:
+        """The event a ``fire`` action made, if it made one (how a resumed action knows it ran):
+        found among the events of its cause, through the causation index."""
+        row = self.db.conn.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE causation=? AND action=?", (causation, action_id)
+        ).fetchone()
         return _event(row) if row else None
 
     def get(self, event_id: str) -> Event | None:

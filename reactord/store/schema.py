@@ -185,11 +185,11 @@ MIGRATIONS.append(
     # 7: the action outbox: an action row is written with the event that decided it and carries
     # its idempotency key; the event a `fire` action made and the jobs a `run` action started
     # name that action, so that an action resumed after a crash can tell whether it already ran
+    # (the event is found through its causation, already indexed: no index on the hot insert)
     """
     ALTER TABLE actions ADD COLUMN key TEXT;
     CREATE INDEX actions_open ON actions (status) WHERE status IN ('pending', 'running', 'failed');
     ALTER TABLE events ADD COLUMN action TEXT;
-    CREATE INDEX events_action ON events (action) WHERE action IS NOT NULL;
     ALTER TABLE jobs ADD COLUMN action TEXT;
     CREATE INDEX jobs_action ON jobs (action) WHERE action IS NOT NULL
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from reactord.protocol import codec
@@ -35,7 +36,6 @@ class StateTable:
         self.cache_size = cache_size
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict[tuple[str, str], Event] = OrderedDict()
-        self._weights: dict[tuple[str, str], int] = {}
         self.cached_bytes = 0
 
     def previous(self, source: str, tag: str) -> Event | None:
@@ -56,26 +56,35 @@ class StateTable:
             time=row[1],
             received=row[2],
             data=codec.unpack(row[3], max_size=1 << 30),
+            packed=row[3],
         )
         self._remember(event)
         return event
 
     def _remember(self, event: Event) -> None:
+        """Cache ``event`` (every event passes here: kept cheap). Cached events always carry
+        their packed data, whose length is their weight."""
         key = (event.source, event.tag)
-        self._drop(key)
-        weight = cache_weight(event)
-        if weight > CACHE_MAX_EVENT * 4:
+        if event.packed is None:
+            event = replace(event, packed=event.packed_data())
+        size = len(event.packed)  # type: ignore[arg-type]
+        cache = self._cache
+        old = cache.pop(key, None)
+        if old is not None:
+            self.cached_bytes -= 600 + 4 * len(old.packed)  # type: ignore[arg-type]
+        if size > CACHE_MAX_EVENT:
             return
-        self._cache[key] = event
-        self._weights[key] = weight
-        self.cached_bytes += weight
-        while len(self._cache) > self.cache_size or self.cached_bytes > self.cache_bytes:
-            old, _ = self._cache.popitem(last=False)
-            self.cached_bytes -= self._weights.pop(old)
+        cache[key] = event
+        self.cached_bytes += 600 + 4 * size  # cache_weight, inline
+        if self.cached_bytes > self.cache_bytes or len(cache) > self.cache_size:
+            while len(cache) > self.cache_size or self.cached_bytes > self.cache_bytes:
+                _, gone = cache.popitem(last=False)
+                self.cached_bytes -= 600 + 4 * len(gone.packed)  # type: ignore[arg-type]
 
     def _drop(self, key: tuple[str, str]) -> None:
-        if self._cache.pop(key, None) is not None:
-            self.cached_bytes -= self._weights.pop(key)
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self.cached_bytes -= 600 + 4 * len(old.packed)  # type: ignore[arg-type]
 
     def forget(self, events: Iterable[Event]) -> None:
         """Drop these events' (source, tag) from the cache: their write did not happen."""
@@ -132,7 +141,6 @@ class StateTable:
 
     def _clear(self) -> None:
         self._cache.clear()
-        self._weights.clear()
         self.cached_bytes = 0
 
     def data_bytes(self) -> int:

@@ -306,11 +306,13 @@ class Master:
         pages in use: SQLite counts them, so the check costs nothing). The oldest events go
         first; the state table may hold at most half of the bound, then its rows updated
         longest ago go. Freed pages are reused, so the file stops growing at the bound."""
-        if self.db.used_bytes() <= max_bytes:
+        used = self.db.used_bytes()
+        if used <= max_bytes:
             return 0
-        if self.state_table.data_bytes() > max_bytes // 2:
-            return self.state_table.prune_oldest()
-        return self.event_log.prune_oldest()
+        state = self.state_table.data_bytes()
+        if state > max_bytes // 2:
+            return self.state_table.prune_oldest(state - max_bytes // 2)
+        return self.event_log.prune_oldest(used - max_bytes)
 
     def _prune(self) -> int:
         """Retention by age and count (every minute)."""

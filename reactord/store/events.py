@@ -214,13 +214,18 @@ class EventLog:
                     removed += conn.execute("DELETE FROM events WHERE id <= ?", (row[0],)).rowcount
         return int(removed)
 
-    def prune_oldest(self, chunk: int = 2000) -> int:
-        """Drop the oldest ``chunk`` events (retention by bytes); return how many. One short
-        statement (its WAL is a chunk's worth), never a scan of the whole log."""
-        row = self.db.conn.execute(
-            "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?", (chunk - 1,)
-        ).fetchone()
+    def prune_oldest(self, excess: int, max_rows: int = 2000) -> int:
+        """Drop the oldest events whose data add up to ``excess`` bytes (retention by bytes;
+        at most ``max_rows`` at a time); return how many. SQLite reads their sizes without
+        their data, and the delete is one short statement (its WAL is that much)."""
+        total, cut = 0, None
+        for event_id, size in self.db.conn.execute(
+            "SELECT id, length(data) + 200 FROM events ORDER BY id LIMIT ?", (max_rows,)
+        ):
+            total, cut = total + size, event_id
+            if total >= excess:
+                break
+        if cut is None:
+            return 0
         with self.db.writing() as conn:
-            if row is None:
-                return int(conn.execute("DELETE FROM events").rowcount)
-            return int(conn.execute("DELETE FROM events WHERE id <= ?", (row[0],)).rowcount)
+            return int(conn.execute("DELETE FROM events WHERE id <= ?", (cut,)).rowcount)

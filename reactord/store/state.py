@@ -147,14 +147,20 @@ class StateTable:
         """Bytes of event data the table holds (SQLite reads the sizes, not the data)."""
         return int(self.db.conn.execute("SELECT COALESCE(SUM(length(data)), 0) FROM state").fetchone()[0])
 
-    def prune_oldest(self, chunk: int = 500) -> int:
-        """Forget the ``chunk`` rows updated longest ago (retention by bytes: a sender that
-        makes up new tags must not fill the database with their latest values)."""
+    def prune_oldest(self, excess: int, max_rows: int = 500) -> int:
+        """Forget the rows updated longest ago whose data add up to ``excess`` bytes (at most
+        ``max_rows``): retention by bytes, so that a sender that makes up new tags cannot fill
+        the database with their latest values."""
+        total, cut = 0, []
+        for rowid, size in self.db.conn.execute(
+            "SELECT rowid, length(data) + 200 FROM state ORDER BY received LIMIT ?", (max_rows,)
+        ):
+            total += size
+            cut.append((rowid,))
+            if total >= excess:
+                break
         with self.db.writing() as conn:
-            removed = conn.execute(
-                "DELETE FROM state WHERE rowid IN (SELECT rowid FROM state ORDER BY received LIMIT ?)",
-                (chunk,),
-            ).rowcount
+            removed = conn.executemany("DELETE FROM state WHERE rowid=?", cut).rowcount
         if removed:
             self._clear()
         return int(removed)

@@ -23,8 +23,9 @@ from typing import Any, ClassVar, TypeVar
 
 from reactord.protocol import codec
 from reactord.protocol.errors import DecodeError, TagError
-from reactord.protocol.events import INT64_MAX, INT64_MIN, MAX_DATA_DEPTH, data_depth_ok, valid_time
-from reactord.protocol.tags import is_valid_minion_id, validate_tag
+from reactord.protocol.events import INT64_MAX, MAX_DATA_DEPTH, data_depth_ok, valid_time
+from reactord.protocol.fields import Body, fail
+from reactord.protocol.tags import validate_tag
 
 PROTOCOL_VERSION = 1
 _FUNCTION = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+")
@@ -37,78 +38,6 @@ MAX_JOB_SECONDS = 7 * 86400.0
 M = TypeVar("M", bound="Message")
 
 
-def _fail(kind: str, why: str) -> DecodeError:
-    return DecodeError(f"bad {kind!r} message: {why}")
-
-
-class _Body:
-    """Strict reader over a message body: each field read once, with its type checked."""
-
-    def __init__(self, kind: str, body: object) -> None:
-        if not isinstance(body, dict):
-            raise _fail(kind, "body is not a map")
-        self.kind = kind
-        self.body = body
-        self.seen: set[str] = set()
-
-    def get(self, name: str, types: type | tuple[type, ...], default: Any = ...) -> Any:
-        self.seen.add(name)
-        if name not in self.body:
-            if default is ...:
-                raise _fail(self.kind, f"missing field {name!r}")
-            return default
-        value = self.body[name]
-        if isinstance(value, bool) and bool not in _as_tuple(types):
-            raise _fail(self.kind, f"field {name!r} has type bool")
-        if not isinstance(value, types):
-            raise _fail(self.kind, f"field {name!r} has type {type(value).__name__}")
-        return value
-
-    def int64(self, name: str, low: int = INT64_MIN, default: Any = ...) -> int:
-        """An integer field that fits a signed 64-bit column and is at least ``low``."""
-        value = self.get(name, int, default)
-        if not low <= value <= INT64_MAX:
-            raise _fail(self.kind, f"field {name!r} is out of range")
-        return value  # type: ignore[no-any-return]
-
-    def time(self, name: str, default: Any = ...) -> float:
-        """A time: a finite number of seconds since 1970, before the year 3000."""
-        value = self.get(name, _NUMBER, default)
-        if not valid_time(value):
-            raise _fail(self.kind, f"field {name!r} is not a time between 1970 and 3000")
-        return float(value)
-
-    def seconds(self, name: str, low: float, high: float, default: Any = ...) -> float:
-        """A duration: a finite number of seconds within [low, high]."""
-        value = float(self.get(name, _NUMBER, default))
-        if not low <= value <= high:  # also false for NaN
-            raise _fail(self.kind, f"field {name!r} must be between {low:g} and {high:g} seconds")
-        return value
-
-    def nested(self, name: str, types: type | tuple[type, ...], limit: int = MAX_DATA_DEPTH) -> Any:
-        """A map or list field that nests at most ``limit`` levels (itself included)."""
-        value = self.get(name, types)
-        if not data_depth_ok(value, limit):
-            raise _fail(self.kind, f"field {name!r} nests deeper than {limit} levels")
-        return value
-
-    def minion_id(self, name: str = "id") -> str:
-        value = self.get(name, str)
-        if not is_valid_minion_id(value):
-            raise _fail(self.kind, f"field {name!r} is not a valid minion id")
-        return value  # type: ignore[no-any-return]
-
-    def done(self) -> None:
-        extra = set(self.body) - self.seen
-        if extra:
-            raise _fail(self.kind, f"unknown fields {sorted(extra)}")
-
-
-def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
-    return types if isinstance(types, tuple) else (types,)
-
-
-_NUMBER = (int, float)
 
 
 class Message:
@@ -120,7 +49,7 @@ class Message:
         raise NotImplementedError
 
     @classmethod
-    def read(cls: type[M], body: _Body) -> M:
+    def read(cls: type[M], body: Body) -> M:
         raise NotImplementedError
 
     def to_wire(self) -> bytes:
@@ -143,7 +72,7 @@ def decode(data: bytes, *, max_size: int = codec.MAX_FRAME) -> Message:
     cls = KINDS.get(kind)
     if cls is None:
         raise DecodeError(f"unknown message kind {kind[:40]!r}")
-    reader = _Body(kind, raw)
+    reader = Body(kind, raw)
     message = cls.read(reader)
     reader.done()
     return message
@@ -173,10 +102,10 @@ class Hello(Message):
         }
 
     @classmethod
-    def read(cls, body: _Body) -> Hello:
+    def read(cls, body: Body) -> Hello:
         functions = body.get("functions", list)
         if len(functions) > MAX_FUNCTIONS or not all(isinstance(f, str) and len(f) <= 128 for f in functions):
-            raise _fail(cls.kind, f"functions must be a list of at most {MAX_FUNCTIONS} names")
+            raise fail(cls.kind, f"functions must be a list of at most {MAX_FUNCTIONS} names")
         return cls(
             id=body.minion_id(),
             grains=body.nested("grains", dict),
@@ -198,7 +127,7 @@ class Heartbeat(Message):
         return {"time": self.time, "outbox": self.outbox}
 
     @classmethod
-    def read(cls, body: _Body) -> Heartbeat:
+    def read(cls, body: Body) -> Heartbeat:
         return cls(time=body.time("time"), outbox=body.int64("outbox", 0, 0))
 
 
@@ -229,13 +158,13 @@ class Return(Message):
         }
 
     @classmethod
-    def read(cls, body: _Body) -> Return:
+    def read(cls, body: Body) -> Return:
         jid = body.get("jid", str)
         if not _TOKEN.fullmatch(jid):
-            raise _fail(cls.kind, "bad jid")
+            raise fail(cls.kind, "bad jid")
         body.seen.add("ret")
         if not data_depth_ok([body.body.get("ret")], MAX_DATA_DEPTH - 1):
-            raise _fail(cls.kind, f"the ret nests deeper than {MAX_DATA_DEPTH - 1} levels")
+            raise fail(cls.kind, f"the ret nests deeper than {MAX_DATA_DEPTH - 1} levels")
         return cls(
             jid=jid,
             id=body.minion_id(),
@@ -270,13 +199,13 @@ class Welcome(Message):
         }
 
     @classmethod
-    def read(cls, body: _Body) -> Welcome:
+    def read(cls, body: Body) -> Welcome:
         status = body.get("status", str)
         if status not in KEY_STATUSES:
-            raise _fail(cls.kind, f"unknown status {status[:20]!r}")
+            raise fail(cls.kind, f"unknown status {status[:20]!r}")
         signing_key = body.get("signing_key", bytes)
         if status == "accepted" and len(signing_key) != 32:
-            raise _fail(cls.kind, "an accepted welcome carries a 32-byte signing key")
+            raise fail(cls.kind, "an accepted welcome carries a 32-byte signing key")
         return cls(
             status=status,
             signing_key=signing_key,
@@ -296,7 +225,7 @@ class Pong(Message):
         return {"time": self.time}
 
     @classmethod
-    def read(cls, body: _Body) -> Pong:
+    def read(cls, body: Body) -> Pong:
         return cls(time=body.time("time"))
 
 
@@ -311,10 +240,10 @@ class ReturnAck(Message):
         return {"jid": self.jid}
 
     @classmethod
-    def read(cls, body: _Body) -> ReturnAck:
+    def read(cls, body: Body) -> ReturnAck:
         jid = body.get("jid", str)
         if not _TOKEN.fullmatch(jid):
-            raise _fail(cls.kind, "bad jid")
+            raise fail(cls.kind, "bad jid")
         return cls(jid=jid)
 
 
@@ -347,13 +276,13 @@ class CommandBody:
 
     @classmethod
     def unpack(cls, payload: bytes) -> CommandBody:
-        body = _Body("command", codec.unpack(payload))
+        body = Body("command", codec.unpack(payload))
         jid = body.get("jid", str)
         if not _TOKEN.fullmatch(jid):
-            raise _fail("command", "bad jid")
+            raise fail("command", "bad jid")
         fun = body.get("fun", str)
         if not _FUNCTION.fullmatch(fun):
-            raise _fail("command", f"bad function name {fun[:64]!r}")
+            raise fail("command", f"bad function name {fun[:64]!r}")
         result = cls(
             jid=jid,
             id=body.minion_id(),
@@ -380,7 +309,7 @@ class Command(Message):
         return {"payload": self.payload, "sig": self.sig}
 
     @classmethod
-    def read(cls, body: _Body) -> Command:
+    def read(cls, body: Body) -> Command:
         return cls(payload=body.get("payload", bytes), sig=body.get("sig", bytes))
 
 
@@ -429,10 +358,10 @@ class EventBatch(Message):
         return {"epoch": self.epoch, "base": self.base, "events": self.events}
 
     @classmethod
-    def read(cls, body: _Body) -> EventBatch:
+    def read(cls, body: Body) -> EventBatch:
         epoch = body.get("epoch", str)
         if not _TOKEN.fullmatch(epoch):
-            raise _fail(cls.kind, "bad epoch")
+            raise fail(cls.kind, "bad epoch")
         events = body.get("events", list)
         for event in events:
             if (
@@ -443,13 +372,13 @@ class EventBatch(Message):
                 or not isinstance(event[3], dict)
                 or not (event[4] is None or isinstance(event[4], str))
             ):
-                raise _fail(cls.kind, "an event is not [seq, tag, time, data, causation]")
+                raise fail(cls.kind, "an event is not [seq, tag, time, data, causation]")
             if not 1 <= event[0] <= INT64_MAX:
-                raise _fail(cls.kind, "an event's seq is out of range")
+                raise fail(cls.kind, "an event's seq is out of range")
             if not valid_time(event[2]):
-                raise _fail(cls.kind, "an event's time is not a time between 1970 and 3000")
+                raise fail(cls.kind, "an event's time is not a time between 1970 and 3000")
             if not data_depth_ok(event[3]):
-                raise _fail(cls.kind, f"an event's data nest deeper than {MAX_DATA_DEPTH} levels")
+                raise fail(cls.kind, f"an event's data nest deeper than {MAX_DATA_DEPTH} levels")
         return cls(epoch=epoch, base=body.int64("base", 1), events=events)
 
 
@@ -465,10 +394,10 @@ class Ack(Message):
         return {"epoch": self.epoch, "seq": self.seq}
 
     @classmethod
-    def read(cls, body: _Body) -> Ack:
+    def read(cls, body: Body) -> Ack:
         epoch = body.get("epoch", str)
         if not _TOKEN.fullmatch(epoch):
-            raise _fail(cls.kind, "bad epoch")
+            raise fail(cls.kind, "bad epoch")
         return cls(epoch=epoch, seq=body.int64("seq", 0))
 
 

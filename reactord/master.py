@@ -330,6 +330,7 @@ class Master:
         while True:
             self.presence.tick(self.clock())
             self.pipeline.flush_held()
+            self.pipeline.check_storage()
             if self.metrics is not None:
                 self.metrics.collector.refresh()
             await asyncio.sleep(min(1.0, self.config.presence.heartbeat))

@@ -47,6 +47,10 @@ Pairs = list[tuple[Event, Event | None]]
 MAX_HELD_BYTES = 16 << 20
 #: Backoff of ingest while the disk is full: the first wait and the longest.
 RETRY_FIRST, RETRY_MAX = 0.5, 15.0
+#: A full disk is over once writes have succeeded this long without a failure: a nearly full
+#: disk takes small writes (the WAL reuses its space) and refuses large ones, and the episode
+#: is one error line, not one per flip.
+RECOVERY_QUIET = 10.0
 
 
 class Decided(Protocol):
@@ -122,6 +126,7 @@ class EventPipeline:
         self.storage_since = 0.0
         self._retry_at = 0.0
         self._backoff = RETRY_FIRST
+        self._last_failure = self._last_success = 0.0
 
     # -- minion events ------------------------------------------------------------------------
 
@@ -419,19 +424,34 @@ class EventPipeline:
                 error,
             )
         self.storage_error = str(error)
-        self._retry_at = self.monotonic() + self._backoff
+        self._last_failure = self.monotonic()
+        self._retry_at = self._last_failure + self._backoff
         self._backoff = min(self._backoff * 2, RETRY_MAX)
 
     def _storage_ok(self) -> None:
-        if self.storage_error is not None:
+        self._backoff = RETRY_FIRST
+        self._retry_at = 0.0
+        self._last_success = self.monotonic()
+        if self.storage_error is not None and self._last_success - self._last_failure >= RECOVERY_QUIET:
             log.warning(
                 "the database is written again after %.0fs (%d of the master's events waited)",
                 self.clock() - self.storage_since,
                 len(self._held),
             )
             self.storage_error = None
-        self._backoff = RETRY_FIRST
-        self._retry_at = 0.0
+
+    def check_storage(self) -> None:
+        """Called by the master's tick: end a full-disk episode that has been quiet long
+        enough, trying a small write when nothing else wrote since the last failure."""
+        if self.storage_error is None or self.monotonic() - self._last_failure < RECOVERY_QUIET:
+            return
+        if self._last_success <= self._last_failure:
+            try:
+                self.log.probe()
+            except StorageFull as exc:
+                self._storage_failed(exc)
+                return
+        self._storage_ok()
 
     def must_wait(self) -> bool:
         """Whether ingest must wait (``ready``) before taking more: a write failed recently,

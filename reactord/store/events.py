@@ -104,6 +104,11 @@ class EventLog:
         with self.db.writing() as conn:
             conn.execute("DELETE FROM delivery WHERE source=? AND epoch<>?", (source, keep))
 
+    def probe(self) -> None:
+        """A small write (``StorageFull`` if even that fails): is the database writable again?"""
+        with self.db.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?)", (str(time.time()),))
+
     def by_action(self, causation: str, action_id: str) -> Event | None:
         """The event a ``fire`` action made, if it made one (how a resumed action knows it ran):
         found among the events of its cause, through the causation index."""

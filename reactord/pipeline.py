@@ -38,6 +38,7 @@ from reactord.protocol.tags import minion_prefix, validate_tag
 from reactord.stats import Stats
 from reactord.store.events import EventLog, Writes
 from reactord.store.state import StateTable
+from reactord.writehealth import WriteHealth
 
 log = logging.getLogger("reactord.events")
 
@@ -45,12 +46,6 @@ Pairs = list[tuple[Event, Event | None]]
 
 #: The master's own events kept while the disk is full, at most (then the oldest are lost).
 MAX_HELD_BYTES = 16 << 20
-#: Backoff of ingest while the disk is full: the first wait and the longest.
-RETRY_FIRST, RETRY_MAX = 0.5, 15.0
-#: A full disk is over once writes have succeeded this long without a failure: a nearly full
-#: disk takes small writes (the WAL reuses its space) and refuses large ones, and the episode
-#: is one error line, not one per flip.
-RECOVERY_QUIET = 10.0
 
 
 class Decided(Protocol):
@@ -121,12 +116,7 @@ class EventPipeline:
         self._pending = _Pending()
         self._held: deque[Event] = deque()
         self._held_bytes = 0
-        #: Why the last write failed (the disk is full), or None while writes succeed.
-        self.storage_error: str | None = None
-        self.storage_since = 0.0
-        self._retry_at = 0.0
-        self._backoff = RETRY_FIRST
-        self._last_failure = self._last_success = 0.0
+        self.health = WriteHealth(stats, clock=clock, monotonic=monotonic)
 
     # -- minion events ------------------------------------------------------------------------
 
@@ -348,6 +338,14 @@ class EventPipeline:
                     self._seq -= len(events)
                 raise
             self._hold(events)
+        except StorageDamaged:
+            raise
+        except Exception:
+            if not hold:
+                raise  # the caller answers it (the CLI, a webhook, an action's try)
+            # the master's own event (presence, keys, jobs): its loop must go on
+            self.stats.incr("drop.unstorable", len(events))
+            log.exception("could not log the master's event %s", events[0].tag, extra={"tag": events[0].tag})
         return events
 
     def made_by(self, causation: str, action_id: str) -> Event | None:
@@ -366,7 +364,7 @@ class EventPipeline:
 
     def flush_held(self) -> int:
         """Write the master's events that waited for space; how many were written."""
-        if not self._held or self.monotonic() < self._retry_at:
+        if not self._held or self.health.wait() > 0:
             return 0
         events = list(self._held)
         try:
@@ -414,38 +412,28 @@ class EventPipeline:
 
     # -- the state of the storage ----------------------------------------------------------------
 
+    @property
+    def storage_error(self) -> str | None:
+        """Why writes fail (the disk is full), or None while they succeed."""
+        return self.health.error
+
+    @property
+    def storage_since(self) -> float:
+        return self.health.since
+
     def _storage_failed(self, error: StorageFull) -> None:
-        self.stats.incr("storage.errors")
-        if self.storage_error is None:
-            self.storage_since = self.clock()
-            log.error(
-                "%s: events are not acknowledged until it can be written (minions keep them); "
-                "retrying with backoff",
-                error,
-            )
-        self.storage_error = str(error)
-        self._last_failure = self.monotonic()
-        self._retry_at = self._last_failure + self._backoff
-        self._backoff = min(self._backoff * 2, RETRY_MAX)
+        self.health.failed(error)
 
     def _storage_ok(self) -> None:
-        self._backoff = RETRY_FIRST
-        self._retry_at = 0.0
-        self._last_success = self.monotonic()
-        if self.storage_error is not None and self._last_success - self._last_failure >= RECOVERY_QUIET:
-            log.warning(
-                "the database is written again after %.0fs (%d of the master's events waited)",
-                self.clock() - self.storage_since,
-                len(self._held),
-            )
-            self.storage_error = None
+        self.health.succeeded(len(self._held))
 
     def check_storage(self) -> None:
         """Called by the master's tick: end a full-disk episode that has been quiet long
         enough, trying a small write when nothing else wrote since the last failure."""
-        if self.storage_error is None or self.monotonic() - self._last_failure < RECOVERY_QUIET:
+        quiet = self.health.quiet_without_success()
+        if quiet is None:
             return
-        if self._last_success <= self._last_failure:
+        if quiet:
             try:
                 self.log.probe()
             except StorageFull as exc:
@@ -456,12 +444,12 @@ class EventPipeline:
     def must_wait(self) -> bool:
         """Whether ingest must wait (``ready``) before taking more: a write failed recently,
         or the reactor has no room. Checked without awaiting, on every turn of the loop."""
-        return self._retry_at > 0.0 or (self.decider is not None and self.decider.room() <= 0)
+        return self.health.backing_off() or (self.decider is not None and self.decider.room() <= 0)
 
     async def ready(self) -> None:
         """Wait until a write may be tried (after a storage failure's backoff) and the reactor
         has room for more (its action queue): how ingest slows instead of refusing."""
-        wait = self._retry_at - self.monotonic()
+        wait = self.health.wait()
         if wait > 0:
             await asyncio.sleep(wait)
         if self.decider is not None:

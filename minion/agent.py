@@ -27,6 +27,7 @@ import zmq.asyncio
 from minion import grains as grains_mod
 from minion import local, pinning
 from minion.beacons.runner import BeaconManager, build_slots
+from minion.commands import Commands
 from minion.config import MinionConfig
 from minion.connection import MasterConnection, curve_client_socket
 from minion.delivery import Delivery
@@ -40,8 +41,8 @@ from minion.plugins import Registry, load_registry
 from minion.state import MinionState
 from reactord.protocol import __version__
 from reactord.protocol import messages as m
-from reactord.protocol.errors import ConfigError, DecodeError, SignatureError, StorageDamaged, StorageFull
-from reactord.protocol.keys import CurveKeys, ensure_private_dir, fingerprint, verify_signature
+from reactord.protocol.errors import ConfigError, DecodeError, StorageDamaged
+from reactord.protocol.keys import CurveKeys, ensure_private_dir, fingerprint
 from reactord.protocol.localsock import LocalServer
 from reactord.protocol.metricsserver import MetricsServer, Snapshot
 
@@ -108,6 +109,7 @@ class Agent:
             emit=self._emit_from_job,
             beacons=self.beacons,
         )
+        self.commands = Commands(config.id, self.state, self.executor, self._send_raw, self._guarded)
         self.stop_event = asyncio.Event()
         self.status = "connecting"  # connecting | pending | rejected | denied | accepted
         self.heartbeat = 5.0
@@ -161,6 +163,10 @@ class Agent:
             self.damaged = exc
             log.error("stopping: %s", exc)
         self.stop_event.set()
+
+    async def _send_raw(self, wire: bytes) -> None:
+        if self.conn is not None:
+            await self.conn.send_raw(wire)
 
     def install_signals(self, reopen_log: Callable[[], None] = lambda: None) -> None:
         """SIGTERM and SIGINT stop; SIGHUP reopens the log file (after the OS rotated it)."""
@@ -313,24 +319,11 @@ class Agent:
                 delay = min(delay * 2, self.config.retry_max)
                 continue
             await self.conn.send(m.Heartbeat(time=time.time(), outbox=self.outbox.depth))
-            await self._resend_returns()
+            await self.commands.resend_returns()
             await self._sleep(self.heartbeat)
             if time.monotonic() - self.last_answer > 3 * self.heartbeat and self.status == "accepted":
                 log.warning("the master stopped answering; saying hello again")
                 self.status = "connecting"
-
-    async def _resend_returns(self) -> None:
-        """Store what a full disk kept in memory, forget expired claims, re-send unacknowledged returns."""
-        try:
-            self.state.flush()
-            self.state.prune(time.time())
-            returns = self.state.unacked()
-        except StorageFull as exc:
-            log.debug("returns not re-sent this time: %s", exc)
-            return
-        assert self.conn is not None
-        for wire in returns:
-            await self.conn.send_raw(wire)
 
     async def _wait_welcome(self, timeout: float) -> bool:
         try:
@@ -369,7 +362,10 @@ class Agent:
             if isinstance(message, m.Welcome):
                 self._on_welcome(message)
             elif isinstance(message, m.Command):
-                self._on_command(message)
+                if self.status != "accepted" or self.signing_key is None:
+                    log.warning("dropped a command received before the master accepted us")
+                else:
+                    self.commands.on_command(message, self.signing_key)
             elif isinstance(message, m.ReturnAck):
                 self.state.ack(message.jid)
             elif isinstance(message, m.Ack):
@@ -400,76 +396,6 @@ class Agent:
                 f" ({welcome.message})" if welcome.message else "",
             )
         self._welcomed.set()
-
-    def _on_command(self, command: m.Command) -> None:
-        if self.status != "accepted" or self.signing_key is None:
-            log.warning("dropped a command received before the master accepted us")
-            return
-        try:
-            verify_signature(self.signing_key, command.sig, command.payload)
-            body = m.CommandBody.unpack(command.payload)
-        except (SignatureError, DecodeError) as exc:
-            log.error("refused a command: %s", exc)
-            return
-        now = time.time()
-        if body.id != self.config.id:
-            log.error("refused command %s: it is for %s", body.jid, body.id, extra={"jid": body.jid})
-            return
-        if body.expires < now:
-            log.error("refused command %s: expired", body.jid, extra={"jid": body.jid})
-            return
-        try:
-            claimed = self.state.claim(body.jid, body.fun, body.expires, now)
-        except StorageFull:
-            self._refuse_unclaimed(body)
-            return
-        if not claimed:
-            log.warning("refused command %s: already run (replay)", body.jid, extra={"jid": body.jid})
-            return
-        log.info("running %s (job %s)", body.fun, body.jid, extra={"jid": body.jid})
-        asyncio.get_running_loop().create_task(self._guarded(self._run_job(body)))
-
-    def _refuse_unclaimed(self, body: m.CommandBody) -> None:
-        """A job runs only once its claim is on disk (a jid runs at most once): refuse it, and say why."""
-        log.error(
-            "refused command %s (%s): cannot write %s: disk full; not run",
-            body.jid,
-            body.fun,
-            self.state.path,
-            extra={"jid": body.jid},
-        )
-        self.executor.counts["failed"] += 1
-        now = time.time()
-        ret = m.Return(
-            jid=body.jid,
-            id=self.config.id,
-            success=False,
-            retcode=1,
-            ret=None,
-            error=f"not run: cannot write {self.state.path}: disk full (a job is recorded before it runs)",
-            started=now,
-            finished=now,
-        )
-        wire = ret.to_wire()
-        self.state.store_return(body.jid, wire)  # no claim to store it with: kept in memory until acked
-        assert self.conn is not None
-        asyncio.get_running_loop().create_task(self.conn.send_raw(wire))
-
-    async def _run_job(self, body: m.CommandBody) -> None:
-        ret = await self.executor.run(body)
-        await self._send_return(body.jid, ret.to_wire())
-
-    async def _send_return(self, jid: str, wire: bytes) -> None:
-        """Send a return now; it is re-sent (from disk, or from memory on a full disk) until acknowledged."""
-        if not self.state.store_return(jid, wire):
-            log.warning(
-                "job %s: return kept in memory only (cannot write %s: disk full); sent anyway",
-                jid,
-                self.state.path,
-                extra={"jid": jid},
-            )
-        if self.conn is not None:
-            await self.conn.send_raw(wire)
 
 
 def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

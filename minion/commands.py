@@ -1,0 +1,119 @@
+"""The master's commands on the minion: verified, claimed before they run, returns until acknowledged.
+
+A command runs only when its signature verifies against the pinned signing key, it names this
+minion, it has not expired, and its jid is claimed on disk first: a jid runs at most once,
+whatever is replayed or re-sent. A claim that cannot be written (a full disk) refuses the
+command with an error return instead of running it unrecorded. A return is stored before it
+is sent (in memory when the disk is full) and re-sent with every heartbeat until the master
+acknowledges it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from minion.executor import Executor
+from minion.state import MinionState
+from reactord.protocol import messages as m
+from reactord.protocol.errors import DecodeError, SignatureError, StorageFull
+from reactord.protocol.keys import verify_signature
+
+log = logging.getLogger("minion")
+
+#: Sends one wire message to the master (nothing when not connected).
+Send = Callable[[bytes], Coroutine[Any, Any, None]]
+#: Runs one of the agent's tasks so that a damaged state file stops the minion.
+Guard = Callable[[Coroutine[Any, Any, None]], Coroutine[Any, Any, None]]
+
+
+class Commands:
+    def __init__(
+        self, minion_id: str, state: MinionState, executor: Executor, send: Send, guard: Guard
+    ) -> None:
+        self.minion_id = minion_id
+        self.state = state
+        self.executor = executor
+        self.send = send
+        self.guard = guard
+
+    def on_command(self, command: m.Command, signing_key: bytes) -> None:
+        """Check a command from the master and start it, or log why it is refused."""
+        try:
+            verify_signature(signing_key, command.sig, command.payload)
+            body = m.CommandBody.unpack(command.payload)
+        except (SignatureError, DecodeError) as exc:
+            log.error("refused a command: %s", exc)
+            return
+        now = time.time()
+        if body.id != self.minion_id:
+            log.error("refused command %s: it is for %s", body.jid, body.id, extra={"jid": body.jid})
+            return
+        if body.expires < now:
+            log.error("refused command %s: expired", body.jid, extra={"jid": body.jid})
+            return
+        try:
+            claimed = self.state.claim(body.jid, body.fun, body.expires, now)
+        except StorageFull:
+            self._refuse_unclaimed(body)
+            return
+        if not claimed:
+            log.warning("refused command %s: already run (replay)", body.jid, extra={"jid": body.jid})
+            return
+        log.info("running %s (job %s)", body.fun, body.jid, extra={"jid": body.jid})
+        asyncio.get_running_loop().create_task(self.guard(self._run(body)))
+
+    def _refuse_unclaimed(self, body: m.CommandBody) -> None:
+        """A job runs only once its claim is on disk (a jid runs at most once): refuse it, and say why."""
+        log.error(
+            "refused command %s (%s): cannot write %s: disk full; not run",
+            body.jid,
+            body.fun,
+            self.state.path,
+            extra={"jid": body.jid},
+        )
+        self.executor.counts["failed"] += 1
+        now = time.time()
+        ret = m.Return(
+            jid=body.jid,
+            id=self.minion_id,
+            success=False,
+            retcode=1,
+            ret=None,
+            error=f"not run: cannot write {self.state.path}: disk full (a job is recorded before it runs)",
+            started=now,
+            finished=now,
+        )
+        wire = ret.to_wire()
+        self.state.store_return(body.jid, wire)  # no claim to store it with: kept in memory until acked
+        asyncio.get_running_loop().create_task(self.send(wire))
+
+    async def _run(self, body: m.CommandBody) -> None:
+        ret = await self.executor.run(body)
+        await self._send_return(body.jid, ret.to_wire())
+
+    async def _send_return(self, jid: str, wire: bytes) -> None:
+        """Send a return now; it is re-sent (from disk, or from memory on a full disk) until acknowledged."""
+        if not self.state.store_return(jid, wire):
+            log.warning(
+                "job %s: return kept in memory only (cannot write %s: disk full); sent anyway",
+                jid,
+                self.state.path,
+                extra={"jid": jid},
+            )
+        await self.send(wire)
+
+    async def resend_returns(self) -> None:
+        """Store what a full disk kept in memory, forget expired claims, re-send unacknowledged returns."""
+        try:
+            self.state.flush()
+            self.state.prune(time.time())
+            returns = self.state.unacked()
+        except StorageFull as exc:
+            log.debug("returns not re-sent this time: %s", exc)
+            return
+        for wire in returns:
+            await self.send(wire)

@@ -116,6 +116,16 @@ class WebhooksConfig:
     endpoints: dict[str, EndpointConfig] = cf.option({}, _endpoints, "name -> {kind, secret|token}")
 
 
+def _nodegroups(value: Any, where: cf.Where) -> dict[str, str]:
+    from reactord.errors import TargetError
+    from reactord.targeting import check_nodegroups
+
+    try:
+        return check_nodegroups(cf.as_mapping(value, where))
+    except TargetError as exc:
+        raise ValueError(str(exc)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class MasterConfig:
     path: Path = field(default=Path("master.yaml"))
@@ -136,6 +146,7 @@ class MasterConfig:
     limits: LimitsConfig = cf.option({}, cf.section(LimitsConfig))
     metrics: MetricsConfig = cf.option({}, cf.section(MetricsConfig))
     webhooks: WebhooksConfig = cf.option({}, cf.section(WebhooksConfig))
+    nodegroups: dict[str, str] = cf.option({}, _nodegroups, "name -> compound target (or list of ids)")
     job_timeout: float = cf.option(10.0, cf.as_duration(0.01))
     command_ttl: float = cf.option(300.0, cf.as_duration(1.0))
     max_message_size: int = cf.option(1 << 20, cf.as_size(1024, 64 << 20))

@@ -21,7 +21,6 @@ from reactord.reactor.conditions import Condition, Counter, compile_condition
 from reactord.store.events import EventLog
 from reactord.store.minions import MinionRegistry
 from reactord.store.state import StateTable
-from reactord.targeting import resolve
 
 
 class GateError(MasterError):
@@ -124,9 +123,6 @@ class Fleet:
         elif presence == "down":
             stale = f"{event.source} is down"
         return Row(event, presence, stale)
-
-    def targets(self, target: str, target_type: str, accepted: list[str]) -> list[str]:
-        return resolve(target, target_type, accepted, {r.id: r.grains for r in self.registry.all()})
 
     def gate(self, checks: list[Check], minions: list[str], *, allow_stale: bool = False) -> dict[str, Any]:
         """Whether every minion's current state satisfies every check, and why not where not."""

@@ -164,7 +164,8 @@ class Master:
     def resolve_target(self, target: str, target_type: str) -> list[str]:
         """The accepted, registered minions a target names."""
         accepted = [m for m in self.keystore.accepted_ids() if self.registry.get(m) is not None]
-        return resolve(target, target_type, accepted, {r.id: r.grains for r in self.registry.all()})
+        grains = {r.id: r.grains for r in self.registry.all()}
+        return resolve(target, target_type, accepted, grains, self.config.nodegroups)
 
     def gate_for_action(self, spec: dict[str, Any], minions: list[str]) -> str | None:
         """A rule's `gate:` on a run action: None when open, else why it is closed."""

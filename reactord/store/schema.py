@@ -194,3 +194,22 @@ MIGRATIONS.append(
     CREATE INDEX jobs_action ON jobs (action) WHERE action IS NOT NULL
     """
 )
+
+MIGRATIONS.append(
+    # 8: webhook deliveries already logged, by the dedupe key their sender gave (CloudEvents
+    # id + source, GitHub delivery, Alertmanager fingerprint + status + startsAt): a retried
+    # request is answered with the events of the first and logged once; and batched jobs: a
+    # job's batch plan and, once it has ended, its summary (JSON)
+    """
+    CREATE TABLE webhook_deliveries (
+        endpoint TEXT NOT NULL,
+        key TEXT NOT NULL,
+        ids TEXT NOT NULL,
+        received REAL NOT NULL,
+        PRIMARY KEY (endpoint, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX webhook_deliveries_received ON webhook_deliveries (received);
+    ALTER TABLE jobs ADD COLUMN batch TEXT;
+    ALTER TABLE jobs ADD COLUMN summary TEXT
+    """
+)

@@ -82,7 +82,7 @@ def _secret(value: Any, where: cf.Where) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
-    kind: str = cf.option("json", cf.as_choice("json", "cloudevents", "alertmanager"))
+    kind: str = cf.option("json", cf.as_choice("json", "cloudevents", "github", "alertmanager"))
     secret: str | None = cf.option(None, _secret, "HMAC-SHA256 key of the signature header (sha256=...)")
     secret_file: Path | None = cf.option(None, cf.as_optional_path, "a file holding the secret")
     token: str | None = cf.option(None, _secret, "bearer token (Authorization: Bearer ...)")
@@ -113,6 +113,9 @@ class WebhooksConfig:
     max_body: int = cf.option(1 << 20, cf.as_size(1024, 64 << 20), "largest request body, bytes")
     max_events: int = cf.option(1000, cf.as_int(1, 1_000_000), "events one request may become")
     max_connections: int = cf.option(64, cf.as_int(1, 10_000), "requests handled at once")
+    dedupe_window: float = cf.option(
+        86400.0, cf.as_duration(0.0), "a delivery sent again within this is logged once (0: off)"
+    )
     endpoints: dict[str, EndpointConfig] = cf.option({}, _endpoints, "name -> {kind, secret|token}")
 
 

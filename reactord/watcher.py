@@ -1,14 +1,15 @@
 """A subscriber of the master's local bus (``event watch``, the demo, plugins on the master host).
 
 ``BusWatcher`` connects to the owner-only ipc bus, proves its subscription is live with a
-probe (the master publishes a token until the watcher sees it), then yields events.
+probe (the master publishes a token until the watcher sees it), then yields the events
+whose tag matches a glob (``tag_matches``, as everywhere a tag glob is taken).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import zmq
 from reactord.control import ControlClient
 from reactord.protocol import codec
 from reactord.protocol.errors import DecodeError, RequestError
+from reactord.protocol.tags import tag_matches, validate_pattern
 
 
 class BusWatcher:
@@ -43,8 +45,12 @@ class BusWatcher:
                     return
         raise RequestError(f"could not subscribe to the master's bus within {timeout:g}s")
 
-    def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        """Events as they are published, until ``timeout`` seconds pass (None: forever)."""
+    def events(self, timeout: float | None = None, pattern: str = "**") -> Iterator[dict[str, Any]]:
+        """Events whose tag matches ``pattern`` as they are published, until ``timeout``
+        seconds pass (None: forever)."""
+        return matching(pattern, self._published(timeout))
+
+    def _published(self, timeout: float | None) -> Iterator[dict[str, Any]]:
         deadline = time.monotonic() + timeout if timeout is not None else None
         while True:
             wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
@@ -64,6 +70,12 @@ class BusWatcher:
     def close(self) -> None:
         self.sock.close(linger=0)
         self.ctx.term()
+
+
+def matching(pattern: str, events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The events (as published on the bus) whose tag matches the glob ``pattern``."""
+    validate_pattern(pattern)
+    return (event for event in events if tag_matches(pattern, event["tag"]))
 
 
 def _is_event(value: Any) -> bool:

@@ -30,7 +30,7 @@ from reactord.cli.common import (
 )
 from reactord.protocol.errors import TagError
 from reactord.protocol.eventdata import parse_data
-from reactord.protocol.tags import tag_matches, validate_pattern
+from reactord.protocol.tags import validate_pattern
 from reactord.timespec import parse_time
 from reactord.watcher import BusWatcher
 
@@ -161,9 +161,7 @@ def watch(
     try:
         watcher.wait_live()
         click.echo(f"watching {pattern} on {config.bus_path}", err=True)
-        for item in watcher.events(timeout):
-            if not tag_matches(pattern, item["tag"]):
-                continue
+        for item in watcher.events(timeout, pattern):
             _print_event(item, as_json)
             seen += 1
             if count is not None and seen >= count:

@@ -1,8 +1,13 @@
 """Tags: slash-separated event types, their namespaces, and tag globs.
 
 A tag is at most 256 characters of segments like ``minion/web01/beacon/load``. In a pattern,
-``*`` is one whole segment, ``**`` is any number of segments (zero included), and inside a
-segment ``*`` and ``?`` match within that segment only (``web*`` matches ``web01``).
+``*`` is one whole segment, ``**`` is any number of segments (zero included, so ``a/**``
+matches ``a``), and inside a segment ``*`` and ``?`` match within that segment only (``web*``
+matches ``web01``).
+
+``tag_matches`` is the one decision on a glob, wherever a glob is taken: rules, ``event
+list`` and ``event replay``, ``state``, ``gate`` and ``event watch``. Indexes and queries may
+narrow the candidates first (``literal_prefix``), never decide.
 """
 
 from __future__ import annotations
@@ -144,3 +149,14 @@ def tag_matches(pattern: str, tag: str) -> bool:
 
 def is_literal(pattern: str) -> bool:
     return not any(c in pattern for c in "*?")
+
+
+def literal_prefix(pattern: str) -> str:
+    """The text every tag that matches ``pattern`` starts with: the pattern up to its first
+    wildcard, without the ``/`` before a ``**`` (``a/**`` matches ``a``, so its prefix is ``a``).
+    A query may narrow its candidates with it; ``tag_matches`` still decides."""
+    cut = next((i for i, c in enumerate(pattern) if c in "*?"), len(pattern))
+    prefix = pattern[:cut]
+    if pattern.startswith("**", cut) and prefix.endswith("/"):
+        prefix = prefix[:-1]
+    return prefix

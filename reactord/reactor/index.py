@@ -2,8 +2,9 @@
 
 Patterns are split into segments and stored in a trie: literal segments by name, ``*`` in
 one child, in-segment globs (``web*``) in a short list, and patterns that continue with
-``**`` at the node where the ``**`` starts (checked in full). A lookup walks the tag's
-segments, so its cost follows the tag's depth and the candidates, not the number of rules.
+``**`` at the node where the ``**`` starts. A lookup walks the tag's segments, so its cost
+follows the tag's depth and the candidates, not the number of rules. The trie only narrows:
+every candidate it finds is decided by ``tag_matches``, the one matcher of tag globs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class _Node(Generic[T]):
     star: _Node[T] | None = None
     globs: list[tuple[re.Pattern[str], _Node[T]]] = field(default_factory=list)
     deep: list[tuple[str, T]] = field(default_factory=list)  # patterns with ** from here on
-    items: list[T] = field(default_factory=list)
+    items: list[tuple[str, T]] = field(default_factory=list)
 
 
 class TagIndex(Generic[T]):
@@ -52,27 +53,25 @@ class TagIndex(Generic[T]):
                 node = child
             else:
                 node = node.literal.setdefault(segment, _Node())
-        node.items.append(item)
+        node.items.append((pattern, item))
 
     def candidates(self, tag: str) -> list[T]:
         """Every item whose pattern matches ``tag``, in insertion order per node."""
-        found: list[T] = []
-        self._walk(self._root, tag, tag.split("/"), 0, found)
-        return found
+        found: list[tuple[str, T]] = []
+        self._walk(self._root, tag.split("/"), 0, found)
+        return [item for pattern, item in found if tag_matches(pattern, tag)]
 
-    def _walk(self, node: _Node[T], tag: str, segments: list[str], depth: int, found: list[T]) -> None:
-        for pattern, item in node.deep:
-            if tag_matches(pattern, tag):
-                found.append(item)
+    def _walk(self, node: _Node[T], segments: list[str], depth: int, found: list[tuple[str, T]]) -> None:
+        found.extend(node.deep)
         if depth == len(segments):
             found.extend(node.items)
             return
         segment = segments[depth]
         child = node.literal.get(segment)
         if child is not None:
-            self._walk(child, tag, segments, depth + 1, found)
+            self._walk(child, segments, depth + 1, found)
         if node.star is not None:
-            self._walk(node.star, tag, segments, depth + 1, found)
+            self._walk(node.star, segments, depth + 1, found)
         for regex, glob_child in node.globs:
             if regex.fullmatch(segment):
-                self._walk(glob_child, tag, segments, depth + 1, found)
+                self._walk(glob_child, segments, depth + 1, found)

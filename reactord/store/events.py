@@ -10,7 +10,7 @@ from typing import Any
 from reactord.protocol import codec
 from reactord.protocol.events import Event
 from reactord.protocol.ids import id_floor
-from reactord.protocol.tags import tag_matches
+from reactord.protocol.tags import literal_prefix, tag_matches
 from reactord.store.database import Database
 from reactord.store.state import StateTable
 
@@ -172,9 +172,11 @@ class EventLog:
         if q.until is not None:
             clauses.append("id < ?")
             params.append(id_floor(q.until))
-        if q.tag is not None:
-            clauses.append("tag GLOB ?")  # a superset (GLOB's * crosses '/'); refined below
-            params.append(q.tag.replace("**", "*").replace("[", "[[]"))
+        if q.tag is not None and (prefix := literal_prefix(q.tag)):
+            # candidates only (tags that start with what every match starts with): tag_matches
+            # below decides, as everywhere a tag glob is taken
+            clauses.append("tag GLOB ?")
+            params.append(prefix.replace("[", "[[]") + "*")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         order = "DESC" if q.newest_first else "ASC"
         yielded, last = 0, None

@@ -1,0 +1,62 @@
+"""Issue 13, "found on the way", through real daemons: one tag glob everywhere, the listeners
+each daemon logs at start, and the command line's own name in its usage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.support import Setup, run_cli, wait_until
+
+RULE = """
+rules:
+  - name: under-x
+    on: "webhook/x/**"
+    do:
+      - log: "{{ tag }}"
+        level: debug
+"""
+
+#: Tags fired in this order; the glob ``webhook/x/**`` matches the first three only.
+TAGS = ["webhook/x", "webhook/x/push", "webhook/x/a/b", "webhook/xy", "other/webhook/x"]
+UNDER_X = TAGS[:3]
+WATCH = [sys.executable, "-m", "reactord", "event", "watch"]
+
+
+def test_event_list_replay_state_and_watch_agree_on_a_glob_that_matches_its_own_base(setup: Setup) -> None:
+    (setup.root / "reactor.d" / "example.yaml").unlink(missing_ok=True)
+    (setup.root / "reactor.d" / "x.yaml").write_text(RULE)
+    setup.start_master()
+    watch = subprocess.Popen(
+        [*WATCH, "webhook/x/**", "--json", "--count", "3", "--timeout", "60", "-c", str(setup.master_yaml)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stderr is not None
+        assert "watching" in watch.stderr.readline()
+        for tag in TAGS:
+            assert setup.cli("event", "fire", tag).returncode == 0
+        out, _ = watch.communicate(timeout=60)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
+    assert watch.returncode == 0
+    assert [json.loads(line)["tag"] for line in out.splitlines()] == UNDER_X
+
+    wait_until(lambda: len(setup.events("--tag", "**/x")) == 2, 15, "the events logged")
+    assert [e["tag"] for e in setup.events("--tag", "webhook/x/**")] == UNDER_X
+    assert [e["tag"] for e in setup.events("--tag", "webhook/x/**", "--limit", "2")] == UNDER_X[1:]
+    assert [e["tag"] for e in setup.events("--tag", "webhook/*")] == ["webhook/x", "webhook/xy"]
+
+    replay = setup.cli("event", "replay", "--tag", "webhook/x/**", "--dry-run", "--json")
+    assert replay.returncode == 0, replay.stderr
+    lines = [json.loads(line) for line in replay.stdout.splitlines()]
+    assert [(line["tag"], line["rules"]) for line in lines] == [(tag, ["under-x"]) for tag in UNDER_X]
+    assert "replayed 3 events: 3 rule firings (dry run)" in replay.stderr
+
+    rows = setup.cli_json("state", "webhook/x/**")["rows"]
+    assert sorted(r["tag"] for r in rows) == sorted(UNDER_X)

@@ -4,6 +4,13 @@ Each job gets a sortable jid; each targeted minion gets its own command, signed 
 master and bound to that minion's id, with an expiry. Returns are stored when they arrive
 (also after the caller stopped waiting) and acknowledged so the minion stops re-sending.
 
+A job may be batched (``Batch``): at most ``size`` (or ``percent`` of the targeted) minions
+run at once, the next one starting when one returns (``wait`` seconds later); ``failhard``
+stops starting new ones after the first failure. Every job, batched or not, ends with a
+summary stored on it (``summarize``): how many succeeded, failed, did not return, or were
+never started. A job may also be launched in the background (``launch``, for ``run
+--async``); ``wait`` waits for the end of a job, also one started before a restart.
+
 A job started by a rule action names that action. When a stopped master resumes the action,
 ``resume`` waits for the job's missing returns instead of starting it again: it sends the
 command once more (same jid) to the minions that have not returned; a minion runs a jid at
@@ -20,8 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reactord.batching import Batch
 from reactord.link import CommandLink
 from reactord.protocol import messages as m
+from reactord.protocol.errors import ReactordError
 from reactord.protocol.ids import new_id
 from reactord.protocol.keys import Signer
 from reactord.stats import Stats
@@ -36,12 +45,20 @@ class Emit(Protocol):
     ) -> Any: ...
 
 
-def _failure(error: str) -> dict[str, Any]:
-    return {"success": False, "return": None, "retcode": 1, "error": error}
+def _failure(error: str, *, lost: bool = False) -> dict[str, Any]:
+    """A return the master makes up for a minion that did not (or could not) answer."""
+    out: dict[str, Any] = {"success": False, "return": None, "retcode": 1, "error": error}
+    if lost:
+        out["lost"] = True  # no return came: not a failure the minion reported
+    return out
 
 
 #: Seconds the master waits past a job's timeout for the minion's own timeout report.
 RETURN_GRACE = 1.0
+
+
+#: A progress report of a running job: {"type": "started" | "return", "id": ..., ...}.
+Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +66,32 @@ class JobResult:
     jid: str
     minions: list[str]
     returns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return bool(self.minions) and all(r.get("success") for r in self.returns.values())
 
     def public(self) -> dict[str, Any]:
-        return {"jid": self.jid, "minions": self.minions, "returns": self.returns}
+        return {"jid": self.jid, "minions": self.minions, "returns": self.returns, "summary": self.summary}
+
+
+def summarize(
+    minions: list[str], returns: dict[str, dict[str, Any]], not_run: list[str], stopped_by: str | None
+) -> dict[str, Any]:
+    """How a job ended: counts, and the ids that failed, did not return or never started."""
+    failed = [
+        m for m in minions if m in returns and not returns[m].get("success") and not returns[m].get("lost")
+    ]
+    lost = [m for m in minions if m in returns and returns[m].get("lost")]
+    return {
+        "minions": len(minions),
+        "succeeded": sum(1 for m in minions if returns.get(m, {}).get("success")),
+        "failed": failed,
+        "no_return": lost,
+        "not_run": not_run,
+        "stopped_by": stopped_by,
+    }
 
 
 class JobDispatcher:
@@ -78,8 +114,11 @@ class JobDispatcher:
         self.command_ttl = command_ttl
         self.clock = clock
         self._waiting: dict[str, dict[str, asyncio.Future[m.Return]]] = {}
+        self._tasks: dict[str, asyncio.Task[JobResult]] = {}  # jobs running in the background
+        self._returned: dict[str, asyncio.Event] = {}  # jids someone waits on (``wait``)
+        self._listeners: dict[str, int] = {}  # how many wait on each of them
 
-    async def run(
+    def start(
         self,
         minions: list[str],
         fun: str,
@@ -93,10 +132,11 @@ class JobDispatcher:
         causation: str | None = None,
         depth: int = 0,
         action: str | None = None,
-    ) -> JobResult:
-        """Send ``fun`` to each minion and wait up to ``timeout`` for all returns.
+        batch: Batch | None = None,
+    ) -> JobRecord:
+        """Record a new job (nothing is sent yet: ``follow`` sends and collects).
 
-        Raises ``StorageFull`` (nothing was sent) when the job cannot be recorded.
+        Raises ``StorageFull`` when the job cannot be recorded.
         """
         now = self.clock()
         job = JobRecord(
@@ -113,68 +153,186 @@ class JobDispatcher:
             causation,
             depth,
             action,
+            None if batch is None else batch.public(),
         )
         self.store.add(job)
         self.stats.incr("jobs.started")
         self.emit(
             f"reactor/job/{job.jid}/new",
-            {"jid": job.jid, "fun": fun, "args": args, "minions": minions, "origin": origin},
+            {
+                "jid": job.jid,
+                "fun": fun,
+                "args": args,
+                "minions": minions,
+                "origin": origin,
+                **({"batch": job.batch} if job.batch else {}),
+            },
             causation=causation,
             depth=depth,
         )
-        return await self._collect(job, minions, {}, timeout)
+        return job
+
+    async def run(
+        self, minions: list[str], fun: str, args: list[Any], kwargs: dict[str, Any], **how: Any
+    ) -> JobResult:
+        """``start`` then ``follow``: send ``fun`` to the minions and wait for their returns."""
+        progress = how.pop("progress", None)
+        return await self.follow(self.start(minions, fun, args, kwargs, **how), progress)
+
+    def launch(self, job: JobRecord, progress: Progress | None = None) -> asyncio.Task[JobResult]:
+        """Follow ``job`` in the background (``run --async``, or a CLI run whose client may go)."""
+        task = asyncio.create_task(self.follow(job, progress), name=f"job-{job.jid}")
+        self._tasks[job.jid] = task
+        task.add_done_callback(lambda _: self._tasks.pop(job.jid, None))
+        return task
 
     def latest_for(self, action_id: str) -> JobRecord | None:
         return self.store.latest_for(action_id)
 
     async def resume(self, job: JobRecord) -> JobResult:
-        """Wait for the returns a job started before the master stopped still misses."""
-        stored = {mid: return_public(r) for mid, r in self.store.returns(job.jid).items()}
-        missing = [mid for mid in job.minions if mid not in stored]
-        results: dict[str, dict[str, Any]] = dict(stored)
-        if missing and self.clock() < job.created + job.timeout + self.command_ttl:
-            return await self._collect(job, missing, results, job.timeout)
-        for minion_id in missing:
-            results[minion_id] = _failure("no return: the master stopped while the job ran")
-        return JobResult(job.jid, job.minions, {mid: results[mid] for mid in job.minions})
+        """Wait for the returns a job started before the master stopped still misses.
 
-    async def _collect(
-        self, job: JobRecord, minions: list[str], results: dict[str, dict[str, Any]], timeout: float
+        A batched job goes on with its batches; otherwise the command is sent again (same
+        jid) to the minions that have not returned, while it can still be carried out.
+        """
+        stored = {mid: return_public(r) for mid, r in self.store.returns(job.jid).items()}
+        if job.batch is None and self.clock() >= job.created + job.timeout + self.command_ttl:
+            missing = [mid for mid in job.minions if mid not in stored]
+            for minion_id in missing:
+                stored[minion_id] = _failure("no return: the master stopped while the job ran", lost=True)
+            return self._end(job, stored, [], None)
+        return await self.follow(job, None, stored)
+
+    async def follow(
+        self,
+        job: JobRecord,
+        progress: Progress | None = None,
+        results: dict[str, dict[str, Any]] | None = None,
     ) -> JobResult:
-        """Send the job's command to ``minions`` and wait up to ``timeout`` for their returns."""
+        """Send the job's command to its minions (those without a result yet), batch by batch
+        if it is batched, and wait up to its timeout for each return; store its summary."""
+        results = dict(results or {})
+        report = progress or (lambda item: None)
+        todo = [mid for mid in job.minions if mid not in results]
+        batch = Batch.from_public(job.batch) if job.batch else None
+        slots = batch.slots(len(job.minions)) if batch else len(todo)
+        wait = batch.wait if batch else 0.0
         loop = asyncio.get_running_loop()
-        waiters = {mid: loop.create_future() for mid in minions}
+        waiters: dict[str, asyncio.Future[m.Return]] = {}
         self._waiting[job.jid] = waiters
+        deadlines: dict[str, float] = {}
+        freed: list[float] = []  # when slots emptied by a return may take the next minion
+        stopped_by: str | None = None
+        grace = job.timeout + RETURN_GRACE
         try:
-            for minion_id in minions:
-                body = m.CommandBody(
-                    jid=job.jid,
-                    id=minion_id,
-                    fun=job.fun,
-                    args=job.args,
-                    kwargs=job.kwargs,
-                    timeout=job.timeout,
-                    expires=job.created + job.timeout + self.command_ttl,
-                    nonce=os.urandom(16),
+            while todo or waiters:
+                now = loop.time()
+                freed = [t for t in freed if t > now]
+                while todo and stopped_by is None and len(waiters) + len(freed) < slots:
+                    minion_id = todo.pop(0)
+                    if self._send(job, minion_id):
+                        waiters[minion_id] = loop.create_future()
+                        deadlines[minion_id] = now + grace
+                        report({"type": "started", "id": minion_id, "time": self.clock()})
+                    else:
+                        results[minion_id] = _failure("minion is not connected", lost=True)
+                        report({"type": "return", "id": minion_id, "return": results[minion_id]})
+                        if batch and batch.failhard:
+                            stopped_by = minion_id
+                if stopped_by is not None and not waiters:
+                    break
+                if not waiters:
+                    if todo and freed:
+                        await asyncio.sleep(min(freed) - now)  # --batch-wait: the slot stays empty
+                    continue
+                until = min(deadlines[mid] for mid in waiters)
+                if freed and todo and stopped_by is None:
+                    until = min(until, min(freed))
+                await asyncio.wait(
+                    waiters.values(), timeout=max(0.0, until - now), return_when="FIRST_COMPLETED"
                 )
-                payload = body.pack()
-                command = m.Command(payload=payload, sig=self.signer.sign(payload))
-                if not self.link.send(minion_id, command):
-                    results[minion_id] = _failure("minion is not connected")
-                    waiters.pop(minion_id).cancel()
-            if waiters:
-                # the minion enforces ``timeout`` and reports it; wait a little longer for that
-                await asyncio.wait(waiters.values(), timeout=timeout + RETURN_GRACE)
-            for minion_id, future in waiters.items():
-                if future.done() and not future.cancelled():
-                    results[minion_id] = return_public(future.result())
-                else:
-                    results[minion_id] = _failure(f"no return within {timeout:g}s")
+                now = loop.time()
+                for minion_id in [mid for mid, f in waiters.items() if f.done() or deadlines[mid] <= now]:
+                    future = waiters.pop(minion_id)
+                    if future.done() and not future.cancelled():
+                        results[minion_id] = return_public(future.result())
+                    else:
+                        future.cancel()
+                        results[minion_id] = _failure(f"no return within {job.timeout:g}s", lost=True)
+                    report({"type": "return", "id": minion_id, "return": results[minion_id]})
+                    if wait and todo:
+                        freed.append(now + wait)
+                    if batch and batch.failhard and stopped_by is None and not results[minion_id]["success"]:
+                        stopped_by = minion_id
         finally:
             self._waiting.pop(job.jid, None)
             for future in waiters.values():
                 future.cancel()
-        return JobResult(job.jid, job.minions, {mid: results[mid] for mid in job.minions})
+        return self._end(job, results, todo, stopped_by)
+
+    def _send(self, job: JobRecord, minion_id: str) -> bool:
+        now = self.clock()
+        body = m.CommandBody(
+            jid=job.jid,
+            id=minion_id,
+            fun=job.fun,
+            args=job.args,
+            kwargs=job.kwargs,
+            timeout=job.timeout,
+            expires=max(now, job.created) + job.timeout + self.command_ttl,
+            nonce=os.urandom(16),
+        )
+        payload = body.pack()
+        return self.link.send(minion_id, m.Command(payload=payload, sig=self.signer.sign(payload)))
+
+    def _end(
+        self, job: JobRecord, results: dict[str, dict[str, Any]], not_run: list[str], stopped_by: str | None
+    ) -> JobResult:
+        for minion_id in not_run:
+            results[minion_id] = _failure(f"not run: the batch stopped after {stopped_by} failed", lost=True)
+        summary = summarize(job.minions, results, list(not_run), stopped_by)
+        try:
+            self.store.finish(job.jid, summary)
+        except ReactordError as exc:  # a full disk: the returns are stored; only the summary is not
+            log.warning("job %s: its summary could not be stored: %s", job.jid, exc)
+        self._wake(job.jid)
+        return JobResult(job.jid, job.minions, {mid: results[mid] for mid in job.minions}, summary)
+
+    async def wait(self, jid: str, timeout: float) -> None:
+        """Wait up to ``timeout`` for a job to end: its background task, or (a job started
+        before a restart) all its returns, or its last possible return time."""
+        task = self._tasks.get(jid)
+        if task is not None:
+            await asyncio.wait([task], timeout=timeout)
+            return
+        end = asyncio.get_running_loop().time() + timeout
+        while True:
+            job = self.store.get(jid)
+            if job is None or job.summary is not None:
+                return
+            returned = self.store.returns(jid)
+            if all(mid in returned for mid in job.minions):
+                return
+            last = job.created + job.timeout + self.command_ttl  # no minion runs it later
+            left = min(end - asyncio.get_running_loop().time(), last - self.clock())
+            if left <= 0:
+                return
+            event = self._returned.setdefault(jid, asyncio.Event())
+            self._listeners[jid] = self._listeners.get(jid, 0) + 1
+            try:
+                await asyncio.wait_for(event.wait(), left)
+            except TimeoutError:
+                return
+            finally:
+                self._listeners[jid] -= 1
+                if not self._listeners[jid]:
+                    del self._listeners[jid]
+                    self._returned.pop(jid, None)
+
+    def _wake(self, jid: str) -> None:
+        event = self._returned.pop(jid, None)  # the next wait for this job takes a new one
+        if event is not None:
+            event.set()
 
     def on_return(self, minion_id: str, ret: m.Return) -> bool:
         """Store a return from an authenticated minion; False if it must not be acknowledged."""
@@ -192,6 +350,7 @@ class JobDispatcher:
                 causation=job.causation,
                 depth=job.depth,
             )
+            self._wake(ret.jid)
         future = self._waiting.get(ret.jid, {}).get(minion_id)
         if future is not None and not future.done():
             future.set_result(ret)

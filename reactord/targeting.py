@@ -65,17 +65,35 @@ class Target:
 
 
 def compile_target(
-    text: str, target_type: str = "glob", nodegroups: Mapping[str, str] | None = None
+    text: str,
+    target_type: str = "glob",
+    nodegroups: Mapping[str, str] | None = None,
+    *,
+    syntax_only: bool = False,
 ) -> Target:
-    """Compile ``text`` as a ``target_type`` expression; ``TargetError`` says what is wrong."""
+    """Compile ``text`` as a ``target_type`` expression; ``TargetError`` says what is wrong.
+
+    ``syntax_only``: nodegroups are not known here (a rule file checked on its own, the CLI);
+    any name is taken, and matches nothing.
+    """
     if target_type not in TARGET_TYPES:
         raise TargetError(f"unknown target type {target_type!r} (use {', '.join(TARGET_TYPES)})")
     if not isinstance(text, str) or not text.strip():
         raise TargetError("an empty target")
     if len(text) > MAX_TARGET:
         raise TargetError(f"a target longer than {MAX_TARGET} characters")
-    groups = dict(nodegroups or {})
+    groups: Mapping[str, str] = _AnyGroup() if syntax_only else dict(nodegroups or {})
     return Target(text, target_type, _compile(text, target_type, groups, ()))
+
+
+class _AnyGroup(dict[str, str]):
+    """Every name is a nodegroup that names no minion: for checking syntax without the config."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str:
+        return "L@-"  # a list of one id that cannot exist: '-' starts no minion id
 
 
 def resolve(
@@ -136,7 +154,7 @@ def escape_value(value: str, target_type: str) -> str:
 # -- compiling -----------------------------------------------------------------------------
 
 
-def _compile(text: str, target_type: str, groups: dict[str, str], seen: tuple[str, ...]) -> Matcher:
+def _compile(text: str, target_type: str, groups: Mapping[str, str], seen: tuple[str, ...]) -> Matcher:
     if target_type == "glob":
         return _glob(text.strip())
     if target_type == "pcre":
@@ -226,7 +244,7 @@ def _text(value: Any) -> str:
 class _Compound:
     """A recursive-descent parser: ``or`` of ``and`` of (``not``) terms or parentheses."""
 
-    def __init__(self, text: str, groups: dict[str, str], seen: tuple[str, ...]) -> None:
+    def __init__(self, text: str, groups: Mapping[str, str], seen: tuple[str, ...]) -> None:
         self.text = text
         self.groups = groups
         self.seen = seen

@@ -151,7 +151,7 @@ class ActionDispatcher:
                 rule.name,
                 spec.index,
                 spec.kind,
-                spec.label,
+                spec.label_for(event),
                 now,
                 replay,
                 idempotency_key(event.id, rule.name, spec.index, replay),
@@ -209,7 +209,7 @@ class ActionDispatcher:
                 event,
                 rule.name,
                 spec.kind,
-                spec.label,
+                spec.label_for(event),
                 params,
                 spec.timeout,
                 spec.retry,
@@ -261,7 +261,12 @@ class ActionDispatcher:
                     resuming=resuming and attempt == 1,
                 )
                 try:
-                    async with asyncio.timeout(timeout + (RUN_GRACE if kind == "run" else 0)):
+                    # a batched job takes as many rounds as it has batches, each bounded by the
+                    # job's timeout: it is bounded by its own clock, not by this one
+                    batched = kind == "run" and params.get("batch") is not None
+                    async with asyncio.timeout(
+                        None if batched else timeout + (RUN_GRACE if kind == "run" else 0)
+                    ):
                         result = await ACTIONS[kind](params, ctx)
                 except ActionFailed as exc:
                     error, again, jid = str(exc), exc.retry, exc.jid
@@ -346,7 +351,7 @@ class ActionDispatcher:
                 event_id=event.id,
                 rule=rule,
                 kind=spec.kind,
-                label=spec.label,
+                label=spec.label_for(event),
                 params=params,
                 timeout=spec.timeout,
                 retry=asdict(spec.retry),
@@ -362,7 +367,7 @@ class ActionDispatcher:
         log.error(
             "%s: %s went to the dead letters: %s",
             rule,
-            spec.label,
+            spec.label_for(event),
             error,
             extra={"rule": rule, "event_id": event.id, "action": spec.kind},
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from reactord.actions.context import ActionContext, ActionFailed
+from reactord.batching import Batch
+from reactord.jsonable import to_json
 from reactord.protocol.errors import StorageFull
 
 if TYPE_CHECKING:
@@ -19,7 +21,7 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
         raise ActionFailed(f"target must be text, got {target!r}", retry=False)
     if ctx.resuming and (job := ctx.jobs.latest_for(ctx.action_id)) is not None:
         return _outcome(await ctx.jobs.resume(job))  # it was sent before the master stopped
-    minions = ctx.resolve_target(target, params["target_type"])
+    minions = ctx.resolve_target(target, params["target_type"])  # a TargetError is not retried
     if not minions:
         raise ActionFailed(f"no accepted minion matches {params['target_type']} target {target!r}")
     if params.get("gate") is not None:
@@ -41,6 +43,7 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
             causation=ctx.event.id,
             depth=ctx.event.depth + 1,
             action=ctx.action_id,
+            batch=None if params.get("batch") is None else Batch.from_public(params["batch"]),
         )
     except StorageFull as exc:
         raise ActionFailed(str(exc)) from None  # nothing was sent; tried again with backoff
@@ -48,11 +51,26 @@ async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
 
 
 def _outcome(result: JobResult) -> dict[str, Any]:
-    failed = {
-        m: r.get("error") or f"retcode {r.get('retcode')}"
+    failed = [
+        f"{m}: {_reason(r)}"
         for m, r in result.returns.items()
-        if not r.get("success")
-    }
+        if not r.get("success") and not r.get("not_run")
+    ]
     if failed:
-        raise ActionFailed(f"job {result.jid} failed on {failed}", jid=result.jid)
-    return {"jid": result.jid, "minions": result.minions}
+        shown = "; ".join(failed[:5]) + (f"; and {len(failed) - 5} more" if len(failed) > 5 else "")
+        raise ActionFailed(
+            f"job {result.jid} failed on {len(failed)} of {len(result.minions)}: {shown}", jid=result.jid
+        )
+    return {"jid": result.jid, "minions": result.minions, "summary": result.summary}
+
+
+def _reason(ret: dict[str, Any]) -> str:
+    """Why one minion failed, as one line of text."""
+    if ret.get("error"):
+        text = str(ret["error"])
+    elif ret.get("return") not in (None, "", [], {}):
+        text = f"retcode {ret.get('retcode')}: {to_json(ret['return'])}"
+    else:
+        text = f"retcode {ret.get('retcode')}"
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:197] + "..."

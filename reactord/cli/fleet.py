@@ -25,6 +25,7 @@ from reactord.cli.common import (
     print_json,
     print_table,
 )
+from reactord.cli.targets import target_value_options, valued_target
 from reactord.reactor.yamlfile import load_with_lines
 from reactord.timespec import parse_time
 
@@ -48,19 +49,6 @@ _OPS = {
 }
 
 
-def _target_options(func: Any) -> Any:
-    func = click.option("-G", "--grain", metavar="KEY:VALUE", help="minions whose grain matches")(func)
-    return click.option("--target", metavar="GLOB", help="minions whose id matches (default: all)")(func)
-
-
-def _target(target: str | None, grain: str | None) -> dict[str, Any]:
-    if target and grain:
-        raise click.UsageError("--target and -G cannot be combined")
-    if grain:
-        return {"target": grain, "target_type": "grain"}
-    return {"target": target, "target_type": "glob"} if target else {}
-
-
 def parse_condition(text: str) -> dict[str, Any]:
     """``data.load1 < 2`` (or a YAML mapping in the rules' form) into a ``when`` mapping."""
     stripped = text.strip()
@@ -78,6 +66,11 @@ def parse_condition(text: str) -> dict[str, Any]:
             f"{text!r}: expected PATH OP VALUE, e.g. 'data.load1 < 2' or 'data.ok == true'"
         )
     path, symbol, word, presence, raw = match.groups()
+    if symbol and raw.lstrip()[:1] in tuple("<>=!~"):
+        raise click.BadParameter(
+            f"{text!r}: {symbol + raw.lstrip()[:2]!r} is not an operator"
+            " (use ==, !=, <, <=, >, >=, =~, in, not in, contains, exists, missing; quote a text value)"
+        )
     if presence:
         return {path: {"exists": presence == "exists"}}
     op = symbol or word
@@ -133,7 +126,7 @@ def parse_checks(words: tuple[str, ...]) -> list[dict[str, Any]]:
 @click.command()
 @click.argument("tag_glob", required=False)
 @click.option("--source", metavar="GLOB", help="only these sources (a glob on ids)")
-@_target_options
+@target_value_options
 @click.option("--at", "at_text", metavar="TIME", help="the state as it was then, rebuilt from the event log")
 @config_option
 @json_option
@@ -141,18 +134,17 @@ def parse_checks(words: tuple[str, ...]) -> list[dict[str, Any]]:
 def state(
     tag_glob: str | None,
     source: str | None,
-    target: str | None,
-    grain: str | None,
     at_text: str | None,
     config_path: str | None,
     as_json: bool,
+    **targets: Any,
 ) -> None:
     """The fleet's state: the latest event of each source and tag, with its age.
 
     A row is stale when older than state.ttl or when its minion is down. With --at
     (ISO 8601, `10m` ago, or epoch seconds) the state is rebuilt from the log as it was then.
     """
-    args: dict[str, Any] = {"tag": tag_glob, "source": source, **_target(target, grain)}
+    args: dict[str, Any] = {"tag": tag_glob, "source": source, **valued_target(targets)}
     if at_text:
         try:
             args["at"] = parse_time(at_text)
@@ -189,7 +181,7 @@ def _short(text: str, width: int = 50) -> str:
 
 @click.command()
 @click.argument("conditions", nargs=-1, required=True)
-@_target_options
+@target_value_options
 @click.option("--wait", "wait", type=float, default=0, help="keep checking up to S seconds until it opens")
 @click.option("--allow-stale", is_flag=True, help="let stale or missing state pass")
 @config_option
@@ -197,12 +189,11 @@ def _short(text: str, width: int = 50) -> str:
 @handle_errors
 def gate(
     conditions: tuple[str, ...],
-    target: str | None,
-    grain: str | None,
     wait: float,
     allow_stale: bool,
     config_path: str | None,
     as_json: bool,
+    **targets: Any,
 ) -> None:
     """Exit 0 when every targeted minion's current state satisfies CONDITIONS, 1 when not.
 
@@ -214,9 +205,10 @@ def gate(
     \b
     Example, in a deploy pipeline:
       reactord gate 'minion/*/beacon/load' 'data.load1 < 2' --target 'web*' --wait 300
+      reactord gate 'minion/*/beacon/load' 'data.load1 < 2' -C 'G@roles:web and not web09'
     """
     checks = parse_checks(conditions)
-    args = {"checks": checks, "allow_stale": allow_stale, **_target(target, grain)}
+    args = {"checks": checks, "allow_stale": allow_stale, **valued_target(targets)}
     control = client(config_path)
     deadline = time.monotonic() + wait
     while True:

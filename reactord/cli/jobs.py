@@ -12,16 +12,21 @@ import yaml
 
 from reactord.cli.common import (
     EXIT_FAILED,
+    EXIT_OK,
     SECONDS,
     ago,
     config_option,
+    fail,
     handle_errors,
     iso,
     json_option,
     load_config,
     print_json,
     print_table,
+    to_json,
 )
+from reactord.cli.targets import check as check_target
+from reactord.cli.targets import flagged_type, target_type_flags
 from reactord.control import ControlClient
 
 _KWARG = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)
@@ -49,13 +54,55 @@ def _value(text: str) -> Any:
     return text if isinstance(value, (datetime.date, datetime.datetime)) else value
 
 
+def return_lines(ret: dict[str, Any] | None) -> list[str]:
+    """One minion's return as text: the value as YAML (``true``, lists as blocks), or the error;
+    the same in ``run`` and ``jobs show``."""
+    if ret is None:
+        return ["(no return yet)"]
+    lines = []
+    if not ret.get("success"):
+        lines.append("ERROR: " + (ret.get("error") or f"failed (retcode {ret.get('retcode')})"))
+    if ret.get("return") is not None or ret.get("success"):
+        text = yaml.safe_dump(ret.get("return"), default_flow_style=False, sort_keys=True, allow_unicode=True)
+        lines.extend(text.rstrip("\n").removesuffix("\n...").splitlines())
+    return lines
+
+
+def _echo_return(minion_id: str, ret: dict[str, Any] | None) -> None:
+    click.echo(f"{minion_id}:")
+    for line in return_lines(ret):
+        click.echo(f"    {line}")
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    parts = [f"{summary['succeeded']} succeeded"]
+    for key, what in (("failed", "failed"), ("no_return", "did not return"), ("not_run", "not run")):
+        if summary.get(key):
+            parts.append(
+                f"{len(summary[key])} {what} ({', '.join(summary[key][:10])}"
+                + (", ..." if len(summary[key]) > 10 else "")
+                + ")"
+            )
+    line = f"{summary['minions']} minions: " + ", ".join(parts)
+    if summary.get("stopped_by"):
+        line += f"; --failhard stopped the batch after {summary['stopped_by']} failed"
+    return line
+
+
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("target")
 @click.argument("function")
 @click.argument("arguments", nargs=-1)
-@click.option("-L", "--list", "as_list", is_flag=True, help="TARGET is a comma-separated list of ids")
-@click.option("-G", "--grain", "as_grain", is_flag=True, help="TARGET is a grain match, key:value")
-@click.option("--timeout", type=SECONDS, help="seconds to wait for returns (default: job_timeout)")
+@target_type_flags
+@click.option(
+    "-t", "--timeout", type=SECONDS, help="seconds each minion has to return (default: job_timeout)"
+)
+@click.option("-b", "--batch", metavar="N|N%", help="run on N minions (or N% of them) at a time")
+@click.option(
+    "--batch-wait", type=SECONDS, help="with -b: seconds to wait after a return before the next minion"
+)
+@click.option("--failhard", is_flag=True, help="with -b: start no other minion after the first failure")
+@click.option("--async", "run_async", is_flag=True, help="print the job id and return at once")
 @config_option
 @json_option
 @handle_errors
@@ -63,56 +110,77 @@ def run(
     target: str,
     function: str,
     arguments: tuple[str, ...],
-    as_list: bool,
-    as_grain: bool,
     timeout: float | None,
+    batch: str | None,
+    batch_wait: float | None,
+    failhard: bool,
+    run_async: bool,
     config_path: str | None,
     as_json: bool,
+    **flags: Any,
 ) -> None:
-    """Run FUNCTION on the minions TARGET names and print their returns.
+    """Run FUNCTION on the minions TARGET names and print their returns as they come.
 
-    TARGET is a glob on minion ids by default ('*', 'web*'); ARGUMENTS are
-    positional, or name=value for keywords. Exits 1 if any minion failed
-    or did not answer in time.
+    TARGET is a glob on minion ids by default ('*', 'web*'); -E, -L, -G, -P, -C
+    and -N say it is another kind (docs/cli.md#targets). ARGUMENTS are positional,
+    or name=value for keywords. Exits 1 if any minion failed, did not return in
+    time, or was not run.
 
     \b
     Examples:
       reactord run '*' test.ping
       reactord run -L web01,web02 test.echo hello
       reactord run -G os:Linux grains.get kernelrelease
+      reactord run -C 'G@roles:web and not web09' service.restart nginx
+      reactord run -N web-eu -b 25% --failhard service.restart nginx
+      reactord run --async '*' cmd.run_argv '[sleep, "30"]'
     """
-    if as_list and as_grain:
-        raise click.UsageError("-L and -G cannot be combined")
+    target_type = flagged_type(flags)
+    check_target(target, target_type)
+    if batch is None and (batch_wait is not None or failhard):
+        raise click.UsageError("--batch-wait and --failhard go with -b/--batch")
     config = load_config(config_path)
     wait = timeout if timeout is not None else config.job_timeout
     args, kwargs = parse_call_args(arguments)
-    result = ControlClient(config.control_path, timeout=wait + 30).call(
-        "run",
-        target=target,
-        target_type="list" if as_list else "grain" if as_grain else "glob",
-        fun=function,
-        args=args,
-        kwargs=kwargs,
-        timeout=wait,
-    )
-    returns = result["returns"]
+    request: dict[str, Any] = {
+        "target": target,
+        "target_type": target_type,
+        "fun": function,
+        "args": args,
+        "kwargs": kwargs,
+        "timeout": wait,
+    }
+    if batch is not None:
+        request.update(batch=batch, batch_wait=batch_wait or 0.0, failhard=failhard)
+    if run_async:
+        started = ControlClient(config.control_path, timeout=30).call("run", **request, **{"async": True})
+        if as_json:
+            print_json(started)
+        else:
+            click.echo(f"job {started['jid']} started on {len(started['minions'])} minion(s)")
+            click.echo(f"  reactord jobs show {started['jid']} --wait")
+        return
+    gap = wait + (batch_wait or 0.0) + 30  # the longest silence between two progress reports
+    done: dict[str, Any] = {}
+    count = 0
+    for item in ControlClient(config.control_path, timeout=gap).stream("run", **request, progress=True):
+        if item["type"] == "job":
+            count = len(item["minions"])
+            if batch is not None and not as_json:
+                click.echo(f"job {item['jid']}: {count} minion(s), batch {batch}", err=True)
+        elif item["type"] == "started" and batch is not None and not as_json:
+            click.echo(f"  started {item['id']}", err=True)
+        elif item["type"] == "return" and not as_json:
+            _echo_return(item["id"], item["return"])
+        elif item["type"] == "done":
+            done = item
+    if not done:
+        fail("the master ended the job's stream early")
     if as_json:
-        print_json({"jid": result["jid"], "returns": returns})
-    else:
-        for minion_id, ret in returns.items():
-            click.echo(f"{minion_id}:")
-            if ret["success"]:
-                text = yaml.safe_dump(ret["return"], default_flow_style=False, sort_keys=True)
-                for line in text.rstrip("\n").removesuffix("\n...").splitlines():
-                    click.echo(f"    {line}")
-            else:
-                reason = ret.get("error") or f"failed (retcode {ret.get('retcode')})"
-                click.echo(f"    ERROR: {reason}")
-                if ret.get("return") is not None:
-                    text = yaml.safe_dump(ret["return"], default_flow_style=False, sort_keys=True)
-                    for line in text.rstrip("\n").removesuffix("\n...").splitlines():
-                        click.echo(f"    {line}")
-    if not all(r["success"] for r in returns.values()):
+        print_json({"jid": done["jid"], "returns": done["returns"], "summary": done["summary"]})
+    elif batch is not None or (count > 1 and done["summary"]["succeeded"] < count):
+        click.echo(summary_line(done["summary"]), err=True)
+    if not all(r["success"] for r in done["returns"].values()):
         sys.exit(EXIT_FAILED)
 
 
@@ -144,30 +212,49 @@ def jobs(ctx: click.Context, limit: int, config_path: str | None, as_json: bool)
 
 @jobs.command("show")
 @click.argument("jid")
+@click.option("--wait", is_flag=True, help="wait for the returns still missing (up to --timeout)")
+@click.option(
+    "-t", "--timeout", type=SECONDS, default=3600, show_default=True, help="with --wait: at most this long"
+)
 @config_option
 @json_option
 @click.pass_context
 @handle_errors
-def jobs_show(ctx: click.Context, jid: str, config_path: str | None, as_json: bool) -> None:
-    """Show one job and the returns stored for it."""
+def jobs_show(
+    ctx: click.Context, jid: str, wait: bool, timeout: float, config_path: str | None, as_json: bool
+) -> None:
+    """Show one job, its returns, and its summary once it has ended.
+
+    Exits 1 if a minion failed, did not return or was not run, or (without --wait)
+    has not returned yet.
+    """
     config_path = config_path or (ctx.obj or {}).get("config_path")
     as_json = as_json or bool((ctx.obj or {}).get("as_json"))
-    job = ControlClient(load_config(config_path).control_path).call("jobs.show", jid=jid)
+    control = ControlClient(load_config(config_path).control_path, timeout=(timeout if wait else 0) + 30)
+    job = control.call("jobs.show", jid=jid, wait=timeout if wait else 0)
+    ok = all(r is not None and r["success"] for r in job["returns"].values())
     if as_json:
         print_json(job)
-        return
+        sys.exit(EXIT_OK if ok else EXIT_FAILED)
     click.echo(f"jid:      {job['jid']}")
-    click.echo(f"function: {job['fun']} {job['args']} {job['kwargs'] or ''}".rstrip())
+    kwargs = to_json(job["kwargs"]) if job["kwargs"] else ""
+    click.echo(f"function: {job['fun']} {to_json(job['args'])} {kwargs}".rstrip())
     click.echo(f"target:   {job['target']} ({job['target_type']})")
+    batch = job.get("batch")
+    if batch:
+        size = f"{batch['size']}" if batch["size"] else f"{batch['percent']:g}%"
+        extra = (f", wait {batch['wait']:g}s" if batch["wait"] else "") + (
+            ", failhard" if batch["failhard"] else ""
+        )
+        click.echo(f"batch:    {size} at a time{extra}")
     click.echo(f"created:  {iso(job['created'])}  timeout {job['timeout']:g}s  origin {job['origin']}")
     for minion_id, ret in job["returns"].items():
-        if ret is None:
-            click.echo(f"  {minion_id}: (no return)")
-        elif ret["success"]:
-            click.echo(f"  {minion_id}: {ret['return']!r}")
-        else:
-            detail = ret.get("error") or f"failed (retcode {ret.get('retcode')}): {ret.get('return')!r}"
-            click.echo(f"  {minion_id}: ERROR {detail}")
+        _echo_return(minion_id, ret)
+    if job.get("summary"):
+        click.echo(summary_line(job["summary"]))
+    elif not job["finished"]:
+        click.echo("still running" + ("" if wait else f": reactord jobs show {jid} --wait"))
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 @click.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import math
 import time
 from collections.abc import AsyncIterator
@@ -10,10 +11,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from reactord import __version__
+from reactord.batching import parse_batch
 from reactord.control import fleet_ops
-from reactord.errors import ControlError, KeyStoreError
-from reactord.keystore import PENDING
-from reactord.protocol.errors import TagError
+from reactord.errors import ControlError, KeyStoreError, TargetError
+from reactord.keystore import ACCEPTED, PENDING, REJECTED, STATES
+from reactord.protocol.errors import StorageFull, TagError
 from reactord.protocol.events import INT64_MAX, INT64_MIN, Event
 from reactord.protocol.ids import id_time, is_id
 from reactord.protocol.keys import fingerprint
@@ -23,7 +25,6 @@ from reactord.protocol.tags import RESERVED_PREFIX, validate_pattern
 from reactord.reactor.offline import EventFileError, event_from_json
 from reactord.store.events import EventLog, EventQuery
 from reactord.store.jobs import return_public
-from reactord.targeting import TARGET_TYPES
 
 if TYPE_CHECKING:
     from reactord.master import Master
@@ -117,35 +118,47 @@ def handlers(master: Master) -> dict[str, Handler]:
     async def key_list(args: dict[str, Any]) -> Any:
         return keystore.listing()
 
-    async def key_accept(args: dict[str, Any]) -> Any:
-        if _arg(args, "all", bool, False):
-            ids = keystore.listing()[PENDING]
-        else:
-            ids = [_arg(args, "id", str)]
+    def _keys_named(args: dict[str, Any], states: tuple[str, ...]) -> list[str]:
+        """The ids a key operation names: ``ids`` (a list), or ``match`` (an id or a glob) among
+        the keys in ``states``; an exact id is taken whatever its state (the store checks it)."""
+        if "ids" in args:
+            ids = _arg(args, "ids", list)
+            if not all(isinstance(i, str) for i in ids):
+                raise ControlError("argument 'ids' must be a list of ids", "bad_request")
+            return list(dict.fromkeys(ids))
+        pattern = _arg(args, "match", str, None) or _arg(args, "id", str)
+        listing = keystore.listing()
+        if not any(c in pattern for c in "*?["):
+            return [pattern]
+        return sorted(
+            {m for state in states for m in listing.get(state, []) if fnmatch.fnmatchcase(m, pattern)}
+        )
+
+    async def _key_op(args: dict[str, Any], states: tuple[str, ...], op: Any, done_key: str) -> Any:
+        ids = keystore.listing()[PENDING] if _arg(args, "all", bool, False) else _keys_named(args, states)
+        if _arg(args, "dry_run", bool, False):
+            return {"matched": ids}
         done = []
         for minion_id in ids:
             try:
-                nodes.accept(minion_id)
+                op(minion_id)
             except KeyStoreError as exc:
-                raise ControlError(str(exc)) from exc
+                if len(ids) == 1:
+                    raise ControlError(str(exc)) from exc
+                continue  # changed meanwhile (accepted elsewhere, deleted): the others go on
             done.append(minion_id)
-        return {"accepted": done}
+        return {done_key: done}
+
+    async def key_accept(args: dict[str, Any]) -> Any:
+        states = (PENDING, REJECTED) if _arg(args, "include_rejected", bool, False) else (PENDING,)
+        return await _key_op(args, states, nodes.accept, "accepted")
 
     async def key_reject(args: dict[str, Any]) -> Any:
-        minion_id = _arg(args, "id", str)
-        try:
-            nodes.reject(minion_id)
-        except KeyStoreError as exc:
-            raise ControlError(str(exc)) from exc
-        return {"rejected": [minion_id]}
+        states = (PENDING, ACCEPTED) if _arg(args, "include_accepted", bool, False) else (PENDING,)
+        return await _key_op(args, states, nodes.reject, "rejected")
 
     async def key_delete(args: dict[str, Any]) -> Any:
-        minion_id = _arg(args, "id", str)
-        try:
-            nodes.delete(minion_id)
-        except KeyStoreError as exc:
-            raise ControlError(str(exc)) from exc
-        return {"deleted": [minion_id]}
+        return await _key_op(args, STATES, nodes.delete, "deleted")
 
     async def key_finger(args: dict[str, Any]) -> Any:
         minion_id = _arg(args, "id", str, None)
@@ -164,26 +177,63 @@ def handlers(master: Master) -> dict[str, Handler]:
         target = _arg(args, "target", str)
         target_type = _arg(args, "target_type", str, "glob")
         fun = _arg(args, "fun", str)
-        if target_type not in TARGET_TYPES:
-            raise ControlError(f"unknown target type {target_type!r}", "bad_request")
         if not valid_function_name(fun):
             raise ControlError(f"bad function name {fun!r} (expected module.function)", "bad_request")
         timeout = float(_arg(args, "timeout", (int, float), master.config.job_timeout))
         if not 0 < timeout <= MAX_JOB_SECONDS:
             raise ControlError(f"timeout must be between 0 and {MAX_JOB_SECONDS:g} seconds", "bad_request")
-        matched = master.resolve_target(target, target_type)
+        batch = None
+        if _arg(args, "batch", (str, int), None) is not None:
+            try:
+                batch = parse_batch(
+                    args["batch"],
+                    wait=float(_arg(args, "batch_wait", (int, float), 0.0)),
+                    failhard=_arg(args, "failhard", bool, False),
+                )
+            except ValueError as exc:
+                raise ControlError(str(exc), "bad_request") from exc
+        try:
+            matched = master.resolve_target(target, target_type)
+        except TargetError as exc:
+            raise ControlError(str(exc), "bad_request") from exc
         if not matched:
             raise ControlError(f"no accepted minion matches {target_type} target {target!r}", "no_match")
-        result = await master.jobs.run(
-            matched,
-            fun,
-            _arg(args, "args", list, []),
-            _arg(args, "kwargs", dict, {}),
-            timeout=timeout,
-            target=target,
-            target_type=target_type,
-        )
-        return result.public()
+        try:
+            job = master.jobs.start(
+                matched,
+                fun,
+                _arg(args, "args", list, []),
+                _arg(args, "kwargs", dict, {}),
+                timeout=timeout,
+                target=target,
+                target_type=target_type,
+                batch=batch,
+            )
+        except StorageFull as exc:
+            raise ControlError(f"the job was not started: {exc}", "failed") from exc
+        if _arg(args, "async", bool, False):
+            master.jobs.launch(job)
+            return {"jid": job.jid, "minions": matched, "batch": job.batch}
+        if not _arg(args, "progress", bool, False):
+            return (await master.jobs.follow(job)).public()
+        reports: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # at most two per minion
+        task = master.jobs.launch(job, reports.put_nowait)  # goes on if the client goes away
+
+        async def progress() -> AsyncIterator[dict[str, Any]]:
+            yield {"type": "job", "jid": job.jid, "minions": matched, "batch": job.batch}
+            while True:
+                getter = asyncio.ensure_future(reports.get())
+                await asyncio.wait([getter, task], return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                while not reports.empty():
+                    yield reports.get_nowait()
+                yield {"type": "done", **task.result().public()}
+                return
+
+        return Stream(progress())
 
     async def jobs_list(args: dict[str, Any]) -> Any:
         recent = master.job_store.recent(_arg(args, "limit", int, 50))
@@ -192,13 +242,32 @@ def handlers(master: Master) -> dict[str, Handler]:
 
     async def jobs_show(args: dict[str, Any]) -> Any:
         jid = _arg(args, "jid", str)
-        job = master.job_store.get(jid)
-        if job is None:
+        wait = float(_arg(args, "wait", (int, float), 0.0))
+        if not 0 <= wait <= MAX_JOB_SECONDS:
+            raise ControlError(f"wait must be between 0 and {MAX_JOB_SECONDS:g} seconds", "bad_request")
+        if master.job_store.get(jid) is None:
             raise ControlError(f"no job {jid!r}", "not_found")
+        if wait:
+            await master.jobs.wait(jid, wait)
+        job = master.job_store.get(jid)
+        assert job is not None
         returns = master.job_store.returns(jid)
+        summary = job.summary or {}
+
+        def shown(minion_id: str) -> dict[str, Any] | None:
+            if minion_id in returns:
+                return return_public(returns[minion_id])
+            if minion_id in summary.get("not_run", []):
+                error = f"not run: the batch stopped after {summary.get('stopped_by')} failed"
+                return {"success": False, "return": None, "retcode": 1, "error": error, "not_run": True}
+            if minion_id in summary.get("no_return", []):
+                return {"success": False, "return": None, "retcode": 1, "error": "no return", "lost": True}
+            return None  # still running
+
         return {
             **job.public(),
-            "returns": {mid: return_public(returns[mid]) if mid in returns else None for mid in job.minions},
+            "finished": job.summary is not None or all(mid in returns for mid in job.minions),
+            "returns": {mid: shown(mid) for mid in job.minions},
         }
 
     async def event_fire(args: dict[str, Any]) -> Any:

@@ -12,13 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from reactord.batching import parse_batch
+from reactord.errors import TargetError
 from reactord.protocol.durations import parse_duration
 from reactord.protocol.errors import TagError
 from reactord.protocol.events import Event
 from reactord.protocol.messages import valid_function_name
 from reactord.protocol.tags import RESERVED_PREFIX, validate_tag
-from reactord.reactor.templates import Template, compile_template, compile_value, render_value
-from reactord.targeting import TARGET_TYPES
+from reactord.reactor.templates import (
+    Template,
+    TemplateError,
+    compile_template,
+    compile_value,
+    render_value,
+)
+from reactord.targeting import TARGET_TYPES, compile_target, escape_value
 
 COMMON = ("timeout", "retry", "lock", "name")
 
@@ -46,6 +54,26 @@ class ActionSpec:
     lock: Template | str | None
     line: int
     label: str
+    title: Template | None = None  # the label's text with templates, rendered per event
+
+    def label_for(self, event: Event) -> str:
+        """The label with the event's values in it (as written where a value is missing)."""
+        if self.title is None:
+            return self.label
+        try:
+            return _brief(str(self.title.render(event)), 80)
+        except TemplateError:
+            return self.label
+
+    def written_targets(self) -> list[tuple[str, str, str]]:
+        """(key, target, target type) of each target written out (not a template) in this action."""
+        out = []
+        target, gate = self.params.get("target"), self.params.get("gate")
+        if self.kind == "run" and isinstance(target, str):
+            out.append(("target", target, self.params["target_type"]))
+        if isinstance(gate, dict) and gate.get("target") is not None:
+            out.append(("gate.target", gate["target"], gate["target_type"]))
+        return out
 
     def render(self, event: Event) -> dict[str, Any]:
         """The parameters for one event (raises ``TemplateError`` when a value is missing)."""
@@ -60,31 +88,70 @@ class ActionSpec:
         return value if isinstance(value, str) else str(value)
 
 
-def _str_template(value: Any, what: str) -> Template | str:
+def _str_template(value: Any, what: str, escape: Callable[[str], str] | None = None) -> Template | str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{what}: expected text")
-    return compile_template(value)
+    return compile_template(value, escape)
+
+
+def _target_escape(target_type: str) -> Callable[[str], str]:
+    """Values from the event are matched literally in a target, and cannot change its shape."""
+
+    def escape(value: str) -> str:
+        try:
+            return escape_value(value, target_type)
+        except TargetError as exc:
+            raise TemplateError(str(exc)) from None
+
+    return escape
+
+
+def _target_type(value: Any, key: str) -> str:
+    if value not in TARGET_TYPES:
+        raise ValueError(f"{key}: expected one of {', '.join(TARGET_TYPES)}")
+    return str(value)
+
+
+def _check_target(target: Template | str, target_type: str, key: str) -> None:
+    """A target written out in the rule is compiled now (nodegroup names are checked against
+    master.yaml when the master loads the rules); a template is compiled per event."""
+    if isinstance(target, str):
+        try:
+            compile_target(target, target_type, syntax_only=True)
+        except TargetError as exc:
+            raise ValueError(f"{key}: {exc}") from None
 
 
 def _run(spec: dict[str, Any]) -> dict[str, Any]:
     fun = spec["run"]
     if not isinstance(fun, str) or not valid_function_name(fun):
         raise ValueError(f"run: {fun!r} is not a function name like service.restart")
-    target_type = spec.get("target_type", "glob")
-    if target_type not in TARGET_TYPES:
-        raise ValueError(f"target_type: expected one of {', '.join(TARGET_TYPES)}")
+    target_type = _target_type(spec.get("target_type", "glob"), "target_type")
     args, kwargs = spec.get("args", []), spec.get("kwargs", {})
     if not isinstance(args, list):
         raise ValueError("args: expected a list")
     if not isinstance(kwargs, dict):
         raise ValueError("kwargs: expected a mapping")
+    target = _str_template(spec.get("target", "{{ source }}"), "target", _target_escape(target_type))
+    _check_target(target, target_type, "target")
     out = {
         "fun": fun,
-        "target": _str_template(spec.get("target", "{{ source }}"), "target"),
+        "target": target,
         "target_type": target_type,
         "args": compile_value(args),
         "kwargs": compile_value(kwargs),
     }
+    if "batch" in spec:
+        wait = parse_duration(spec.get("batch_wait", 0))
+        failhard = spec.get("failhard", False)
+        if not isinstance(failhard, bool):
+            raise ValueError("failhard: expected true or false")
+        try:
+            out["batch"] = parse_batch(spec["batch"], wait=wait, failhard=failhard).public()
+        except ValueError as exc:
+            raise ValueError(f"batch: {exc}") from None
+    elif "batch_wait" in spec or "failhard" in spec:
+        raise ValueError("batch_wait and failhard go with batch:")
     if "gate" in spec:
         out["gate"] = parse_gate(spec["gate"])
     return out
@@ -105,6 +172,9 @@ def parse_gate(value: Any) -> dict[str, Any]:
     target = value.get("target")
     if target is not None and (not isinstance(target, str) or "{{" in target):
         raise ValueError("gate.target: expected a target like 'web*' (templates are not supported here)")
+    target_type = _target_type(value.get("target_type", "glob"), "gate.target_type")
+    if target is not None:
+        _check_target(target, target_type, "gate.target")
     try:
         compile_checks(groups)
     except GateError as exc:
@@ -112,9 +182,6 @@ def parse_gate(value: Any) -> dict[str, Any]:
     allow_stale = value.get("allow_stale", False)
     if not isinstance(allow_stale, bool):
         raise ValueError("gate.allow_stale: expected true or false")
-    target_type = value.get("target_type", "glob")
-    if target_type not in TARGET_TYPES:
-        raise ValueError(f"gate.target_type: expected one of {', '.join(TARGET_TYPES)}")
     return {
         "checks": groups,
         "target": target,
@@ -180,7 +247,11 @@ def _log(spec: dict[str, Any]) -> dict[str, Any]:
 
 #: kind -> (its own keys, the parser of its parameters, its default timeout)
 KINDS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], dict[str, Any]], float]] = {
-    "run": (("run", "target", "target_type", "args", "kwargs", "gate"), _run, 30.0),
+    "run": (
+        ("run", "target", "target_type", "args", "kwargs", "gate", "batch", "batch_wait", "failhard"),
+        _run,
+        30.0,
+    ),
     "fire": (("fire", "data"), _fire, 5.0),
     "webhook": (("webhook", "method", "headers", "body"), _webhook, 10.0),
     "exec": (("exec", "env", "cwd"), _exec, 60.0),
@@ -205,8 +276,22 @@ def parse_action(spec: Any, index: int) -> ActionSpec:
         raise ValueError("timeout: must be more than 0s")
     retry = _retry(spec.get("retry", {}))
     lock = _str_template(spec["lock"], "lock") if "lock" in spec else None
-    label = spec.get("name") or f"{kind} {_brief(spec[kind])}"
-    return ActionSpec(kind, index, params, timeout, retry, lock, getattr(spec, "line", 0), str(label))
+    text = str(spec.get("name") or f"{kind} {_joined(spec[kind])}")
+    try:
+        title = compile_template(text) if "{{" in text else None
+    except ValueError:
+        title = None  # a label is only shown: braces that are no template stay as they are
+    return ActionSpec(
+        kind,
+        index,
+        params,
+        timeout,
+        retry,
+        lock,
+        getattr(spec, "line", 0),
+        _brief(text, 80),
+        title if isinstance(title, Template) else None,
+    )
 
 
 def _retry(value: Any) -> Retry:
@@ -226,12 +311,11 @@ def _retry(value: Any) -> Retry:
     )
 
 
-def _brief(value: Any) -> str:
-    text = (
-        value
-        if isinstance(value, str)
-        else " ".join(map(str, value))
-        if isinstance(value, list)
-        else str(value)
-    )
-    return text if len(text) <= 60 else text[:57] + "..."
+def _joined(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _brief(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

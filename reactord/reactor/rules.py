@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import glob
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from reactord.errors import TargetError
 from reactord.protocol.durations import parse_duration
 from reactord.protocol.errors import ReactordError, TagError
 from reactord.protocol.tags import validate_pattern
@@ -24,6 +25,7 @@ from reactord.reactor.conditions import Condition, Counter, ValueTest, compile_c
 from reactord.reactor.paths import validate_path
 from reactord.reactor.templates import Template, compile_template
 from reactord.reactor.yamlfile import LineDict, load_with_lines
+from reactord.targeting import compile_target
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 RULE_KEYS = (
@@ -272,8 +274,14 @@ def rule_files(patterns: Iterable[str], base: Path) -> list[Path]:
     return found
 
 
-def load_rule_set(paths: Iterable[Path], counter: Counter | None = None) -> RuleSet:
-    """Load every file, all or nothing; names must be unique across the set."""
+def load_rule_set(
+    paths: Iterable[Path], counter: Counter | None = None, nodegroups: Mapping[str, str] | None = None
+) -> RuleSet:
+    """Load every file, all or nothing; names must be unique across the set.
+
+    ``nodegroups`` (master.yaml's): the targets written out in run actions and gates are
+    compiled against them, so a rule naming a nodegroup that does not exist is refused.
+    """
     counter = counter or Counter()
     rules: list[Rule] = []
     files = []
@@ -297,4 +305,18 @@ def load_rule_set(paths: Iterable[Path], counter: Counter | None = None) -> Rule
             seen[rule.name] = rule
             rules.append(rule)
         files.append(str(path))
+    if nodegroups is not None:
+        for rule in rules:
+            _check_targets(rule, nodegroups)
     return RuleSet(tuple(rules), tuple(files), counter)
+
+
+def _check_targets(rule: Rule, nodegroups: Mapping[str, str]) -> None:
+    for spec in rule.do:
+        for key, target, target_type in spec.written_targets():
+            try:
+                compile_target(target, target_type, nodegroups)
+            except TargetError as exc:
+                raise RuleError(
+                    rule.file, spec.line, f"{rule.name}.do[{spec.index}].{key}", str(exc)
+                ) from None

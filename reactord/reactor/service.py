@@ -108,7 +108,7 @@ class Reactor:
     def load(self) -> RuleSet:
         """Load the rule set (all or nothing) and start using it; ``RuleError`` leaves the old one."""
         files = self.files()
-        rules = load_rule_set(files, self.engine.counter)
+        rules = load_rule_set(files, self.engine.counter, self.config.nodegroups)
         self.engine.swap(rules)
         # A large rule set is many long-lived objects: keep the cyclic garbage collector from
         # walking them again and again on the hot path (they are freed by reference counting).

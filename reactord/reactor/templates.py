@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from reactord.protocol.events import Event
@@ -27,17 +28,25 @@ class TemplateError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Template:
+    """``escape``: the text of each value goes through it (and the result is always text), for
+    places where a value must not be read as syntax (a target: ``escape_value``); it raises
+    ``TemplateError`` for a value it cannot make harmless."""
+
     text: str
     whole: tuple[str, ...] | None  # the path, when the template is one whole value
     pieces: tuple[str | tuple[str, ...], ...]
+    escape: Callable[[str], str] | None = field(default=None, compare=False)
 
     def render(self, event: Event) -> Any:
         if self.whole is not None:
-            return _lookup(event, self.whole)
+            value = _lookup(event, self.whole)
+            return value if self.escape is None else self.escape(_text(value))
         out = []
         for piece in self.pieces:
             if isinstance(piece, str):
                 out.append(piece)
+            elif self.escape is not None:
+                out.append(self.escape(_text(_lookup(event, piece))))
             else:
                 out.append(_text(_lookup(event, piece)))
         return "".join(out)
@@ -60,7 +69,7 @@ def _text(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-def compile_template(text: str) -> Template | str:
+def compile_template(text: str, escape: Callable[[str], str] | None = None) -> Template | str:
     """A ``Template`` if ``text`` holds ``{{ }}``, else ``text`` itself; ``ValueError`` if malformed."""
     matches = list(_TEMPLATE.finditer(text))
     if not matches:
@@ -68,7 +77,7 @@ def compile_template(text: str) -> Template | str:
             raise ValueError(f"unbalanced braces in template {text!r}")
         return text
     if len(matches) == 1 and matches[0].span() == (0, len(text)):
-        return Template(text, validate_path(matches[0].group(1).strip()), ())
+        return Template(text, validate_path(matches[0].group(1).strip()), (), escape)
     pieces: list[str | tuple[str, ...]] = []
     last = 0
     for match in matches:
@@ -84,7 +93,7 @@ def compile_template(text: str) -> Template | str:
         raise ValueError(f"unbalanced braces in template {text!r}")
     if tail:
         pieces.append(tail)
-    return Template(text, None, tuple(pieces))
+    return Template(text, None, tuple(pieces), escape)
 
 
 def compile_value(value: Any) -> Any:

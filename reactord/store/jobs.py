@@ -10,7 +10,8 @@ from reactord.protocol.messages import Return
 from reactord.store.database import Database
 
 _JOB_COLUMNS = (
-    "jid, fun, args, kwargs, target, target_type, minions, created, timeout, origin, causation, depth, action"
+    "jid, fun, args, kwargs, target, target_type, minions, created, timeout, origin, causation, depth,"
+    " action, batch, summary"
 )
 
 
@@ -29,6 +30,8 @@ class JobRecord:
     causation: str | None = None
     depth: int = 0
     action: str | None = None  # the rule action that started it, if one did
+    batch: dict[str, Any] | None = None  # {size | percent, wait, failhard} of a batched job
+    summary: dict[str, Any] | None = None  # written when the job has ended (see jobs.summarize)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -43,6 +46,8 @@ class JobRecord:
             "timeout": self.timeout,
             "origin": self.origin,
             "causation": self.causation,
+            "batch": self.batch,
+            "summary": self.summary,
         }
 
 
@@ -60,7 +65,7 @@ class JobStore:
     def add(self, job: JobRecord) -> None:
         with self.db.writing() as conn:
             conn.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.jid,
                     job.fun,
@@ -75,8 +80,15 @@ class JobStore:
                     job.causation,
                     job.depth,
                     job.action,
+                    None if job.batch is None else jsonable.dumps(job.batch),
+                    None if job.summary is None else jsonable.dumps(job.summary),
                 ),
             )
+
+    def finish(self, jid: str, summary: dict[str, Any]) -> None:
+        """Record how a job ended (its summary); the job is then finished."""
+        with self.db.writing() as conn:
+            conn.execute("UPDATE jobs SET summary=? WHERE jid=?", (jsonable.dumps(summary), jid))
 
     def latest_for(self, action_id: str) -> JobRecord | None:
         """The last job a rule action started (how a resumed action knows it already ran)."""
@@ -181,4 +193,6 @@ def _job(row: tuple[Any, ...]) -> JobRecord:
         causation=row[10],
         depth=row[11],
         action=row[12],
+        batch=None if row[13] is None else jsonable.loads(row[13]),
+        summary=None if row[14] is None else jsonable.loads(row[14]),
     )

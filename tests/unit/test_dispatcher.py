@@ -86,7 +86,7 @@ def test_an_invalid_target_fails_the_action_without_retrying_or_hanging(tmp_path
         [
             {
                 "run": "test.ping",
-                "target": "broken",
+                "target": "{{ data.name }}",  # nginx: no key:value (a written target is refused at load)
                 "target_type": "grain",
                 "retry": {"attempts": 5, "backoff": "10s"},
             },
@@ -96,6 +96,30 @@ def test_an_invalid_target_fails_the_action_without_retrying_or_hanging(tmp_path
     assert [a["status"] for a in actions] == ["dead", "skipped"]
     assert actions[0]["attempts"] == 1 and "key:value" in actions[0]["error"]
     assert audit.dead_letters()[0].attempts == 1
+
+
+def test_a_value_from_the_event_cannot_widen_a_target(tmp_path: Path) -> None:
+    event = Event(id="E2", tag="x", source="web01", time=1.0, data={"name": "web01 or *"})
+    audit = AuditLog(Database(tmp_path / "m.db", MIGRATIONS))
+
+    async def scenario() -> None:
+        dispatcher = ActionDispatcher(audit, context, Stats())
+        dispatcher.submit(
+            rule([{"run": "test.ping", "target": "{{ data.name }}", "target_type": "compound"}]), event
+        )
+        async with asyncio.timeout(10):
+            while dispatcher.in_flight:
+                await asyncio.sleep(0.01)  # poll: the firing is a task of its own
+
+    asyncio.run(scenario())
+    (letter,) = audit.dead_letters()
+    assert letter.attempts == 0 and "would change the target's shape" in letter.error
+
+
+def test_labels_show_the_event_s_values(tmp_path: Path) -> None:
+    audit, actions, _ = run(tmp_path, [{"log": "restarting {{ data.name }} on {{ source }}"}])
+    assert actions[0]["label"] == "log restarting nginx on web01"
+    assert rule([{"log": "x {{ data.name }}"}]).do[0].label == "log x {{ data.name }}"  # no event: as written
 
 
 def test_resolved_dead_letters_are_not_retried_again(tmp_path: Path) -> None:

@@ -93,7 +93,10 @@ def test(rules_path: Path, event_file: Path, as_json: bool) -> None:
         click.echo(jsonable.dumps({"fired": fired, "steps": [s.public() for s in steps]}, indent=2))
     else:
         for step in steps:
-            click.echo(f"{step.event.tag} ({step.event.source}, {iso(step.event.time)})")
+            when = iso(step.time)
+            if step.held:  # a `for` fires when it comes due, on the latest event that held
+                when += f", for came due; its event at {iso(step.event.time)}"
+            click.echo(f"{step.event.tag} ({step.event.source}, {when})")
             if not step.decisions:
                 click.echo("  no rule listens to this tag")
             for decision in step.decisions:

@@ -160,6 +160,16 @@ class Engine:
             self.fire_counts[rule.name] = self.fire_counts.get(rule.name, 0) + 1
         return Decision(rule, event, reason is None, reason)
 
+    def next_due(self) -> float | None:
+        """When the first running ``for`` hold comes due (None when none is running)."""
+        rules = self.rules.by_name()
+        due = [
+            hold.since + rule.hold
+            for key, hold in self.state.holds.items.items()
+            if not hold.fired and (rule := rules.get(key[0])) is not None and rule.hold is not None
+        ]
+        return min(due, default=None)
+
     def due_holds(self, now: float) -> list[Decision]:
         """``for`` conditions that have now held long enough (fired by the master's tick)."""
         fired = []

@@ -2,12 +2,15 @@
 
 ``reactord rules test`` loads the rules, then takes the events in order with each event's
 ``time`` as the clock, so ``changed``, ``for``, ``throttle`` and ``threshold`` behave across
-the sequence as they would live. Actions are rendered, never run.
+the sequence as they would live. A ``for`` hold that comes due between two events fires at
+the time it came due (a step of its own, as the master's tick would fire it), not when the
+next event is taken. Actions are rendered, never run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,12 +75,19 @@ def read_events(path: Path) -> list[Event]:
 
 @dataclass(slots=True)
 class Step:
+    """What the rules decided at ``time``: on ``event`` as it came, or (``held``) when a ``for``
+    hold on ``event``, the latest event that kept it holding, came due."""
+
     event: Event
     decisions: list[Decision]
+    time: float
+    held: bool = False
     actions: list[dict[str, Any]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return {
+            "time": self.time,
+            "trigger": "for" if self.held else "event",
             "event": {
                 "id": self.event.id,
                 "tag": self.event.tag,
@@ -101,17 +111,23 @@ def run_offline(rules: RuleSet, events: list[Event]) -> list[Step]:
     previous: dict[tuple[str, str], Event] = {}
     steps: list[Step] = []
     for event in events:
-        for decision in engine.due_holds(event.time):  # `for` holds that came due before this event
-            steps.append(_step(decision.event, [decision]))
+        # `for` holds that came due before this event, each fired at the time it came due
+        while (due := engine.next_due()) is not None and due <= event.time:
+            # (one step past ``due`` if the sum since + hold rounded down)
+            fired = engine.due_holds(due) or engine.due_holds(math.nextafter(due, math.inf))
+            if not fired:
+                break
+            steps += [_step(d.event, [d], due, held=True) for d in fired]
+        steps += [_step(d.event, [d], event.time, held=True) for d in engine.due_holds(event.time)]
         key = (event.source, event.tag)
         decisions = engine.evaluate(event, previous.get(key), event.time)
         previous[key] = event
-        steps.append(_step(event, decisions))
+        steps.append(_step(event, decisions, event.time))
     return steps
 
 
-def _step(event: Event, decisions: list[Decision]) -> Step:
-    step = Step(event, decisions)
+def _step(event: Event, decisions: list[Decision], at: float, *, held: bool = False) -> Step:
+    step = Step(event, decisions, at, held)
     for decision in decisions:
         if not decision.fired:
             continue

@@ -36,13 +36,14 @@ from reactord.protocol.metricsserver import MetricsServer, Snapshot
 from reactord.reactor.service import Reactor
 from reactord.stats import Stats
 from reactord.store.database import Checkpointer, Database
+from reactord.store.deliveries import Deliveries
 from reactord.store.events import EventLog
 from reactord.store.jobs import JobStore
 from reactord.store.minions import MinionRegistry
 from reactord.store.schema import MIGRATIONS
 from reactord.store.state import StateTable
 from reactord.targeting import resolve
-from reactord.webhooks import Busy, Endpoint, WebhookServer, emit_through
+from reactord.webhooks import Busy, Delivered, Endpoint, Item, WebhookServer, deliver, emit_through
 from reactord.zap import ZapHandler
 
 log = logging.getLogger("reactord.master")
@@ -76,6 +77,7 @@ class Master:
         self.registry = MinionRegistry(self.db)
         self.job_store = JobStore(self.db)
         self.event_log = EventLog(self.db)
+        self.deliveries = Deliveries(self.db, config.webhooks.dedupe_window)
         self.bus = Bus(self.ctx, config.bus_path, config.max_message_size)
         self.state_table = StateTable(self.db, cache_bytes=config.state.cache_bytes)
         limits = config.limits
@@ -220,10 +222,10 @@ class Master:
             )
             endpoints[name] = Endpoint(name, spec.kind, secret.encode() if secret else None, token)
 
-        def emit(events: list[tuple[str, dict[str, Any]]], source: str) -> list[str]:
+        def emit(endpoint: str, items: list[Item]) -> Delivered:
             if self.reactor.dispatcher.saturated or self.pipeline.storage_error is not None:
                 raise Busy("the master is catching up (its action queue is full or its disk is)")
-            return [e.id for e in self.pipeline.emit_many(events, source=source)]
+            return deliver(endpoint, items, self.deliveries, self.pipeline.emit_many, self.clock())
 
         loop = asyncio.get_running_loop()
         self.webhooks = WebhookServer(
@@ -325,7 +327,7 @@ class Master:
             before = self.clock() - retention.max_age
             removed += self.reactor.audit.prune(before) + self.job_store.prune(before)
             removed += self.state_table.prune(before)
-        return removed
+        return removed + self.deliveries.prune(self.clock())  # webhook dedupe keys past their window
 
     async def _tick(self) -> None:
         while True:

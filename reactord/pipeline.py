@@ -297,8 +297,13 @@ class EventPipeline:
         depth: int = 0,
         action: str | None = None,
         hold: bool = False,
+        writes: Callable[[list[Event]], Writes] | None = None,
     ) -> list[Event]:
-        """``emit`` for several events, written in one transaction (a webhook's alerts)."""
+        """``emit`` for several events, written in one transaction (a webhook's alerts).
+
+        ``writes`` makes, from the events, more rows for that transaction (a webhook's dedupe
+        keys); it is for events that are not held (``hold`` False).
+        """
         packed = []
         for tag, data in items:
             validate_tag(tag)
@@ -330,7 +335,7 @@ class EventPipeline:
             self._hold(events)  # behind the ones already waiting: the log keeps their order
             return events
         try:
-            self._write(events, {})
+            self._write(events, {}, writes(events) if writes is not None else None)
         except StorageFull as exc:
             self._storage_failed(exc)
             if not hold:
@@ -378,13 +383,20 @@ class EventPipeline:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _write(self, events: list[Event], delivery: dict[tuple[str, str], int]) -> None:
-        """Decide and write ``events`` with the delivery state they advance; on success
-        acknowledge, republish and act; on failure undo what deciding changed, and raise."""
+    def _write(
+        self, events: list[Event], delivery: dict[tuple[str, str], int], extra: Writes | None = None
+    ) -> None:
+        """Decide and write ``events`` with the delivery state they advance (and ``extra``
+        rows); on success acknowledge, republish and act; on failure undo what deciding
+        changed, and raise."""
         new_epochs = [k for k in delivery if k not in self._last]
-        pairs, state_rows = self.state.advance(events)
+        pairs, state_rows, cleared = self.state.advance(events)
         decided = self.decider.decide(pairs) if self.decider is not None else None
         writes: Writes = list(decided.writes) if decided is not None else []
+        if cleared:
+            writes.append((StateTable.CLEAR, cleared))
+        if extra:
+            writes.extend(extra)
         if new_epochs:
             writes.append(("DELETE FROM delivery WHERE source=? AND epoch<>?", new_epochs))
         try:

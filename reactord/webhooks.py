@@ -3,13 +3,9 @@
 ``POST /hooks/<name>[/<path>]`` for each configured endpoint. Every endpoint authenticates
 (an HMAC-SHA256 signature header, GitHub style ``sha256=<hex>``, or a bearer token, both
 compared in constant time); a request that does not, or that is too large, is refused with
-its status code and counted, and nothing reaches the bus. Kinds:
-
-- ``json``: the body (an object) is the data; the tag is ``webhook/<name>[/<path>]``
-- ``cloudevents``: a CloudEvents 1.0 event in structured JSON mode; the tag is
-  ``webhook/<name>/<type>``, the data ``{"ce": {id, source, type, time, subject}, "data": ...}``
-- ``alertmanager``: Prometheus Alertmanager's webhook; one event per alert, tagged
-  ``webhook/<name>/<status>`` (``firing`` or ``resolved``), with labels and annotations
+its status code and counted, and nothing reaches the bus. What the body becomes depends on the
+endpoint's kind (``json``, ``cloudevents``, ``github``, ``alertmanager``: see
+reactord.webhook_kinds).
 
 What one request may cost is bounded: its body (``max_body``), the events it becomes
 (``max_events``, 413 beyond: checked before any event is built), the endpoint's budget of
@@ -17,6 +13,10 @@ events and bytes per second (429 with ``Retry-After``), the requests handled at 
 (``max_connections``; more wait in the listen queue), and the master's state (503 with
 ``Retry-After`` while its action queue or its disk is full). A request's events are written
 in one transaction, on the master's loop, or none of them.
+
+A delivery its sender sends again (the same dedupe key, within ``dedupe_window``) is answered
+with the ids of its first delivery and logged once: the keys are looked up and written on the
+master's loop, in the transaction of the events they name (``deliver``).
 """
 
 from __future__ import annotations
@@ -33,22 +33,58 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from reactord.budget import Budgets
 from reactord.protocol.configfile import parse_address
 from reactord.protocol.errors import EncodeError, StorageFull, TagError
-from reactord.protocol.events import check_data
+from reactord.protocol.events import Event, check_data
 from reactord.protocol.tags import validate_tag
 from reactord.stats import Stats
+from reactord.store.deliveries import Deliveries
+from reactord.store.events import Writes
+from reactord.webhook_kinds import KINDS, Item, Refused, Request, segment
+
+__all__ = [
+    "KINDS",
+    "Busy",
+    "Delivered",
+    "Endpoint",
+    "Item",
+    "Refused",
+    "WebhookServer",
+    "deliver",
+    "emit_through",
+]
 
 log = logging.getLogger("reactord.webhooks")
 
-KINDS = ("json", "cloudevents", "alertmanager")
 _LENGTH = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit also takes "²"
-_SEGMENT_SAFE = re.compile(r"[^A-Za-z0-9_.:@=+,~%-]+")
 
-Emit = Callable[[list[tuple[str, dict[str, Any]]], str], list[str]]
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What a request's events became: the ids of all of them, in order, and how many of
+    those an earlier delivery had already logged."""
+
+    ids: list[str]
+    duplicate: int = 0
+
+
+#: Hands a request's events (endpoint name, items) to the master; runs on the master's loop.
+Emit = Callable[[str, list[Item]], Delivered]
+
+
+class EmitMany(Protocol):
+    """The pipeline's ``emit_many``, as ``deliver`` uses it."""
+
+    def __call__(
+        self,
+        items: list[tuple[str, dict[str, Any]]],
+        *,
+        source: str,
+        writes: Callable[[list[Event]], Writes] | None = None,
+    ) -> list[Event]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,20 +95,8 @@ class Endpoint:
     token: str | None
 
 
-class Refused(Exception):
-    def __init__(self, status: int, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.retry_after = retry_after
-
-
 class Busy(Exception):
     """The master cannot take events now (its action queue or its disk is full): 503."""
-
-
-def segment(text: str) -> str:
-    return _SEGMENT_SAFE.sub("_", text).strip("_")[:64] or "unknown"
 
 
 def authenticate(endpoint: Endpoint, headers: Any, body: bytes) -> None:
@@ -88,41 +112,40 @@ def authenticate(endpoint: Endpoint, headers: Any, body: bytes) -> None:
             raise Refused(401, "bad or missing bearer token")
 
 
-def to_events(
-    endpoint: Endpoint, path: str, payload: Any, max_events: int = 1000
-) -> list[tuple[str, dict[str, Any]]]:
-    """The events a request becomes; ``Refused(400)`` for a body that does not fit its kind,
-    ``Refused(413)`` for one that would become more than ``max_events`` events."""
-    base = f"webhook/{endpoint.name}"
-    if endpoint.kind == "json":
-        tag = f"{base}/{path}" if path else base
-        return [(tag, payload if isinstance(payload, dict) else {"body": payload})]
-    if endpoint.kind == "cloudevents":
-        if not isinstance(payload, dict) or payload.get("specversion") != "1.0":
-            raise Refused(400, "not a CloudEvents 1.0 event in structured JSON mode")
-        missing = [k for k in ("id", "source", "type") if not isinstance(payload.get(k), str)]
-        if missing:
-            raise Refused(400, f"CloudEvents attributes missing: {', '.join(missing)}")
-        ce = {k: payload.get(k) for k in ("id", "source", "type", "time", "subject", "datacontenttype")}
-        return [(f"{base}/{segment(payload['type'])}", {"ce": ce, "data": payload.get("data")})]
-    if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
-        raise Refused(400, "not an Alertmanager webhook (no alerts list)")
-    if len(payload["alerts"]) > max_events:
-        raise Refused(
-            413, f"{len(payload['alerts'])} alerts in one request; at most {max_events} (webhooks.max_events)"
-        )
-    common = {k: payload.get(k) for k in ("receiver", "groupKey", "externalURL")}
-    events = []
-    for alert in payload["alerts"]:
-        if not isinstance(alert, dict):
-            raise Refused(400, "an alert is not an object")
-        status = segment(str(alert.get("status", payload.get("status", "unknown"))))
-        data = {
-            k: alert.get(k)
-            for k in ("status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint")
-        }
-        events.append((f"{base}/{status}", {**data, **common}))
-    return events
+def deliver(
+    endpoint: str, items: list[Item], deliveries: Deliveries, emit_many: EmitMany, now: float
+) -> Delivered:
+    """Log the items no earlier delivery (within the window) logged, with their keys, in one
+    transaction; on the master's loop, so that two copies of a delivery sent at once are
+    told apart. An item whose key an earlier item of the same request has is a copy of it."""
+    known = deliveries.known(endpoint, [i.key for i in items if i.key], now)
+    first: dict[str, int] = {}  # key -> index of its first new item in this request
+    fresh: list[Item] = []
+    slots: list[int | list[str]] = []  # per item: its index in `fresh`, or the ids logged before
+    for item in items:
+        if item.key is not None and item.key in known:
+            slots.append(known[item.key])
+        elif item.key is not None and item.key in first:
+            slots.append(first[item.key])
+        else:
+            if item.key is not None:
+                first[item.key] = len(fresh)
+            slots.append(len(fresh))
+            fresh.append(item)
+
+    def keys(events: list[Event]) -> Writes:
+        made = {i.key: [e.id] for i, e in zip(fresh, events, strict=True) if i.key is not None}
+        return deliveries.writes(endpoint, made, now)
+
+    events = (
+        emit_many([(i.tag, i.data) for i in fresh], source=f"webhook/{endpoint}", writes=keys)
+        if fresh
+        else []
+    )
+    ids: list[str] = []
+    for slot in slots:
+        ids.extend(slot if isinstance(slot, list) else [events[slot].id])
+    return Delivered(ids, len(items) - len(fresh))
 
 
 class WebhookServer:
@@ -181,30 +204,36 @@ class WebhookServer:
         budgets = self.budgets  # after authentication: nobody else can spend an endpoint's budget
         if budgets is not None and not budgets.admit(source, len(body)):
             raise Refused(429, "over this endpoint's budget (limits)", budgets.wait_for(source))
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, a huge int, too deep
-            raise Refused(400, f"the body is not JSON: {exc}") from None
         subpath = "/".join(segment(p) for p in parts[2:] if p)
-        events = to_events(endpoint, subpath, payload, self.max_events)
-        if len(events) > self.max_events:
-            raise Refused(413, f"this request becomes {len(events)} events; at most {self.max_events}")
+        items = KINDS[endpoint.kind](Request(endpoint.name, subpath, headers, body), self.max_events)
+        if len(items) > self.max_events:
+            raise Refused(413, f"this request becomes {len(items)} events; at most {self.max_events}")
         try:  # every event checked before the first is emitted: a request is taken whole or not at all
-            for tag, data in events:
-                validate_tag(tag)
-                check_data(data)
+            for item in items:
+                validate_tag(item.tag)
+                check_data(item.data)
         except (TagError, EncodeError) as exc:
             raise Refused(400, str(exc)) from None
         if budgets is not None:
-            budgets.charge(source, len(events))
+            budgets.charge(source, len(items))
         try:
-            ids = self.emit(events, source)
+            delivered = self.emit(endpoint.name, items)
         except Busy as exc:
             raise Refused(503, str(exc), 5.0) from None
         except StorageFull as exc:
             raise Refused(503, f"cannot store events now: {exc}", 5.0) from None
-        self.stats.incr_labeled("webhook_events", len(ids), endpoint=endpoint.name)
-        return 202, {"accepted": len(ids), "ids": ids}
+        self.stats.incr_labeled("webhook_events", len(items) - delivered.duplicate, endpoint=endpoint.name)
+        answer: dict[str, Any] = {"accepted": len(delivered.ids), "ids": delivered.ids}
+        if delivered.duplicate:
+            self.stats.incr("webhook.duplicate", delivered.duplicate)
+            answer["duplicate"] = delivered.duplicate
+            log.info(
+                "webhook %s: %d of %d events already logged by an earlier delivery",
+                endpoint.name,
+                delivered.duplicate,
+                len(items),
+            )
+        return 202, answer
 
 
 class _Bounded(http.server.ThreadingHTTPServer):
@@ -273,9 +302,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def emit_through(loop: asyncio.AbstractEventLoop, emit: Emit) -> Emit:
     """An ``Emit`` for the HTTP threads that runs the master's emit on its event loop."""
 
-    def run(events: list[tuple[str, dict[str, Any]]], source: str) -> list[str]:
-        async def emit_all() -> list[str]:
-            return emit(events, source)
+    def run(endpoint: str, items: list[Item]) -> Delivered:
+        async def emit_all() -> Delivered:
+            return emit(endpoint, items)
 
         return asyncio.run_coroutine_threadsafe(emit_all(), loop).result(10)
 

@@ -16,6 +16,15 @@ from reactord.store.database import Database
 UNSTATEFUL = "reactor/job/"
 #: An event whose packed data is larger than this is not cached (it is read back when needed).
 CACHE_MAX_EVENT = 64 * 1024
+#: Events from webhooks: their source is ``webhook/<endpoint>``, set by the master.
+WEBHOOK_SOURCE = "webhook/"
+
+
+def clears(source: str, data: Any) -> bool:
+    """Whether an event ends the state of its (source, tag) instead of becoming it: an event
+    from a webhook whose ``data.status`` is ``resolved`` (a resolved Alertmanager alert, one
+    tag per alert). A rule on the event alone, so that the table rebuilt from the log agrees."""
+    return source.startswith(WEBHOOK_SOURCE) and isinstance(data, dict) and data.get("status") == "resolved"
 
 
 def cache_weight(event: Event) -> int:
@@ -93,14 +102,15 @@ class StateTable:
 
     def advance(
         self, events: Iterable[Event]
-    ) -> tuple[list[tuple[Event, Event | None]], list[tuple[Any, ...]]]:
-        """Each event with the one it follows (same source and tag), and the rows to write.
+    ) -> tuple[list[tuple[Event, Event | None]], list[tuple[Any, ...]], list[tuple[str, str]]]:
+        """Each event with the one it follows (same source and tag), the rows to write, and
+        the (source, tag) rows to delete (their last event ``clears`` them).
 
         The cache moves on at once; the rows must be written in the same transaction as
-        the events themselves (``EventLog.append``).
+        the events themselves (``EventLog.append``; the deletes with ``CLEAR``).
         """
         pairs: list[tuple[Event, Event | None]] = []
-        latest: dict[tuple[str, str], Event] = {}
+        latest: dict[tuple[str, str], Event | None] = {}  # None: cleared
         for event in events:
             if event.tag.startswith(UNSTATEFUL):
                 pairs.append((event, None))  # one tag per job: no state to keep
@@ -108,11 +118,19 @@ class StateTable:
             key = (event.source, event.tag)
             # the one before it in this batch first: a large event is not cached, and the
             # table still holds the state from before the batch
-            pairs.append((event, latest.get(key) or self.previous(event.source, event.tag)))
-            latest[key] = event
-            self._remember(event)
-        rows = [(e.source, e.tag, e.id, e.time, e.received, e.packed_data()) for e in latest.values()]
-        return pairs, rows
+            pairs.append((event, latest[key] if key in latest else self.previous(event.source, event.tag)))
+            if clears(event.source, event.data):
+                latest[key] = None
+                self._drop(key)
+            else:
+                latest[key] = event
+                self._remember(event)
+        rows = [
+            (e.source, e.tag, e.id, e.time, e.received, e.packed_data())
+            for e in latest.values()
+            if e is not None
+        ]
+        return pairs, rows, [key for key, e in latest.items() if e is None]
 
     def current(self) -> list[Event]:
         """Every row of the state table: the latest event of each (source, tag)."""
@@ -178,6 +196,14 @@ class StateTable:
                 " WHERE id IN (SELECT MAX(id) FROM events"
                 " WHERE tag NOT LIKE 'reactor/job/%' GROUP BY source, tag)"
             )
+            cleared = [
+                (source, tag)
+                for source, tag, blob in conn.execute(
+                    "SELECT source, tag, data FROM state WHERE source LIKE ?", (WEBHOOK_SOURCE + "%",)
+                )
+                if clears(source, codec.unpack(blob, max_size=1 << 30))
+            ]
+            conn.executemany(self.CLEAR, cleared)
         self._clear()
         return int(self.db.conn.execute("SELECT COUNT(*) FROM state").fetchone()[0])
 
@@ -186,6 +212,7 @@ class StateTable:
         " ON CONFLICT (source, tag) DO UPDATE SET event_id=excluded.event_id, time=excluded.time,"
         " received=excluded.received, data=excluded.data"
     )
+    CLEAR = "DELETE FROM state WHERE source=? AND tag=?"
 
 
 #: A change of rule state to write: (kind, (rule, key)).

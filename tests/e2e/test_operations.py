@@ -90,11 +90,12 @@ def test_webhooks_in_alertmanager_cloudevents_and_refusals(setup: Setup) -> None
     (setup.root / "reactor.d" / "hooks.yaml").write_text("""
 rules:
   - name: page
-    on: webhook/alerts/firing
-    when: {data.labels.severity: critical}
+    on: webhook/alerts/**
+    when: {data.status: firing, data.labels.severity: critical}
     do: [{fire: ops/page, data: {alert: "{{ data.labels.alertname }}", host: "{{ data.labels.instance }}"}}]
   - name: cleared
-    on: webhook/alerts/resolved
+    on: webhook/alerts/**
+    when: {data.status: resolved}
     do: [{fire: ops/cleared, data: {alert: "{{ data.labels.alertname }}"}}]
   - name: deployed
     on: webhook/ce/com.example.deploy.finished

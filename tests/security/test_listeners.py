@@ -221,7 +221,7 @@ def test_a_webhook_body_that_is_not_json_or_not_of_the_endpoints_kind_is_refused
 ) -> None:
     port = _hooks_master(setup)
     cloud = {"specversion": "1.0", "id": "A1", "source": "ci", "type": "com.example.deploy"}
-    alert = {"status": "firing", "labels": {"alertname": "DiskFull"}}
+    alert = {"status": "firing", "labels": {"alertname": "DiskFull"}, "fingerprint": "c0ffee"}
     deep_path = "/hooks/raw/" + "/".join(["a"] * 40)  # a tag of 42 segments
     cases: list[tuple[str, Any, str]] = [
         ("/hooks/raw", b"not json", "not JSON"),
@@ -255,7 +255,7 @@ def test_a_webhook_body_that_is_not_json_or_not_of_the_endpoints_kind_is_refused
     ]
     assert [_post(port, path, body, auth)[0] for path, body, auth in good] == [202] * 3
     tags = sorted(e["tag"] for e in setup.events("--tag", "webhook/**"))
-    assert tags == ["webhook/alerts/firing", "webhook/ce/com.example.deploy", "webhook/raw"]
+    assert tags == ["webhook/alerts/DiskFull/c0ffee", "webhook/ce/com.example.deploy", "webhook/raw"]
 
 
 def test_values_python_or_msgpack_cannot_take_are_refused_whole_with_an_answer(setup: Setup) -> None:
@@ -267,7 +267,7 @@ def test_values_python_or_msgpack_cannot_take_are_refused_whole_with_an_answer(s
     status, _, answer = _exchange(port, request)  # "\xb2" is "²" in latin-1: isdigit() but no int
     assert (status, json.loads(answer)) == (411, {"error": "a Content-Length is required"})
 
-    alert = {"status": "firing", "labels": {"alertname": "DiskFull"}}
+    alert = {"status": "firing", "labels": {"alertname": "DiskFull"}, "fingerprint": "c0ffee"}
     cases: list[tuple[str, bytes, str]] = [
         ("/hooks/raw", b'{"n": ' + b"7" * 5000 + b"}", "not JSON"),  # over Python's 4,300 digits
         ("/hooks/raw", b"[" * 5000 + b"]" * 5000, "not JSON"),  # deeper than the JSON parser goes
@@ -289,7 +289,7 @@ def test_values_python_or_msgpack_cannot_take_are_refused_whole_with_an_answer(s
 
     # the listener goes on, and the master's own event numbering has no gap
     assert _post(port, "/hooks/alerts", json.dumps({"alerts": [alert]}).encode(), BEARER)[0] == 202
-    assert [e["tag"] for e in setup.events("--tag", "webhook/**")] == ["webhook/alerts/firing"]
+    assert [e["tag"] for e in setup.events("--tag", "webhook/**")] == ["webhook/alerts/DiskFull/c0ffee"]
     seqs = [e["seq"] for e in setup.events("--source", "webhook/alerts")]
     assert seqs and all(later == earlier + 1 for earlier, later in itertools.pairwise(seqs))
 

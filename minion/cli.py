@@ -2,7 +2,9 @@
 
 ``python -m minion [-c FILE]`` runs the daemon (``reactord minion`` runs exactly this);
 ``python -m minion send TAG`` and ``status`` talk to a running minion on this host
-(``reactord event send`` runs the former).
+(``reactord event send`` runs the former); ``python -m minion functions`` lists the
+functions the minion code installed here provides (``reactord rules check`` asks it, as
+reactord never imports minion).
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from minion.config import MinionConfig, load_minion_config
 from minion.errors import MasterKeyError
-from minion.plugins import PluginError
+from minion.plugins import PluginError, load_registry
 from reactord.protocol.errors import (
     ConfigError,
     KeyFileError,
@@ -120,3 +123,27 @@ def send(
 def status(config_path: str | None) -> None:
     """How the running minion on this host is doing (JSON)."""
     click.echo(json.dumps(_call(_client(config_path, 10.0), "status"), indent=2))
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", metavar="FILE", help="also this minion.yaml's plugins.dirs")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output: {name: origin}")
+def functions(config_path: str | None, as_json: bool) -> None:
+    """The functions the minion code on this host provides, allowed or not: built-ins and
+    installed plugins (entry points), and with -c the plugins.dirs of that minion.yaml."""
+    dirs: tuple[Path, ...] = ()
+    use_entry_points = True
+    if config_path:
+        config = _config(config_path)
+        dirs, use_entry_points = config.plugins.dirs, config.plugins.entry_points
+    try:
+        registry = load_registry(dirs, use_entry_points=use_entry_points)
+    except PluginError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    origins = {name: registry.origin[("function", name)] for name in sorted(registry.functions)}
+    if as_json:
+        click.echo(json.dumps(origins))
+    else:
+        for name, origin in origins.items():
+            click.echo(f"{name}  {origin}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from reactord.cli.common import (
     print_table,
 )
 from reactord.reactor.offline import EventFileError, load_offline, read_events, run_offline
-from reactord.reactor.rules import RuleError, load_rule_set, rule_files
+from reactord.reactor.rules import RuleError, RuleSet, load_rule_set, rule_files
 
 
 @click.group()
@@ -57,12 +59,77 @@ def check(path: Path | None, config_path: str | None, as_json: bool) -> None:
             )
             sys.exit(EXIT_USAGE)
         fail(str(exc), EXIT_USAGE)
+    warnings = _unknown_functions(loaded)
     if as_json:
         click.echo(
-            json.dumps({"ok": True, "files": list(loaded.files), "rules": [r.name for r in loaded.rules]})
+            json.dumps(
+                {
+                    "ok": True,
+                    "files": list(loaded.files),
+                    "rules": [r.name for r in loaded.rules],
+                    "warnings": warnings,
+                }
+            )
         )
     else:
+        for warning in warnings:
+            click.echo(f"warning: {warning['message']}", err=True)
         click.echo(f"ok: {len(loaded.rules)} rules in {len(loaded.files)} files")
+
+
+def _unknown_functions(loaded: RuleSet) -> list[dict[str, Any]]:
+    """A warning for each ``run`` of a function that no built-in module or installed plugin
+    provides (a warning only: the minions may have plugins this host has not)."""
+    calls = [(rule, spec) for rule in loaded.rules for spec in rule.do if spec.kind == "run"]
+    if not calls:
+        return []
+    known, why = _minion_functions()
+    if known is None:
+        return [{"message": f"the function names of run actions were not checked: {why}"}]
+    warnings = []
+    for rule, spec in calls:
+        fun = spec.params["fun"]
+        if fun in known:
+            continue
+        close = difflib.get_close_matches(fun, known, n=1)
+        message = (
+            f"{rule.file}:{spec.line}: rule {rule.name}: run {fun}: no built-in minion module"
+            " or plugin installed here provides it"
+            + (f" (did you mean {close[0]}?)" if close else "")
+            + "; a minion with a plugin of its own may"
+        )
+        warnings.append(
+            {
+                "file": rule.file,
+                "line": spec.line,
+                "rule": rule.name,
+                "function": fun,
+                "did_you_mean": close[0] if close else None,
+                "message": message,
+            }
+        )
+    return warnings
+
+
+def _minion_functions() -> tuple[list[str] | None, str]:
+    """The functions the minion code installed here provides, asked of ``python -m minion
+    functions`` (reactord never imports minion); None and why when that fails."""
+    try:
+        listed = subprocess.run(
+            [sys.executable, "-m", "minion", "functions", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    if listed.returncode != 0:
+        return None, (listed.stderr.strip().splitlines() or [f"exit {listed.returncode}"])[-1]
+    try:
+        return sorted(json.loads(listed.stdout)), ""
+    except (json.JSONDecodeError, TypeError) as exc:
+        return None, f"unreadable list of functions: {exc}"
 
 
 @rules.command("test")

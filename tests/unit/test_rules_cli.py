@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from reactord.cli import cli
@@ -97,3 +99,56 @@ def test_a_hold_due_exactly_at_the_next_event_fires_before_it(tmp_path: Path) ->
         ("event", 130),
     ]
     assert [d["fired"] for s in steps for d in s["decisions"]] == [False, True, False, False]
+
+
+CALLS = """
+rules:
+  - name: calls
+    on: ops/deploy
+    do:
+      - run: tset.pnig
+      - run: test.ping
+      - run: cert.days_left
+      - run: acme.deploy
+"""
+
+
+def test_rules_check_warns_of_functions_no_minion_module_or_plugin_provides(tmp_path: Path) -> None:
+    rules = tmp_path / "calls.yaml"
+    rules.write_text(CALLS)
+    text = CliRunner().invoke(cli, ["rules", "check", str(rules)])
+    assert text.exit_code == 0, text.output  # a warning, not an error
+    assert text.stdout == "ok: 1 rules in 1 files\n"
+    assert text.stderr.splitlines() == [
+        f"warning: {rules}:6: rule calls: run tset.pnig: no built-in minion module or plugin installed"
+        " here provides it (did you mean test.ping?); a minion with a plugin of its own may",
+        f"warning: {rules}:9: rule calls: run acme.deploy: no built-in minion module or plugin installed"
+        " here provides it; a minion with a plugin of its own may",
+    ]
+    # test.ping is built in; cert.days_left comes from the example plugin installed here
+
+    result = CliRunner().invoke(cli, ["rules", "check", str(rules), "--json"])
+    assert result.exit_code == 0
+    checked = json.loads(result.stdout)
+    assert checked["ok"] is True
+    assert [(w["line"], w["rule"], w["function"], w["did_you_mean"]) for w in checked["warnings"]] == [
+        (6, "calls", "tset.pnig", "test.ping"),
+        (9, "calls", "acme.deploy", None),
+    ]
+    assert all(w["file"] == str(rules) and w["message"] for w in checked["warnings"])
+
+
+def test_rules_check_says_when_it_could_not_check_function_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("no such interpreter")
+
+    monkeypatch.setattr(subprocess, "run", broken)
+    rules = tmp_path / "calls.yaml"
+    rules.write_text(CALLS)
+    result = CliRunner().invoke(cli, ["rules", "check", str(rules), "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["warnings"] == [
+        {"message": "the function names of run actions were not checked: no such interpreter"}
+    ]

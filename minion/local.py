@@ -1,23 +1,33 @@
-"""The minion's local socket: how ``reactord event send`` on this host hands it events.
+"""The minion's local socket: how ``reactord event send`` and ``reactord call`` on this host
+reach the minion.
 
 An owner-only unix socket in the minion's ``state_dir``. ``event.send`` returns once the
 events are in the durable outbox, and fails (code ``failed``, the CLI exits 1) with
 "cannot write <path>: disk full; nothing was queued" when the outbox cannot be written;
-``status`` says how the minion is doing.
+``call`` runs one function through the minion's executor, under the same
+``functions.allow`` as a job from the master, and returns its return (nothing goes to the
+master but the events the function itself emits); ``status`` says how the minion is doing.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from minion.errors import OutboxUnavailable
 from minion.outbox import EventTooLarge, OutboxFull
 from reactord.protocol.errors import EncodeError, RequestError, TagError
+from reactord.protocol.ids import new_id
 from reactord.protocol.localsock import Handler
+from reactord.protocol.messages import MAX_JOB_SECONDS, CommandBody, valid_function_name
 from reactord.protocol.tags import localize, validate_tag
 
 if TYPE_CHECKING:
     from minion.agent import Agent
+
+log = logging.getLogger("minion.local")
 
 MAX_COUNT = 1_000_000
 
@@ -45,7 +55,43 @@ def handlers(agent: Agent) -> dict[str, Handler]:
             raise RequestError(str(exc), "bad_request") from exc
         return {"count": len(seqs), "first_seq": seqs[0], "last_seq": seqs[-1], "epoch": agent.outbox.epoch}
 
+    async def call(args: dict[str, Any]) -> Any:
+        fun, call_args, kwargs = args.get("fun"), args.get("args", []), args.get("kwargs", {})
+        timeout = args.get("timeout", 30.0)
+        if not isinstance(fun, str) or not valid_function_name(fun):
+            raise RequestError(f"bad function name {fun!r} (expected module.function)", "bad_request")
+        if not isinstance(call_args, list) or not isinstance(kwargs, dict):
+            raise RequestError("args must be a list and kwargs a mapping", "bad_request")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout <= MAX_JOB_SECONDS
+        ):
+            raise RequestError(f"timeout must be between 0 and {MAX_JOB_SECONDS:g} seconds", "bad_request")
+        now = time.time()
+        body = CommandBody(
+            jid=f"local-{new_id(now)}",
+            id=agent.config.id,
+            fun=fun,
+            args=call_args,
+            kwargs=kwargs,
+            timeout=float(timeout),
+            expires=now + timeout,
+            nonce=os.urandom(16),
+        )
+        log.info("local call %s (%s)", fun, body.jid, extra={"jid": body.jid})
+        ret = await agent.executor.run(body)
+        out: dict[str, Any] = {
+            "id": ret.id,
+            "success": ret.success,
+            "return": ret.ret,
+            "retcode": ret.retcode,
+        }
+        if ret.error:
+            out["error"] = ret.error
+        return out
+
     async def status(args: dict[str, Any]) -> Any:
         return agent.status_report()
 
-    return {"event.send": send, "status": status}
+    return {"event.send": send, "call": call, "status": status}

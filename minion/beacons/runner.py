@@ -187,6 +187,17 @@ class BeaconManager:
         slot.wake.set()
         return slot.public()
 
+    async def test(self, name: str) -> list[tuple[str, dict[str, Any]]]:
+        """Poll a beacon once and return its reports as (tag, data), sending nothing and
+        changing nothing of the running beacon's state (``reactord call beacons.test``)."""
+        slot = self._slot(name)
+        try:
+            async with asyncio.timeout(slot.timeout):
+                reports = await asyncio.to_thread(slot.beacon.poll)
+        except TimeoutError:
+            raise RuntimeError(f"beacon {name} timed out after {slot.timeout:g}s") from None
+        return [(f"beacon/{slot.name}" + (f"/{r.subject}" if r.subject else ""), r.data) for r in reports]
+
     async def fire_now(self, name: str) -> list[dict[str, Any]]:
         reports = await self.poll(self._slot(name), force=True)
         return [{"subject": r.subject, "data": r.data} for r in reports]

@@ -50,10 +50,19 @@ BUILTINS: dict[str, Function] = {
     "beacons.enable": event_fn.beacons_enable,
     "beacons.disable": event_fn.beacons_disable,
     "beacons.fire_now": event_fn.beacons_fire_now,
+    "beacons.test": event_fn.beacons_test,
 }
 
 #: What a minion may run when minion.yaml says nothing: looking, never changing.
-DEFAULT_ALLOW = ("test.*", "grains.*", "sys.*", "beacons.list", "service.status", "disk.usage")
+DEFAULT_ALLOW = (
+    "test.*",
+    "grains.*",
+    "sys.*",
+    "beacons.list",
+    "beacons.test",
+    "service.status",
+    "disk.usage",
+)
 
 
 def allowed(functions: Mapping[str, Function], patterns: Iterable[str]) -> dict[str, Function]:

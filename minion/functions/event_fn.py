@@ -59,3 +59,17 @@ def beacons_fire_now(name: str, *, ctx: JobContext) -> list[dict[str, Any]]:
     except KeyError as exc:
         raise FunctionError(str(exc.args[0])) from None
     return ctx.on_loop(manager.fire_now(name))  # type: ignore[no-any-return]
+
+
+def beacons_test(name: str, *, ctx: JobContext) -> list[dict[str, Any]]:
+    """Poll a beacon once and return the events it would send, sending nothing."""
+    manager = _beacons(ctx)
+    try:
+        manager._slot(name)
+    except KeyError as exc:
+        raise FunctionError(str(exc.args[0])) from None
+    try:
+        reports = ctx.on_loop(manager.test(name))
+    except RuntimeError as exc:
+        raise FunctionError(str(exc)) from None
+    return [{"tag": localize(ctx.minion_id, tag), "data": data} for tag, data in reports]

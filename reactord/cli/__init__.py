@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from reactord import __version__
-from reactord.cli import daemons, events, fleet, jobs, keys, rules, status
+from reactord.cli import call, daemons, events, fleet, jobs, keys, rules, status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,6 +22,7 @@ for command in (
     *daemons.COMMANDS,
     *keys.COMMANDS,
     *jobs.COMMANDS,
+    *call.COMMANDS,
     *events.COMMANDS,
     *rules.COMMANDS,
     *fleet.COMMANDS,

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import datetime
-import re
 import sys
 from typing import Any
 
 import click
-import yaml
 
 from reactord.cli.common import (
     EXIT_FAILED,
@@ -28,44 +25,7 @@ from reactord.cli.common import (
 from reactord.cli.targets import check as check_target
 from reactord.cli.targets import flagged_type, target_type_flags
 from reactord.control import ControlClient
-
-_KWARG = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.S)
-
-
-def parse_call_args(raw: tuple[str, ...]) -> tuple[list[Any], dict[str, Any]]:
-    """CLI words into args and kwargs: ``name=value`` is a keyword; values are YAML scalars."""
-    args: list[Any] = []
-    kwargs: dict[str, Any] = {}
-    for word in raw:
-        match = _KWARG.fullmatch(word)
-        if match:
-            kwargs[match.group(1)] = _value(match.group(2))
-        else:
-            args.append(_value(word))
-    return args, kwargs
-
-
-def _value(text: str) -> Any:
-    """A YAML scalar (3, true, [a, b]); text that YAML would turn into a date stays text."""
-    try:
-        value = yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        return text
-    return text if isinstance(value, (datetime.date, datetime.datetime)) else value
-
-
-def return_lines(ret: dict[str, Any] | None) -> list[str]:
-    """One minion's return as text: the value as YAML (``true``, lists as blocks), or the error;
-    the same in ``run`` and ``jobs show``."""
-    if ret is None:
-        return ["(no return yet)"]
-    lines = []
-    if not ret.get("success"):
-        lines.append("ERROR: " + (ret.get("error") or f"failed (retcode {ret.get('retcode')})"))
-    if ret.get("return") is not None or ret.get("success"):
-        text = yaml.safe_dump(ret.get("return"), default_flow_style=False, sort_keys=True, allow_unicode=True)
-        lines.extend(text.rstrip("\n").removesuffix("\n...").splitlines())
-    return lines
+from reactord.protocol.calls import parse_call_args, return_lines
 
 
 def _echo_return(minion_id: str, ret: dict[str, Any] | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -108,11 +109,14 @@ def send(
     encrypted bus, under minion/<id>/ (`event send app/deployed` on web01 becomes
     minion/web01/app/deployed). Runs `python -m minion send`.
     """
+    # Read here, so that a mistake is told under this command's name, not the one it runs.
+    try:
+        data = parse_data(data_json, pairs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     argv = [sys.executable, "-m", "minion", "send", tag, "--count", str(count)]
-    if data_json is not None:
-        argv += ["--data", data_json]
-    for pair in pairs:
-        argv += ["-d", pair]
+    if data:
+        argv += ["--data", json.dumps(data)]
     if config_path:
         argv += ["-c", config_path]
     if as_json:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.support import Setup, run_cli, wait_until
 
@@ -60,3 +61,11 @@ def test_event_list_replay_state_and_watch_agree_on_a_glob_that_matches_its_own_
 
     rows = setup.cli_json("state", "webhook/x/**")["rows"]
     assert sorted(r["tag"] for r in rows) == sorted(UNDER_X)
+
+
+def test_event_send_names_itself_in_its_usage_errors(tmp_path: Path) -> None:
+    for bad in (["--data", "{bad"], ["--data", "[1]"], ["-d", "novalue"]):
+        result = run_cli("event", "send", "app/deployed", *bad, "-c", str(tmp_path / "minion.yaml"))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("Usage: reactord event send [OPTIONS] TAG\n"), result.stderr
+        assert "python -m minion" not in result.stderr

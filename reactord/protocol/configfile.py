@@ -1,14 +1,18 @@
 """Reading a YAML config file once, at the edge, into a frozen typed object.
 
 Each config class is a frozen dataclass whose fields carry a converter in their metadata
-(``option(default, convert)``). ``build`` checks every key: unknown keys, wrong types and bad
-values raise one ``ConfigError`` naming the file and the dotted key. Relative paths resolve
-against the folder of the file that names them.
+(``option(default, convert)``). ``build`` checks every key: unknown keys (with the nearest
+known one), wrong types and bad values raise one ``ConfigError`` naming the file, the line and
+the dotted key. The YAML is read like rule files are (``protocol/yamlfile.py``): a key given
+twice is refused, and a YAML error is one line with its file and line. A missing file is
+told with every place looked at. Relative paths resolve against the folder of the file that
+names them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from collections.abc import Callable
@@ -20,6 +24,7 @@ import yaml
 
 from reactord.protocol.durations import parse_duration
 from reactord.protocol.errors import ConfigError, ReactordError
+from reactord.protocol.yamlfile import LineDict, describe_error, load_with_lines
 
 T = TypeVar("T")
 Convert = Callable[[Any, "Where"], Any]
@@ -29,11 +34,13 @@ SYSTEM_DIR = Path("/etc/reactord")
 
 @dataclass(frozen=True, slots=True)
 class Where:
-    """Where a value comes from: the file, its folder, and the dotted key."""
+    """Where a value comes from: the file, its folder, the dotted key, and the kind of file it
+    is read as (``master.yaml``, ``minion.yaml``; for errors)."""
 
     path: str
     base: Path
     key: str
+    kind: str = ""
 
 
 def option(default: Any, convert: Convert, doc: str = "") -> Any:
@@ -55,30 +62,44 @@ def _copy(value: Any) -> Any:
 def find_config(explicit: str | None, filename: str) -> Path:
     """The config file to use: ``-c``, then ``$REACTORD_CONFIG``, then ``./<filename>``,
     then ``/etc/reactord/<filename>``."""
+    return _search(explicit, filename)[0]
+
+
+def _search(explicit: str | None, filename: str) -> tuple[Path, str]:
+    """The config file to use, and the places looked at to find it (said when it is missing)."""
+    system = SYSTEM_DIR / filename
     if explicit:
-        return Path(explicit)
+        path = Path(explicit).absolute()
+        return path, f"tried -c {path}; with -c, $REACTORD_CONFIG, ./{filename} and {system} are not read"
     env = os.environ.get("REACTORD_CONFIG")
     if env:
-        return Path(env)
+        path = Path(env).absolute()
+        return path, (
+            f"tried -c (not given), $REACTORD_CONFIG={path}; with $REACTORD_CONFIG set,"
+            f" ./{filename} and {system} are not read"
+        )
     local = Path.cwd() / filename
     if local.exists():
-        return local
-    return SYSTEM_DIR / filename
+        return local, f"tried ./{filename}"
+    return system, (f"tried -c (not given), $REACTORD_CONFIG (not set), ./{filename} (no {local}), {system}")
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, tried: str = "") -> dict[str, Any]:
+    """The top-level mapping of a YAML config file (``LineDict``s inside, for the lines of
+    errors); ``ConfigError`` for a missing or unreadable file, bad YAML or a key given twice."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(str(path), None, "config file not found") from None
+        raise ConfigError(
+            str(path), None, "config file not found" + (f" ({tried})" if tried else "")
+        ) from None
     except OSError as exc:
         raise ConfigError(str(path), None, f"cannot read: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_with_lines(text, yaml11_booleans=True)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(str(path), None, f"invalid YAML{line}: {exc}") from exc
+        line, problem = describe_error(exc)
+        raise ConfigError(_at(str(path), line), None, f"invalid YAML: {problem}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -91,10 +112,31 @@ def load(cls: type[T], explicit: str | None, filename: str) -> T:
 
     ``cls`` may have a ``path`` field without a converter: it receives the file's path.
     """
-    path = find_config(explicit, filename).absolute()
-    raw = read_yaml_mapping(path)
+    found, tried = _search(explicit, filename)
+    path = found.absolute()
+    raw = read_yaml_mapping(path, tried)
     fixed = {"path": path} if "path" in {f.name for f in dataclasses.fields(cls)} else {}  # type: ignore[arg-type]
-    return build(cls, raw, Where(str(path), path.parent, ""), **fixed)
+    return build(cls, raw, Where(str(path), path.parent, "", filename), **fixed)
+
+
+def _at(path: str, line: int) -> str:
+    """``file:line`` when the line is known."""
+    return f"{path}:{line}" if line else path
+
+
+def _line(raw: Any, key: Any) -> int:
+    return raw.line_of(key) if isinstance(raw, LineDict) else 0
+
+
+def _unknown(where: Where, key: str, known: list[str]) -> str:
+    """Why ``key`` is refused: which file it is not a key of, and the nearest known key."""
+    name = Path(where.path).name
+    kind = where.kind or name
+    message = f"unknown key in {name}" + (f", read as {kind}" if kind != name else "")
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        message += f"; did you mean {_dotted(where.key, close[0])}?"
+    return message + f" (known: {', '.join(known)})"
 
 
 def build(cls: type[T], raw: dict[str, Any], where: Where, **fixed: Any) -> T:
@@ -108,18 +150,21 @@ def build(cls: type[T], raw: dict[str, Any], where: Where, **fixed: Any) -> T:
     }
     for key in raw:
         if key not in known:
-            name = _dotted(where.key, str(key))
-            raise ConfigError(where.path, name, f"unknown key (known: {', '.join(sorted(known))})")
+            dotted = _dotted(where.key, str(key))
+            raise ConfigError(
+                _at(where.path, _line(raw, key)), dotted, _unknown(where, str(key), sorted(known))
+            )
     values: dict[str, Any] = dict(fixed)
     for name, spec in known.items():
-        here = Where(where.path, where.base, _dotted(where.key, name))
+        here = Where(where.path, where.base, _dotted(where.key, name), where.kind)
         value = raw[name] if name in raw else _copy(spec.metadata["default"])
         try:
             values[name] = spec.metadata["convert"](value, here)
         except ConfigError:
             raise
         except (ValueError, TypeError, ReactordError) as exc:
-            raise ConfigError(where.path, here.key, str(exc)) from exc
+            line = _line(raw, name) if name in raw else 0
+            raise ConfigError(_at(where.path, line), here.key, str(exc)) from exc
     return cls(**values)
 
 
@@ -269,7 +314,7 @@ def as_mapping(value: Any, where: Where) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError("expected a mapping with string keys")
-    return dict(value)
+    return _copy(value)  # type: ignore[no-any-return]  # plain dicts all the way down
 
 
 def section(cls: type[T]) -> Convert:

@@ -20,7 +20,7 @@ import zmq.asyncio
 
 from reactord.budget import Budgets
 from reactord.keystore import KeyStore
-from reactord.link import curve_server_socket
+from reactord.link import bound_endpoint, curve_server_socket
 from reactord.pipeline import EventPipeline
 from reactord.protocol import messages as m
 from reactord.protocol.errors import DecodeError, StorageDamaged
@@ -58,6 +58,7 @@ class Ingest:
 
     def bind(self, endpoint: str) -> None:
         self.socket.bind(endpoint)
+        log.info("events from minions on %s (CURVE)", bound_endpoint(self.socket))
 
     def close(self) -> None:
         self.socket.close(linger=0)

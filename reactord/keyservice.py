@@ -13,13 +13,17 @@ Example exchange: request ``b"key"``; reply ``["master_key", {"key": <32 bytes>,
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import zmq
 import zmq.asyncio
 
+from reactord.link import bound_endpoint
 from reactord.protocol import codec
 from reactord.protocol.keys import CurveKeys
 from reactord.zap import KEY_DOMAIN
+
+log = logging.getLogger("reactord.keyservice")
 
 
 class KeyService:
@@ -32,6 +36,7 @@ class KeyService:
 
     def bind(self, endpoint: str) -> None:
         self.socket.bind(endpoint)
+        log.info("key service on %s (plain: the master's public key only)", bound_endpoint(self.socket))
 
     async def serve(self) -> None:
         while True:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
@@ -58,6 +58,11 @@ def curve_server_socket(
     return sock
 
 
+def bound_endpoint(sock: zmq.Socket[Any]) -> str:
+    """The address a socket was last bound to (the port the OS chose when asked for port 0)."""
+    return bytes(sock.getsockopt(zmq.LAST_ENDPOINT)).decode()
+
+
 class CommandLink:
     def __init__(
         self,
@@ -83,6 +88,7 @@ class CommandLink:
 
     def bind(self, endpoint: str) -> None:
         self.socket.bind(endpoint)
+        log.info("commands to minions on %s (CURVE)", bound_endpoint(self.socket))
 
     def close(self) -> None:
         self.socket.close(linger=0)

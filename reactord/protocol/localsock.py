@@ -60,6 +60,8 @@ class LocalServer:
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
+        what = "control socket" if self.daemon == "master" else "local socket"
+        log.info("%s on %s (owner only)", what, self.path)
 
     async def serve(self) -> None:
         assert self._server is not None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from reactord.protocol import configfile as cf
+
+log = logging.getLogger("reactord.metrics")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class MetricsServer:
 
         self.collector.refresh()
         self._server, _thread = start_http_server(self.port, addr=self.host, registry=self.registry)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        log.info("metrics on http://%s:%d/metrics", host, self._server.server_port)
 
     def close(self) -> None:
         if self._server is not None:

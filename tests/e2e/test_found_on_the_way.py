@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
-from tests.support import Setup, run_cli, wait_until
+import yaml
+
+from tests.support import Daemon, Setup, free_ports, run_cli, wait_until
 
 RULE = """
 rules:
@@ -69,3 +72,33 @@ def test_event_send_names_itself_in_its_usage_errors(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("Usage: reactord event send [OPTIONS] TAG\n"), result.stderr
         assert "python -m minion" not in result.stderr
+
+
+def _logged(daemon: Daemon, *parts: str) -> list[str]:
+    """The lines of a daemon's log that contain every one of ``parts``."""
+    return [line for line in daemon.output().splitlines() if all(p in line for p in parts)]
+
+
+def test_each_daemon_logs_every_listener_it_opened_once(setup: Setup) -> None:
+    master_metrics, minion_metrics, hooks = free_ports(3)
+    setup.edit_master(
+        metrics={"address": f"127.0.0.1:{master_metrics}"},
+        webhooks={"address": f"127.0.0.1:{hooks}", "endpoints": {"ci": {"kind": "json", "secret": "s"}}},
+    )
+    event_port, command_port, key_port = setup.ports
+    interface = yaml.safe_load(setup.master_yaml.read_text()).get("interface", "0.0.0.0")
+    master = setup.start_master(level="info")
+    minion = setup.start_minion("web01", metrics={"address": f"127.0.0.1:{minion_metrics}"})
+    expected = [
+        (master, f"events from minions on tcp://{interface}:{event_port} (CURVE)"),
+        (master, f"commands to minions on tcp://{interface}:{command_port} (CURVE)"),
+        (master, f"key service on tcp://{interface}:{key_port} (plain: the master's public key only)"),
+        (master, f"metrics on http://127.0.0.1:{master_metrics}/metrics"),
+        (master, f"webhooks on http://127.0.0.1:{hooks}/hooks/<name>: ci"),
+        (master, f"control socket on {setup.root / 'state' / 'master' / 'control.sock'} (owner only)"),
+        (minion, f"metrics on http://127.0.0.1:{minion_metrics}/metrics"),
+        (minion, f"local socket on {setup.root / 'state' / 'web01' / 'minion.sock'} (owner only)"),
+    ]
+    for daemon, line in expected:
+        found = wait_until(partial(_logged, daemon, line), 20, f"{daemon.name} to log {line!r}")
+        assert len(found) == 1 and " INFO " in found[0], found

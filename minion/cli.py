@@ -21,6 +21,7 @@ import click
 from minion.config import MinionConfig, load_minion_config
 from minion.errors import MasterKeyError
 from minion.plugins import PluginError, load_registry
+from reactord.protocol.calls import parse_call_args, return_lines
 from reactord.protocol.errors import (
     ConfigError,
     KeyFileError,
@@ -147,3 +148,26 @@ def functions(config_path: str | None, as_json: bool) -> None:
     else:
         for name, origin in origins.items():
             click.echo(f"{name}  {origin}")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("function")
+@click.argument("arguments", nargs=-1)
+@click.option("-t", "--timeout", type=click.FloatRange(0, 7 * 86400, min_open=True), default=30.0)
+@click.option("-c", "--config", "config_path", metavar="FILE", help=CONFIG_HELP)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def call(
+    function: str, arguments: tuple[str, ...], timeout: float, config_path: str | None, as_json: bool
+) -> None:
+    """Run FUNCTION through the running minion on this host and print its return
+    (``reactord call`` runs this): the same functions.allow as jobs from the master."""
+    args, kwargs = parse_call_args(arguments)
+    client = _client(config_path, timeout + 10)
+    ret = _call(client, "call", fun=function, args=args, kwargs=kwargs, timeout=timeout)
+    if as_json:
+        click.echo(json.dumps(ret, default=str))
+    else:
+        click.echo(f"{ret['id']}:")
+        for line in return_lines(ret):
+            click.echo(f"    {line}")
+    sys.exit(0 if ret["success"] else 1)

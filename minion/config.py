@@ -38,10 +38,22 @@ def _roots(value: Any, where: cf.Where) -> tuple[Path, ...]:
     return tuple(cf.as_path(v, where) for v in cf.as_str_list(value, where))
 
 
+#: What a minion runs when minion.yaml says nothing: read-only functions only.
+DEFAULT_ALLOW = (
+    "test.*",
+    "grains.*",
+    "sys.*",
+    "beacons.list",
+    "beacons.test",
+    "service.status",
+    "disk.usage",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class FunctionsConfig:
     allow: list[str] = cf.option(
-        ["test.*", "grains.*", "sys.*", "beacons.list", "service.status", "disk.usage"],
+        list(DEFAULT_ALLOW),
         cf.as_str_list,
         "globs of the functions this minion runs",
     )

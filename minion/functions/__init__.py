@@ -54,15 +54,6 @@ BUILTINS: dict[str, Function] = {
 }
 
 #: What a minion may run when minion.yaml says nothing: looking, never changing.
-DEFAULT_ALLOW = (
-    "test.*",
-    "grains.*",
-    "sys.*",
-    "beacons.list",
-    "beacons.test",
-    "service.status",
-    "disk.usage",
-)
 
 
 def allowed(functions: Mapping[str, Function], patterns: Iterable[str]) -> dict[str, Function]:

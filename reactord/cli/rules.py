@@ -40,16 +40,23 @@ def rules() -> None:
 @config_option
 @json_option
 def check(path: Path | None, config_path: str | None, as_json: bool) -> None:
-    """Validate rules: PATH (a file or a folder), or the master's `rules` globs. Exit 0 or 2."""
+    """Validate rules: PATH (a file or a folder), or the master's `rules` globs. Exit 0 or 2.
+
+    Targets naming nodegroups are checked against master.yaml's when it is read (no PATH,
+    or -c); a PATH alone checks their syntax only.
+    """
+    nodegroups = None
     if path is not None:
         files = (
             [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
         )
-    else:
+    if path is None or config_path:
         config = load_config(config_path)
-        files = rule_files(config.rules, config.path.parent)
+        nodegroups = config.nodegroups
+        if path is None:
+            files = rule_files(config.rules, config.path.parent)
     try:
-        loaded = load_rule_set(files)
+        loaded = load_rule_set(files, nodegroups=nodegroups)
     except RuleError as exc:
         if as_json:
             click.echo(

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from reactord.errors import ControlError
+from reactord.errors import ControlError, TargetError
 from reactord.fleet import GateError, compile_checks
 from reactord.protocol.errors import TagError
 from reactord.protocol.localsock import Handler
 from reactord.protocol.tags import validate_pattern
-from reactord.targeting import TARGET_TYPES
 
 if TYPE_CHECKING:
     from reactord.master import Master
@@ -23,10 +22,10 @@ def handlers(master: Master, arg: Any) -> dict[str, Handler]:
         target = arg(args, "target", str, None)
         if target is None:
             return None
-        target_type = arg(args, "target_type", str, "glob")
-        if target_type not in TARGET_TYPES:
-            raise ControlError(f"unknown target type {target_type!r}", "bad_request")
-        return master.resolve_target(target, target_type)
+        try:
+            return master.resolve_target(target, arg(args, "target_type", str, "glob"))
+        except TargetError as exc:
+            raise ControlError(str(exc), "bad_request") from exc
 
     async def state_list(args: dict[str, Any]) -> Any:
         tag = arg(args, "tag", str, None)

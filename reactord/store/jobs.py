@@ -52,7 +52,13 @@ class JobRecord:
 
 
 def return_public(ret: Return) -> dict[str, Any]:
-    out: dict[str, Any] = {"success": ret.success, "return": ret.ret, "retcode": ret.retcode}
+    out: dict[str, Any] = {
+        "success": ret.success,
+        "return": ret.ret,
+        "retcode": ret.retcode,
+        "started": ret.started,  # the minion's clock: when it began and ended the function
+        "finished": ret.finished,
+    }
     if ret.error:
         out["error"] = ret.error
     return out

@@ -60,7 +60,7 @@ def test_it_cannot_claim_another_minion_or_its_jobs(setup: Setup) -> None:
     finally:
         peer.close()
     shown = setup.cli_json("jobs", "show", job["jid"])
-    assert shown["returns"] == {"web02": {"success": True, "return": "real", "retcode": 0}}
+    assert {m: (r["success"], r["return"]) for m, r in shown["returns"].items()} == {"web02": (True, "real")}
     assert [x["grains"].get("role") for x in setup.cli_json("minions") if x["id"] == "web02"] == [None]
     assert setup.key_state("web02") == "accepted"
     assert_master_serves(setup, "web01", "web02")

@@ -117,7 +117,7 @@ def test_a_value_from_the_event_cannot_widen_a_target(tmp_path: Path) -> None:
 
 
 def test_labels_show_the_event_s_values(tmp_path: Path) -> None:
-    audit, actions, _ = run(tmp_path, [{"log": "restarting {{ data.name }} on {{ source }}"}])
+    _, actions, _ = run(tmp_path, [{"log": "restarting {{ data.name }} on {{ source }}"}])
     assert actions[0]["label"] == "log restarting nginx on web01"
     assert rule([{"log": "x {{ data.name }}"}]).do[0].label == "log x {{ data.name }}"  # no event: as written
 

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from minion.config import DEFAULT_ALLOW
 from minion.executor import Executor, wire_safe
-from minion.functions import BUILTINS, DEFAULT_ALLOW, allowed
+from minion.functions import BUILTINS, allowed
 from minion.state import MinionState
 from reactord.protocol import codec
 from reactord.protocol import messages as m

@@ -87,9 +87,8 @@ class Stores:
         self.db = Database(root / "m.db", MIGRATIONS)
         self.log = EventLog(self.db)
         self.state = StateTable(self.db)
-        events = _events()
-        _pairs, rows = self.state.advance(events)
-        self.log.append(events, {}, rows)
+        self.log.append(_events(), {})
+        self.state.rebuild()  # the state rows: the latest event of each (source, tag)
         self.fleet = Fleet(self.state, self.log, MinionRegistry(self.db), ttl=3600, clock=lambda: T0 + 60)
 
 

@@ -37,7 +37,7 @@ from reactord.protocol.messages import EventBatch
 from reactord.protocol.tags import minion_prefix, validate_tag
 from reactord.stats import Stats
 from reactord.store.events import EventLog, Writes
-from reactord.store.state import StateTable
+from reactord.store.state import StateTable, cleared
 from reactord.writehealth import WriteHealth
 
 log = logging.getLogger("reactord.events")
@@ -390,11 +390,11 @@ class EventPipeline:
         rows); on success acknowledge, republish and act; on failure undo what deciding
         changed, and raise."""
         new_epochs = [k for k in delivery if k not in self._last]
-        pairs, state_rows, cleared = self.state.advance(events)
+        pairs, state_rows = self.state.advance(events)
         decided = self.decider.decide(pairs) if self.decider is not None else None
         writes: Writes = list(decided.writes) if decided is not None else []
-        if cleared:
-            writes.append((StateTable.CLEAR, cleared))
+        if cleared_rows := cleared(events):  # a resolved alert's row goes
+            writes.append((StateTable.CLEAR, cleared_rows))
         if extra:
             writes.extend(extra)
         if new_epochs:

@@ -27,6 +27,15 @@ def clears(source: str, data: Any) -> bool:
     return source.startswith(WEBHOOK_SOURCE) and isinstance(data, dict) and data.get("status") == "resolved"
 
 
+def cleared(events: Iterable[Event]) -> list[tuple[str, str]]:
+    """The (source, tag) rows to delete with ``events``: those whose last event ``clears``."""
+    last: dict[tuple[str, str], bool] = {}
+    for event in events:
+        if event.source.startswith(WEBHOOK_SOURCE) and not event.tag.startswith(UNSTATEFUL):
+            last[(event.source, event.tag)] = clears(event.source, event.data)
+    return [key for key, clear in last.items() if clear]
+
+
 def cache_weight(event: Event) -> int:
     """What one cached event costs in memory, roughly: the unpacked data takes a few times the
     packed bytes, plus the envelope and the cache's own entry."""
@@ -102,12 +111,12 @@ class StateTable:
 
     def advance(
         self, events: Iterable[Event]
-    ) -> tuple[list[tuple[Event, Event | None]], list[tuple[Any, ...]], list[tuple[str, str]]]:
-        """Each event with the one it follows (same source and tag), the rows to write, and
-        the (source, tag) rows to delete (their last event ``clears`` them).
+    ) -> tuple[list[tuple[Event, Event | None]], list[tuple[Any, ...]]]:
+        """Each event with the one it follows (same source and tag), and the rows to write.
 
         The cache moves on at once; the rows must be written in the same transaction as
-        the events themselves (``EventLog.append``; the deletes with ``CLEAR``).
+        the events themselves (``EventLog.append``), with the deletes of ``cleared(events)``:
+        a (source, tag) whose last event ``clears`` it has no row to write, and none to keep.
         """
         pairs: list[tuple[Event, Event | None]] = []
         latest: dict[tuple[str, str], Event | None] = {}  # None: cleared
@@ -130,7 +139,7 @@ class StateTable:
             for e in latest.values()
             if e is not None
         ]
-        return pairs, rows, [key for key, e in latest.items() if e is None]
+        return pairs, rows
 
     def current(self) -> list[Event]:
         """Every row of the state table: the latest event of each (source, tag)."""

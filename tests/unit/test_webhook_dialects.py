@@ -16,7 +16,7 @@ from reactord.store.database import Database
 from reactord.store.deliveries import Deliveries
 from reactord.store.events import EventLog, Writes
 from reactord.store.schema import MIGRATIONS
-from reactord.store.state import StateTable
+from reactord.store.state import StateTable, cleared
 from reactord.webhook_kinds import KINDS, Item, Refused, Request
 from reactord.webhooks import deliver
 
@@ -326,8 +326,8 @@ def test_a_resolved_webhook_event_clears_its_state_row_live_and_rebuilt(tmp_path
     def write(tag: str, source: str, status: str) -> Event | None:
         """Write one event as the pipeline does; the state row it followed."""
         event = Event(id=next(ids), tag=tag, source=source, time=1.0, data={"status": status}, received=1.0)
-        pairs, rows, cleared = table.advance([event])
-        log.append([event], {}, rows, None, [(StateTable.CLEAR, cleared)] if cleared else None)
+        pairs, rows = table.advance([event])
+        log.append([event], {}, rows, None, [(StateTable.CLEAR, cleared([event]))])
         return pairs[0][1]
 
     def rows() -> list[tuple[str, str]]:

@@ -102,3 +102,44 @@ def test_each_daemon_logs_every_listener_it_opened_once(setup: Setup) -> None:
     for daemon, line in expected:
         found = wait_until(partial(_logged, daemon, line), 20, f"{daemon.name} to log {line!r}")
         assert len(found) == 1 and " INFO " in found[0], found
+
+
+def test_the_daemons_refuse_a_bad_config_in_one_line_with_exit_2(setup: Setup) -> None:
+    text = setup.master_yaml.read_text()
+    setup.master_yaml.write_text(text + "event_port: 1\n")  # given twice
+    master = run_cli("master", "-c", str(setup.master_yaml))
+    assert master.returncode == 2
+    assert master.stderr.startswith(f"error: {setup.master_yaml}:")
+    assert master.stderr.endswith(": invalid YAML: duplicate key 'event_port'\n")
+
+    # $REACTORD_CONFIG names the master's file, and the minion is started without -c
+    setup.master_yaml.write_text(text)
+    minion = run_cli("minion", env={"REACTORD_CONFIG": str(setup.master_yaml)})
+    assert minion.returncode == 2
+    assert len(minion.stderr.splitlines()) == 1, minion.stderr
+    assert "unknown key in master.yaml, read as minion.yaml" in minion.stderr
+
+    setup.master_yaml.write_text(text + "auto_acept: true\n")
+    master = run_cli("master", "-c", str(setup.master_yaml))
+    assert master.returncode == 2
+    assert ": auto_acept: unknown key in master.yaml; did you mean auto_accept? (known: " in master.stderr
+    missing = run_cli("status", "-c", str(setup.root / "nope.yaml"))
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"error: {setup.root / 'nope.yaml'}: config file not found (tried -c {setup.root / 'nope.yaml'};"
+        " with -c, $REACTORD_CONFIG, ./master.yaml and /etc/reactord/master.yaml are not read)\n"
+    )
+
+
+def test_rules_check_warns_of_an_unknown_function_and_still_exits_0(setup: Setup) -> None:
+    (setup.root / "reactor.d" / "typo.yaml").write_text(
+        "rules:\n  - name: typo\n    on: ops/x\n    do:\n      - run: tset.pnig\n"
+    )
+    result = setup.cli("rules", "check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: ")
+    assert result.stderr == (
+        f"warning: {setup.root / 'reactor.d' / 'typo.yaml'}:5: rule typo: run tset.pnig: no built-in"
+        " minion module or plugin installed here provides it (did you mean test.ping?); a minion with"
+        " a plugin of its own may\n"
+    )

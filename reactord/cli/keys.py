@@ -79,7 +79,7 @@ _YES = click.option("-y", "--yes", is_flag=True, help="do not ask when the glob 
 
 
 @key.command("accept")
-@click.argument("match", metavar="ID_OR_GLOB", required=False)
+@click.argument("match", metavar="[ID_OR_GLOB]", required=False)
 @click.option("--all", "accept_all", is_flag=True, help="accept every pending key")
 @click.option("--include-rejected", is_flag=True, help="a glob also matches rejected keys")
 @_YES

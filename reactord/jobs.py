@@ -83,7 +83,7 @@ def summarize(
     failed = [
         m for m in minions if m in returns and not returns[m].get("success") and not returns[m].get("lost")
     ]
-    lost = [m for m in minions if m in returns and returns[m].get("lost")]
+    lost = [m for m in minions if m in returns and returns[m].get("lost") and m not in not_run]
     return {
         "minions": len(minions),
         "succeeded": sum(1 for m in minions if returns.get(m, {}).get("success")),

@@ -34,6 +34,7 @@ HELP = {
     "ingest.paused": "Times ingest waited for room in the action queue",
     "reactor.errors": "Rule evaluations that raised (recorded as the rule's decision: error: ...)",
     "events.lost_storage": "The master's own events lost because the disk stayed full too long",
+    "webhook.duplicate": "Webhook events not logged again: an earlier delivery had logged them",
 }
 
 

@@ -132,7 +132,11 @@ def _step(event: Event, decisions: list[Decision], at: float, *, held: bool = Fa
         if not decision.fired:
             continue
         for spec in decision.rule.do:
-            entry: dict[str, Any] = {"rule": decision.rule.name, "kind": spec.kind, "label": spec.label}
+            entry: dict[str, Any] = {
+                "rule": decision.rule.name,
+                "kind": spec.kind,
+                "label": spec.label_for(event),
+            }
             try:
                 entry["params"] = spec.render(event)
             except TemplateError as exc:

@@ -7,6 +7,7 @@ and waits to see it, so no event after that point is missed to a slow join.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import zmq.asyncio
 
 from reactord.protocol import codec
 from reactord.protocol.events import Event
+
+log = logging.getLogger("reactord.bus")
 
 #: What one watcher that stops reading may hold queued in the master, at most (by the largest
 #: event; a watcher further behind loses events, the master never waits for it).
@@ -41,6 +44,7 @@ class Bus:
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
+        log.info("local bus on ipc://%s (owner only)", self.path)
 
     def _poll_subscriptions(self) -> None:
         while True:

@@ -20,7 +20,7 @@ from reactord.protocol.tags import tag_matches, validate_pattern
 from reactord.reactor.conditions import Condition, Counter, compile_condition
 from reactord.store.events import EventLog
 from reactord.store.minions import MinionRegistry
-from reactord.store.state import StateTable
+from reactord.store.state import StateTable, clears
 
 
 class GateError(MasterError):
@@ -101,7 +101,10 @@ class Fleet:
         at: float | None = None,
     ) -> list[Row]:
         """State rows, now or as they were ``at`` a past moment, filtered by tag and source globs."""
-        events = self.state.current() if at is None else self.event_log.latest_at(at)
+        if at is None:
+            events = self.state.current()
+        else:  # a resolved alert's row was gone then, as it is from the live table
+            events = [e for e in self.event_log.latest_at(at) if not clears(e.source, e.data)]
         now = self.clock() if at is None else at
         out = []
         for event in events:

@@ -26,7 +26,7 @@ from reactord.cli.common import (
     print_table,
 )
 from reactord.cli.targets import target_value_options, valued_target
-from reactord.reactor.yamlfile import load_with_lines
+from reactord.protocol.yamlfile import load_with_lines
 from reactord.timespec import parse_time
 
 _SHORT = re.compile(

@@ -20,11 +20,11 @@ from reactord.errors import TargetError
 from reactord.protocol.durations import parse_duration
 from reactord.protocol.errors import ReactordError, TagError
 from reactord.protocol.tags import validate_pattern
+from reactord.protocol.yamlfile import LineDict, load_with_lines
 from reactord.reactor.actionspec import ActionSpec, parse_action
 from reactord.reactor.conditions import Condition, Counter, ValueTest, compile_condition, compile_value_test
 from reactord.reactor.paths import validate_path
 from reactord.reactor.templates import Template, compile_template
-from reactord.reactor.yamlfile import LineDict, load_with_lines
 from reactord.targeting import compile_target
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")

@@ -118,6 +118,9 @@ def test_bad_targets_are_usage_errors_that_say_why(fleet: Setup) -> None:
         result = fleet.cli("run", *args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert message in result.stderr, (args, result.stderr)
+    # an operator followed by stray operator characters is a typo: exit 2 at once, no waiting
+    typo = fleet.cli("gate", "reactor/**", "data.x <<< 2", "--wait", "600", timeout=30)
+    assert typo.returncode == 2 and "'<<<' is not an operator" in typo.stderr, typo.stderr
     # the same expressions in the state view and the gate
     rows = fleet.cli_json("state", "-C", "G@roles:db")["rows"]
     assert {r["source"] for r in rows} <= {"db01", "db02"}
@@ -216,6 +219,25 @@ def test_rule_run_action_with_a_batch_and_a_compound_target(fleet: Setup) -> Non
     assert all(later[0] >= earlier[1] - 0.05 for earlier, later in itertools.pairwise(spans))
     event = fleet.cli_json("event", "show", fired.stdout.strip())
     assert [a["label"] for a in event["actions"]] == ["rolling sleep for 1.2"]
+
+    # a failed run reads as text in the dead letters, not as a Python dict
+    failing = fleet.root / "reactor.d" / "failing.yaml"
+    failing.write_text(
+        yaml.safe_dump(
+            {
+                "rules": [
+                    {"name": "failing", "on": "deploy/bad", "do": [{"run": "test.fail", "target": "web01"}]}
+                ]
+            }
+        )
+    )
+    assert fleet.cli("rules", "reload").returncode == 0
+    assert fleet.cli("event", "fire", "deploy/bad").returncode == 0
+    (letter,) = wait_until(
+        lambda: [d for d in fleet.cli_json("deadletters", "list") if d["rule"] == "failing"], 30, "a dead letter"
+    )
+    assert letter["error"].endswith("failed on 1 of 1: web01: RuntimeError: test.fail was called"), letter
+    failing.unlink()
 
     rules.write_text(rules.read_text().replace("web03", "N@nosuch"))
     bad = fleet.cli("rules", "check")

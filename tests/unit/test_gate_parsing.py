@@ -75,3 +75,19 @@ def test_bad_checks_are_refused_by_the_master_side_too() -> None:
     for groups in ([], [{"on": "a//b"}], [{"on": "x", "when": {"data.x": {"nope": 1}}}], [{"when": {}}]):
         with pytest.raises(GateError):
             compile_checks(groups)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "text", ["data.x <<< 2", "data.x == =3", "data.x >= >1", "data.x != !y", "data.x =~ ~a"]
+)
+def test_an_operator_followed_by_operator_characters_is_a_typo(text: str) -> None:
+    with pytest.raises(click.BadParameter, match="is not an operator"):
+        parse_condition(text)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("data.x < -2", {"data.x": {"lt": -2}}), ("data.x == '<b>'", {"data.x": {"eq": "<b>"}})],
+)
+def test_values_that_only_look_like_operators_stay_values(text: str, expected: dict[str, object]) -> None:
+    assert parse_condition(text) == expected

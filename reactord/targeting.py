@@ -108,8 +108,10 @@ def resolve(
 
 
 def check_nodegroups(nodegroups: Mapping[str, Any]) -> dict[str, str]:
-    """``nodegroups:`` of master.yaml: name -> a compound expression (or a list of ids).
+    """``nodegroups:`` of master.yaml: name -> a compound expression, or a list.
 
+    A list is Salt's compound expression in pieces (``['G@os:Debian', 'or', 'web*']``) when
+    it holds an operator or a prefixed term, else a list of ids (``[db01, db02]``).
     Each group is compiled against the others, so an unknown name, a cycle or a bad term is
     found when the config is read, not when a job first uses it.
     """
@@ -117,8 +119,10 @@ def check_nodegroups(nodegroups: Mapping[str, Any]) -> dict[str, str]:
     for name, value in nodegroups.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
             raise TargetError(f"bad nodegroup name {name!r} (letters, digits, '.', '_', '-')")
-        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            groups[name] = "L@" + ",".join(value)
+        if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+            pieces = [v.strip() for v in value]
+            compound = any(p in ("and", "or", "not") or "@" in p or _SHAPE.search(p) for p in pieces)
+            groups[name] = " ".join(pieces) if compound else "L@" + ",".join(pieces)
         elif isinstance(value, str) and value.strip():
             groups[name] = value
         else:

@@ -93,7 +93,7 @@ def run(
       reactord run -G os:Linux grains.get kernelrelease
       reactord run -C 'G@roles:web and not web09' service.restart nginx
       reactord run -N web-eu -b 25% --failhard service.restart nginx
-      reactord run --async '*' test.sleep 30
+      reactord run --async '*' test.sleep 30 -t 60
     """
     target_type = flagged_type(flags)
     check_target(target, target_type)

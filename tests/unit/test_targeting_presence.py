@@ -49,6 +49,7 @@ GRAINS = {
         ("linux", "nodegroup", ["web01", "web02"]),
         ("pair", "nodegroup", ["db01", "web02"]),
         ("nested", "nodegroup", ["web02"]),
+        ("salty", "nodegroup", ["db01", "web01"]),
     ],
 )
 def test_targets(target: str, kind: str, expected: list[str]) -> None:
@@ -56,7 +57,12 @@ def test_targets(target: str, kind: str, expected: list[str]) -> None:
     assert resolve(target, kind, GRAINS.keys(), GRAINS, groups) == expected
 
 
-NODEGROUPS = {"linux": "G@os:Linux", "pair": ["web02", "db01"], "nested": "N@linux and N@pair"}
+NODEGROUPS = {
+    "linux": "G@os:Linux",
+    "pair": ["web02", "db01"],  # a list of ids
+    "nested": "N@linux and N@pair",
+    "salty": ["G@os:FreeBSD", "or", "web01"],  # Salt's compound expression in pieces
+}
 
 
 @pytest.mark.parametrize(

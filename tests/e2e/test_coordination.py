@@ -233,9 +233,11 @@ def test_rule_run_action_with_a_batch_and_a_compound_target(fleet: Setup) -> Non
     )
     assert fleet.cli("rules", "reload").returncode == 0
     assert fleet.cli("event", "fire", "deploy/bad").returncode == 0
-    (letter,) = wait_until(
-        lambda: [d for d in fleet.cli_json("deadletters", "list") if d["rule"] == "failing"], 30, "a dead letter"
-    )
+
+    def letters() -> list[dict[str, Any]]:
+        return [d for d in fleet.cli_json("deadletters", "list") if d["rule"] == "failing"]
+
+    (letter,) = wait_until(letters, 30, "a dead letter")
     assert letter["error"].endswith("failed on 1 of 1: web01: RuntimeError: test.fail was called"), letter
     failing.unlink()
 

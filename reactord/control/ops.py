@@ -223,11 +223,15 @@ def handlers(master: Master) -> dict[str, Handler]:
             yield {"type": "job", "jid": job.jid, "minions": matched, "batch": job.batch}
             while True:
                 getter = asyncio.ensure_future(reports.get())
-                await asyncio.wait([getter, task], return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
+                try:
+                    await asyncio.wait([getter, task], return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when the client went away: the job goes on, this reader does not
+                    got = getter.done()
+                    if not got:
+                        getter.cancel()
+                if got:
                     yield getter.result()
                     continue
-                getter.cancel()
                 while not reports.empty():
                     yield reports.get_nowait()
                 yield {"type": "done", **task.result().public()}

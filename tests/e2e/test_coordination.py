@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,7 +49,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         if allow is not None:
             changes["functions"] = {"allow": allow}
         setup.start_minion(minion_id, **changes)
-    wait_until(lambda: len(setup.cli_json("key", "list")["pending"]) == 6, 30, "six pending keys")
+    setup.accept_all(*GRAINS)
     yield setup
     assert setup.close() == []
 
@@ -56,26 +59,32 @@ def accepted(setup: Setup) -> list[str]:
 
 
 def test_key_globs_confirm_accept_and_list_what_changed(fleet: Setup) -> None:
-    refused = fleet.cli("key", "accept", "web*")  # several keys, no terminal, no -y
-    assert refused.returncode == 2 and "matches 4 keys" in refused.stderr and "-y" in refused.stderr
-    assert accepted(fleet) == []
+    labs = [fleet.start_minion(f"lab0{n}") for n in (1, 2, 3)]
+    wait_until(
+        lambda: {"lab01", "lab02", "lab03"} <= set(fleet.cli_json("key", "list")["pending"]), 30, "labs"
+    )
+    refused = fleet.cli("key", "accept", "lab*")  # several keys, no terminal, no -y
+    assert refused.returncode == 2 and "matches 3 keys" in refused.stderr and "-y" in refused.stderr
+    assert not {"lab01", "lab02", "lab03"} & set(accepted(fleet))
 
-    done = fleet.cli("key", "accept", "web*", "-y")
+    done = fleet.cli("key", "accept", "lab0[12]", "-y")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "accepted: web01, web02, web03, web04"
-    one = fleet.cli("key", "accept", "db0[1]", "--json")  # one match: no question asked
-    assert json.loads(one.stdout) == {"accepted": ["db01"]}
+    assert done.stdout.strip() == "accepted: lab01, lab02"
     assert fleet.cli("key", "accept", "nomatch*").returncode == 1
 
-    # reject and delete by glob on the last pending key, then let it ask again and accept it
-    rejected = fleet.cli("key", "reject", "db*", "--json")  # only pending keys: db02
-    assert json.loads(rejected.stdout) == {"rejected": ["db02"]}
-    deleted = fleet.cli("key", "delete", "db0?", "-y", "--json")  # every state: db01 and db02
-    assert json.loads(deleted.stdout) == {"deleted": ["db01", "db02"]}
-    wait_until(lambda: {"db01", "db02"} <= set(fleet.cli_json("key", "list")["pending"]), 30, "db keys again")
-    assert fleet.cli("key", "accept", "--all").returncode == 0
+    rejected = fleet.cli("key", "reject", "lab*", "--json")  # a glob takes pending keys only: lab03
+    assert json.loads(rejected.stdout) == {"rejected": ["lab03"]}
+    assert {"lab01", "lab02"} <= set(accepted(fleet))
+    one = fleet.cli("key", "reject", "lab0[2]", "--include-accepted", "--json")  # one match: no question
+    assert json.loads(one.stdout) == {"rejected": ["lab02"]}
+    deleted = fleet.cli("key", "delete", "lab*", "-y", "--json")  # every state
+    assert json.loads(deleted.stdout) == {"deleted": ["lab01", "lab02", "lab03"]}
+    for daemon in labs:
+        assert daemon.stop() == 0
+    leftover = [m for ids in fleet.cli_json("key", "list").values() for m in ids if m.startswith("lab")]
+    if leftover:  # a lab minion said hello again before it stopped: its new pending key goes too
+        assert fleet.cli("key", "delete", "lab*", "-y").returncode == 0
     assert accepted(fleet) == sorted(GRAINS)
-    wait_until(lambda: all(m["presence"] == "up" for m in fleet.cli_json("minions")), 30, "six minions up")
 
 
 def run_json(setup: Setup, *args: str) -> tuple[int, dict[str, Any]]:
@@ -274,3 +283,35 @@ def test_call_runs_through_the_local_minion(fleet: Setup) -> None:
     assert nobody.returncode == 2 and "minion-ghost.yaml" in nobody.stderr
     usage = run_cli("call", "--help")
     assert usage.returncode == 0 and "beacons.test" in usage.stdout
+
+
+def test_a_run_stopped_by_ctrl_c_goes_on_on_the_master(fleet: Setup) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reactord",
+            "run",
+            "-N",
+            "web-eu",
+            "-b",
+            "1",
+            "test.sleep",
+            "1",
+            "-c",
+            str(fleet.master_yaml),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    header = proc.stderr.readline()  # "job JID: 2 minion(s), batch 1": the job has started
+    assert header.startswith("job "), header
+    jid = header.split()[1].rstrip(":")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    shown = fleet.cli("jobs", "show", jid, "--wait", "-t", "60")
+    assert shown.returncode == 0, shown.stdout
+    assert "2 minions: 2 succeeded" in shown.stdout

@@ -17,6 +17,8 @@ from reactord.store.events import Writes
 
 _INSERT = "INSERT OR REPLACE INTO webhook_deliveries (endpoint, key, ids, received) VALUES (?, ?, ?, ?)"
 _CHUNK = 500  # keys per lookup: well under SQLite's bound on parameters
+#: Keys kept at most, whatever the window: the oldest go first (about 200 bytes each).
+MAX_KEYS = 1_000_000
 
 
 class Deliveries:
@@ -50,10 +52,18 @@ class Deliveries:
         rows = [(endpoint, key, json.dumps(ids), now) for key, ids in delivered.items()]
         return [(_INSERT, rows)]
 
-    def prune(self, now: float) -> int:
-        """Forget the keys older than the window (with the master's retention, every minute)."""
+    def prune(self, now: float, max_keys: int = MAX_KEYS) -> int:
+        """Forget the keys older than the window, then the oldest beyond ``max_keys`` (with the
+        master's retention, every minute): a sender within its budget cannot fill the disk."""
         with self.db.writing() as conn:
             removed = conn.execute(
                 "DELETE FROM webhook_deliveries WHERE received < ?", (now - self.window,)
             ).rowcount
+            excess = conn.execute("SELECT COUNT(*) FROM webhook_deliveries").fetchone()[0] - max_keys
+            if excess > 0:
+                removed += conn.execute(
+                    "DELETE FROM webhook_deliveries WHERE (endpoint, key) IN (SELECT endpoint, key"
+                    " FROM webhook_deliveries ORDER BY received LIMIT ?)",
+                    (excess,),
+                ).rowcount
         return int(removed)

@@ -308,6 +308,15 @@ def test_a_delivery_sent_again_is_answered_with_the_first_ids_and_logged_once(tm
     assert deliveries.prune(now=1200) == 1 and deliveries.known("e", ["k1"], now=1200) == {}
 
 
+def test_the_keys_are_bounded_by_count_the_oldest_going_first(tmp_path: Path) -> None:
+    db = Database(tmp_path / "m.db", MIGRATIONS)
+    deliveries, emit = Deliveries(db, window=3600), _Pipeline(db)
+    for n in range(5):
+        deliver("e", [Item("webhook/e/a", {}, f"k{n}")], deliveries, emit, now=1000 + n)
+    assert deliveries.prune(now=1010, max_keys=3) == 2  # within the window, but over the count
+    assert deliveries.known("e", [f"k{n}" for n in range(5)], now=1010).keys() == {"k2", "k3", "k4"}
+
+
 def test_nothing_new_writes_nothing(tmp_path: Path) -> None:
     db = Database(tmp_path / "m.db", MIGRATIONS)
     emit = _Pipeline(db)

@@ -43,7 +43,8 @@ def summary_line(summary: dict[str, Any]) -> str:
                 + (", ..." if len(summary[key]) > 10 else "")
                 + ")"
             )
-    line = f"{summary['minions']} minions: " + ", ".join(parts)
+    count = summary["minions"]
+    line = f"{count} minion{'' if count == 1 else 's'}: " + ", ".join(parts)
     if summary.get("stopped_by"):
         line += f"; --failhard stopped the batch after {summary['stopped_by']} failed"
     return line

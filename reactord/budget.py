@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from reactord.stats import Stats
+from reactord.base.stats import Stats
 
 log = logging.getLogger("reactord.budget")
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
-from reactord import jsonable
-from reactord.config import load_master_config
+from reactord.base import jsonable
+from reactord.base.config import load_master_config
 from reactord.control import ControlClient
 from reactord.protocol.errors import RequestError
 from reactord.protocol.localsock import LocalClient

@@ -13,14 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reactord.errors import MasterError
+from reactord.base.errors import MasterError
 from reactord.protocol.errors import ReactordError
 from reactord.protocol.events import Event
 from reactord.protocol.tags import tag_matches, validate_pattern
 from reactord.reactor.conditions import Condition, Counter, compile_condition
-from reactord.store.events import EventLog
+from reactord.store.eventlog import EventLog
 from reactord.store.minions import MinionRegistry
-from reactord.store.state import StateTable, clears
+from reactord.store.statetable import StateTable, clears
 
 
 class GateError(MasterError):

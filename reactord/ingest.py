@@ -18,6 +18,7 @@ import logging
 import zmq
 import zmq.asyncio
 
+from reactord.base.stats import Stats
 from reactord.budget import Budgets
 from reactord.keystore import KeyStore
 from reactord.link import bound_endpoint, curve_server_socket
@@ -25,7 +26,6 @@ from reactord.pipeline import EventPipeline
 from reactord.protocol import messages as m
 from reactord.protocol.errors import DecodeError, StorageDamaged
 from reactord.protocol.keys import CurveKeys, z85_decode
-from reactord.stats import Stats
 
 log = logging.getLogger("reactord.ingest")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reactord.errors import KeyStoreError
+from reactord.base.errors import KeyStoreError
 from reactord.protocol.keys import ensure_private_dir, fingerprint, write_file_atomic, z85_decode, z85_encode
 from reactord.protocol.tags import is_valid_minion_id
 

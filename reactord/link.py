@@ -18,11 +18,11 @@ from typing import Any, Protocol
 import zmq
 import zmq.asyncio
 
+from reactord.base.stats import Stats
 from reactord.keystore import ACCEPTED, PENDING, KeyStore
 from reactord.protocol import messages as m
 from reactord.protocol.errors import DecodeError, StorageDamaged, StorageFull
 from reactord.protocol.keys import CurveKeys, z85_decode
-from reactord.stats import Stats
 from reactord.zap import CURVE_DOMAIN
 
 log = logging.getLogger("reactord.link")

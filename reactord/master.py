@@ -14,13 +14,15 @@ import zmq
 import zmq.asyncio
 
 from reactord import __version__
+from reactord.base.config import MasterConfig
+from reactord.base.stats import Stats
+from reactord.base.targeting import resolve
 from reactord.budget import Budgets
 from reactord.bus import Bus
-from reactord.config import MasterConfig
 from reactord.control import ControlServer, ops
 from reactord.fleet import Fleet, compile_checks
 from reactord.ingest import Ingest
-from reactord.jobs import JobDispatcher
+from reactord.jobrunner import JobRunner
 from reactord.keyservice import KeyService
 from reactord.keystore import KeyStore
 from reactord.link import CommandLink
@@ -33,16 +35,14 @@ from reactord.protocol.errors import ConfigError, StorageDamaged, StorageFull
 from reactord.protocol.events import Event
 from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
 from reactord.protocol.metricsserver import MetricsServer, Snapshot
-from reactord.reactor.service import Reactor
-from reactord.stats import Stats
+from reactord.reactions import Reactor
 from reactord.store.database import Checkpointer, Database
 from reactord.store.deliveries import Deliveries
-from reactord.store.events import EventLog
-from reactord.store.jobs import JobStore
+from reactord.store.eventlog import EventLog
+from reactord.store.jobstore import JobStore
 from reactord.store.minions import MinionRegistry
 from reactord.store.schema import MIGRATIONS
-from reactord.store.state import StateTable
-from reactord.targeting import resolve
+from reactord.store.statetable import StateTable
 from reactord.webhooks import Busy, Delivered, Endpoint, Item, WebhookServer, deliver, emit_through
 from reactord.zap import ZapHandler
 
@@ -117,7 +117,7 @@ class Master:
             queue_bytes=limits.receive_queue_bytes,
         )
         self.key_service = KeyService(self.ctx, self.keys) if config.key_port else None
-        self.jobs = JobDispatcher(
+        self.jobs = JobRunner(
             self.job_store,
             self.link,
             self.signer,

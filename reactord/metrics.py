@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from reactord.stats import BUCKETS, Stats
+from reactord.base.stats import BUCKETS, Stats
 
 if TYPE_CHECKING:
     from reactord.master import Master

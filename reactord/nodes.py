@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reactord import __version__
-from reactord.config import MasterConfig
+from reactord.base.config import MasterConfig
 from reactord.keystore import ACCEPTED, PENDING, KeyEntry, KeyStore
 from reactord.link import CommandLink
 from reactord.presence import PresenceTracker

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from reactord.base.stats import Stats
 from reactord.bus import Bus
 from reactord.protocol import codec
 from reactord.protocol.errors import StorageDamaged, StorageFull, TagError
@@ -35,9 +36,8 @@ from reactord.protocol.events import Event, check_data
 from reactord.protocol.ids import new_id, new_ids
 from reactord.protocol.messages import EventBatch
 from reactord.protocol.tags import minion_prefix, validate_tag
-from reactord.stats import Stats
-from reactord.store.events import EventLog, Writes
-from reactord.store.state import StateTable, cleared
+from reactord.store.eventlog import EventLog, Writes
+from reactord.store.statetable import StateTable, cleared
 from reactord.writehealth import WriteHealth
 
 log = logging.getLogger("reactord.events")

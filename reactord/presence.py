@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from reactord.config import PresenceConfig
+from reactord.base.config import PresenceConfig
 from reactord.store.minions import MinionRegistry
 
 log = logging.getLogger("reactord.presence")

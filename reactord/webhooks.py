@@ -35,14 +35,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from reactord.base.stats import Stats
 from reactord.budget import Budgets
 from reactord.protocol.configfile import parse_address
 from reactord.protocol.errors import EncodeError, StorageFull, TagError
 from reactord.protocol.events import Event, check_data
 from reactord.protocol.tags import validate_tag
-from reactord.stats import Stats
 from reactord.store.deliveries import Deliveries
-from reactord.store.events import Writes
+from reactord.store.eventlog import Writes
 from reactord.webhook_kinds import KINDS, Item, Refused, Request, segment
 
 __all__ = [

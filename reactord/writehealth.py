@@ -13,8 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from reactord.base.stats import Stats
 from reactord.protocol.errors import StorageFull
-from reactord.stats import Stats
 
 log = logging.getLogger("reactord.events")
 

@@ -14,9 +14,9 @@ import logging
 import zmq
 import zmq.asyncio
 
+from reactord.base.stats import Stats
 from reactord.keystore import DENIED, REJECTED, KeyStore
 from reactord.protocol.keys import z85_encode
-from reactord.stats import Stats
 
 log = logging.getLogger("reactord.zap")
 

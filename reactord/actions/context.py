@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from reactord.errors import MasterError
+from reactord.base.errors import MasterError
 from reactord.protocol.events import Event
 
 if TYPE_CHECKING:
-    from reactord.jobs import JobDispatcher
+    from reactord.jobrunner import JobRunner
     from reactord.pipeline import EventPipeline
 
 
@@ -32,7 +32,7 @@ class ActionContext:
     dry_run: bool
     max_depth: int
     pipeline: EventPipeline | None
-    jobs: JobDispatcher | None
+    jobs: JobRunner | None
     resolve_target: Callable[[str, str], list[str]] | None
     check_gate: Callable[[dict[str, Any], list[str]], Awaitable[str | None]] | None = None
     #: Stable across retries and restarts: webhooks send it as ``Idempotency-Key``.

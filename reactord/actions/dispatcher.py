@@ -28,16 +28,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from reactord import jsonable
 from reactord.actions import ACTIONS
 from reactord.actions.context import ActionContext, ActionFailed
+from reactord.base import jsonable
+from reactord.base.stats import Stats
 from reactord.protocol.errors import ReactordError
 from reactord.protocol.events import Event
 from reactord.protocol.ids import new_id
 from reactord.reactor.actionspec import ActionSpec, Retry
 from reactord.reactor.rules import Rule
 from reactord.reactor.templates import TemplateError
-from reactord.stats import Stats
 from reactord.store.audit import AuditLog, DeadLetter, action_row
 
 log = logging.getLogger("reactord.actions")

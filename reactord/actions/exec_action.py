@@ -8,8 +8,8 @@ import os
 import signal
 from typing import Any
 
-from reactord import jsonable
 from reactord.actions.context import ActionContext, ActionFailed
+from reactord.base import jsonable
 
 MAX_OUTPUT = 64 * 1024
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from reactord.actions.context import ActionContext, ActionFailed
-from reactord.batching import Batch
-from reactord.jsonable import to_json
+from reactord.base.batching import Batch
+from reactord.base.jsonable import to_json
 from reactord.protocol.errors import StorageFull
 
 if TYPE_CHECKING:
-    from reactord.jobs import JobResult
+    from reactord.jobrunner import JobResult
 
 
 async def execute(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:

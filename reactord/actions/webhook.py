@@ -7,8 +7,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from reactord import __version__, jsonable
+from reactord import __version__
 from reactord.actions.context import ActionContext, ActionFailed
+from reactord.base import jsonable
 
 MAX_RESPONSE = 64 * 1024
 

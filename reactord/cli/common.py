@@ -15,8 +15,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from reactord import jsonable
-from reactord.config import MasterConfig, load_master_config
+from reactord.base import jsonable
+from reactord.base.config import MasterConfig, load_master_config
 from reactord.control import ControlClient
 from reactord.protocol.errors import ConfigError, ReactordError, RequestError, Unreachable
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 import zmq
 
+from reactord.base.config import DEFAULT_COMMAND_PORT, DEFAULT_EVENT_PORT, DEFAULT_KEY_PORT
 from reactord.cli.common import EXIT_USAGE, config_option, fail, load_config
-from reactord.config import DEFAULT_COMMAND_PORT, DEFAULT_EVENT_PORT, DEFAULT_KEY_PORT
 from reactord.protocol.errors import KeyFileError, ReactordError, TagError
 from reactord.protocol.logsetup import LEVELS, reopen_log, setup_logging
 

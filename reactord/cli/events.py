@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from reactord import jsonable
+from reactord.base import jsonable
+from reactord.base.timespec import parse_time
 from reactord.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -32,7 +33,6 @@ from reactord.cli.common import (
 from reactord.protocol.errors import TagError
 from reactord.protocol.eventdata import parse_data
 from reactord.protocol.tags import validate_pattern
-from reactord.timespec import parse_time
 from reactord.watcher import BusWatcher
 
 F = TypeVar("F", bound=Callable[..., Any])

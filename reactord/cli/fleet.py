@@ -11,7 +11,8 @@ from typing import Any
 import click
 import yaml
 
-from reactord import jsonable
+from reactord.base import jsonable
+from reactord.base.timespec import parse_time
 from reactord.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -27,7 +28,6 @@ from reactord.cli.common import (
 )
 from reactord.cli.targets import target_value_options, valued_target
 from reactord.protocol.yamlfile import load_with_lines
-from reactord.timespec import parse_time
 
 _SHORT = re.compile(
     r"\s*([A-Za-z_][\w.-]*)"  # the path

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from reactord import jsonable
+from reactord.base import jsonable
 from reactord.cli.common import (
     EXIT_FAILED,
     EXIT_OK,

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
-from reactord.errors import TargetError
-from reactord.targeting import compile_target
+from reactord.base.errors import TargetError
+from reactord.base.targeting import compile_target
 
 F = TypeVar("F", bound=Callable[..., Any])
 

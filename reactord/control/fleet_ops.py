@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from reactord.errors import ControlError, TargetError
+from reactord.base.errors import ControlError, TargetError
 from reactord.fleet import GateError, compile_checks
 from reactord.protocol.errors import TagError
 from reactord.protocol.localsock import Handler

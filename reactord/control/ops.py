@@ -11,9 +11,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from reactord import __version__
-from reactord.batching import parse_batch
+from reactord.base.batching import parse_batch
+from reactord.base.errors import ControlError, KeyStoreError, TargetError
 from reactord.control import fleet_ops
-from reactord.errors import ControlError, KeyStoreError, TargetError
 from reactord.keystore import ACCEPTED, PENDING, REJECTED, STATES
 from reactord.protocol.errors import StorageFull, TagError
 from reactord.protocol.events import INT64_MAX, INT64_MIN, Event
@@ -23,8 +23,8 @@ from reactord.protocol.localsock import Handler, Stream
 from reactord.protocol.messages import MAX_JOB_SECONDS, valid_function_name
 from reactord.protocol.tags import RESERVED_PREFIX, validate_pattern
 from reactord.reactor.offline import EventFileError, event_from_json
-from reactord.store.events import EventLog, EventQuery
-from reactord.store.jobs import return_public
+from reactord.store.eventlog import EventLog, EventQuery
+from reactord.store.jobstore import return_public
 
 if TYPE_CHECKING:
     from reactord.master import Master

@@ -13,7 +13,7 @@ ReactordError
       +-- StorageFull    no space left (or no quota): transient, the daemon waits and retries
       +-- StorageDamaged the file is not an intact database: the operator must act (exit 2)
 
-Packages add their own branches under the root (``reactord.errors``, ``minion.errors``).
+Packages add their own branches under the root (``reactord.base.errors``, ``minion.errors``).
 """
 
 from __future__ import annotations

@@ -38,8 +38,6 @@ MAX_JOB_SECONDS = 7 * 86400.0
 M = TypeVar("M", bound="Message")
 
 
-
-
 class Message:
     """Base of every wire message."""
 

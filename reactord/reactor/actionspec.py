@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reactord.batching import parse_batch
-from reactord.errors import TargetError
+from reactord.base.batching import parse_batch
+from reactord.base.errors import TargetError
+from reactord.base.targeting import TARGET_TYPES, compile_target, escape_value
 from reactord.protocol.durations import parse_duration
 from reactord.protocol.errors import TagError
 from reactord.protocol.events import Event
@@ -26,7 +27,6 @@ from reactord.reactor.templates import (
     compile_value,
     render_value,
 )
-from reactord.targeting import TARGET_TYPES, compile_target, escape_value
 
 COMMON = ("timeout", "retry", "lock", "name")
 

@@ -19,7 +19,7 @@ from reactord.reactor.conditions import Counter
 from reactord.reactor.index import TagIndex
 from reactord.reactor.paths import MISSING, resolve
 from reactord.reactor.rules import Rule, RuleSet
-from reactord.reactor.state import Hold, RuleState
+from reactord.reactor.rulestate import Hold, RuleState
 from reactord.reactor.templates import Template, TemplateError, render_value
 
 log = logging.getLogger("reactord.reactor")

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from reactord.errors import TargetError
+from reactord.base.errors import TargetError
+from reactord.base.targeting import compile_target
 from reactord.protocol.durations import parse_duration
 from reactord.protocol.errors import ReactordError, TagError
 from reactord.protocol.tags import validate_pattern
@@ -25,7 +26,6 @@ from reactord.reactor.actionspec import ActionSpec, parse_action
 from reactord.reactor.conditions import Condition, Counter, ValueTest, compile_condition, compile_value_test
 from reactord.reactor.paths import validate_path
 from reactord.reactor.templates import Template, compile_template
-from reactord.targeting import compile_target
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 RULE_KEYS = (

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reactord import jsonable
+from reactord.base import jsonable
 from reactord.protocol import codec
 from reactord.protocol.errors import StorageFull
 from reactord.store.database import Database

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from reactord.errors import StoreError
+from reactord.base.errors import StoreError
 from reactord.protocol.sqlitefile import connect, storage_faults
 
 log = logging.getLogger("reactord.store")

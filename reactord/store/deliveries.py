@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 
 from reactord.store.database import Database
-from reactord.store.events import Writes
+from reactord.store.eventlog import Writes
 
 _INSERT = "INSERT OR REPLACE INTO webhook_deliveries (endpoint, key, ids, received) VALUES (?, ?, ?, ?)"
 _CHUNK = 500  # keys per lookup: well under SQLite's bound on parameters

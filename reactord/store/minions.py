@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reactord import jsonable
+from reactord.base import jsonable
 from reactord.protocol.errors import StorageFull
 from reactord.store.database import Database
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reactord.config import load_master_config
+from reactord.base.config import load_master_config
 from reactord.control import ControlClient
 from tests.support import Daemon, Setup
 

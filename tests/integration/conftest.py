@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reactord.config import load_master_config
+from reactord.base.config import load_master_config
 from reactord.master import Master
 from tests.support import MasterThread, free_ports
 

@@ -16,16 +16,16 @@ from typing import Any
 
 import zmq.asyncio
 
+from reactord.base.config import load_master_config
+from reactord.base.stats import Stats
 from reactord.bus import Bus
-from reactord.config import load_master_config
 from reactord.pipeline import EventPipeline
 from reactord.protocol import messages as m
-from reactord.reactor.service import Reactor
-from reactord.stats import Stats
+from reactord.reactions import Reactor
 from reactord.store.database import Database
-from reactord.store.events import EventLog, EventQuery
+from reactord.store.eventlog import EventLog, EventQuery
 from reactord.store.schema import MIGRATIONS
-from reactord.store.state import StateTable
+from reactord.store.statetable import StateTable
 
 RULES = """
 rules:

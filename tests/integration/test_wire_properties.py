@@ -13,14 +13,14 @@ import zmq.asyncio
 
 from minion.delivery import Delivery
 from minion.outbox import Outbox
+from reactord.base.stats import Stats
 from reactord.bus import Bus
 from reactord.pipeline import EventPipeline
 from reactord.protocol import messages as m
-from reactord.stats import Stats
 from reactord.store.database import Database
-from reactord.store.events import EventLog
+from reactord.store.eventlog import EventLog
 from reactord.store.schema import MIGRATIONS
-from reactord.store.state import StateTable
+from reactord.store.statetable import StateTable
 from tests.support import free_ports
 
 

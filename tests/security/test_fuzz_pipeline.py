@@ -22,22 +22,22 @@ import zmq.asyncio
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from reactord import jsonable
+from reactord.base import jsonable
+from reactord.base.config import load_master_config
+from reactord.base.stats import Stats
 from reactord.bus import Bus
-from reactord.config import load_master_config
 from reactord.pipeline import EventPipeline
 from reactord.protocol import codec
 from reactord.protocol import messages as m
 from reactord.protocol.errors import DecodeError, TagError
 from reactord.protocol.tags import is_valid_minion_id, validate_tag
-from reactord.reactor.service import Reactor
-from reactord.stats import Stats
+from reactord.reactions import Reactor
 from reactord.store.database import Database
-from reactord.store.events import EventLog, EventQuery
-from reactord.store.jobs import JobStore
+from reactord.store.eventlog import EventLog, EventQuery
+from reactord.store.jobstore import JobStore
 from reactord.store.minions import MinionRegistry
 from reactord.store.schema import MIGRATIONS
-from reactord.store.state import StateTable
+from reactord.store.statetable import StateTable
 
 FUZZ = settings(
     max_examples=300,
@@ -78,8 +78,12 @@ def storable_batch(body: dict[str, Any]) -> bool:
         _token(body["epoch"])
         and _int64(body["base"], 1)
         and all(
-            _int64(seq, 1) and isinstance(tag, str) and _time(when) and isinstance(data, dict)
-            and _depth(data) <= MAX_DEPTH and (causation is None or isinstance(causation, str))
+            _int64(seq, 1)
+            and isinstance(tag, str)
+            and _time(when)
+            and isinstance(data, dict)
+            and _depth(data) <= MAX_DEPTH
+            and (causation is None or isinstance(causation, str))
             for seq, tag, when, data, causation in body["events"]
         )
     )
@@ -88,22 +92,27 @@ def storable_batch(body: dict[str, Any]) -> bool:
 def storable_return(body: dict[str, Any]) -> bool:
     return (
         _token(body["jid"])
-        and isinstance(body["id"], str) and is_valid_minion_id(body["id"])
+        and isinstance(body["id"], str)
+        and is_valid_minion_id(body["id"])
         and type(body["success"]) is bool
         and _int64(body["retcode"])
         and _depth([body["ret"]]) <= MAX_DEPTH - 1
         and (body["error"] is None or isinstance(body["error"], str))
-        and _time(body["started"]) and _time(body["finished"])
+        and _time(body["started"])
+        and _time(body["finished"])
     )
 
 
 def storable_hello(body: dict[str, Any]) -> bool:
     functions = body["functions"]
     return (
-        isinstance(body["id"], str) and is_valid_minion_id(body["id"])
-        and isinstance(body["grains"], dict) and _depth(body["grains"]) <= MAX_DEPTH
+        isinstance(body["id"], str)
+        and is_valid_minion_id(body["id"])
+        and isinstance(body["grains"], dict)
+        and _depth(body["grains"]) <= MAX_DEPTH
         and isinstance(body["version"], str)
-        and isinstance(functions, list) and all(isinstance(f, str) and len(f) <= 128 for f in functions)
+        and isinstance(functions, list)
+        and all(isinstance(f, str) and len(f) <= 128 for f in functions)
         and _int64(body["protocol"])
     )
 
@@ -143,9 +152,13 @@ data_maps = st.dictionaries(st.sampled_from(["v", "k", "s"]) | odd_text, values,
 NOW = time.time()
 times = st.just(NOW) | floats | ints
 valid_tags = st.sampled_from(["x", "t/a", "beacon/load", "y/z"]).map("minion/web01/{}".format)
-tags = valid_tags | st.sampled_from(
-    ["minion/web02/x", "reactor/key/web03/accepted", "minion/web01", "minion/web01/", "minion/web01/a b"]
-) | odd_text
+tags = (
+    valid_tags
+    | st.sampled_from(
+        ["minion/web02/x", "reactor/key/web03/accepted", "minion/web01", "minion/web01/", "minion/web01/a b"]
+    )
+    | odd_text
+)
 
 
 Field = Callable[[st.SearchStrategy[Any], st.SearchStrategy[Any]], Any]
@@ -274,9 +287,7 @@ class EventPath:
         self.stats = Stats()
         self.log = EventLog(self.db)
         self.acks: dict[tuple[str, str], int] = {}
-        self.pipeline = EventPipeline(
-            self.log, StateTable(self.db), self.bus, self.stats, send_ack=self._ack
-        )
+        self.pipeline = EventPipeline(self.log, StateTable(self.db), self.bus, self.stats, send_ack=self._ack)
         self.reactor = Reactor(config, self.db, self.pipeline, self.log, None, lambda t, k: [], self.stats)  # type: ignore[arg-type]
         self.reactor.load()
 

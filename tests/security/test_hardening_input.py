@@ -256,8 +256,10 @@ def test_event_times_outside_1970_to_3000_are_dropped_and_watch_and_show_keep_wo
         after_attack(setup, "web02", sent)
         assert setup.send("web02", "app/after").returncode == 0
         wait_until(
-            lambda: {json.loads(x)["tag"] for x in list(lines)}
-            >= {*sent, "minion/web02/app/after", f"{tag}/0", f"{tag}/3000"},
+            lambda: (
+                {json.loads(x)["tag"] for x in list(lines)}
+                >= {*sent, "minion/web02/app/after", f"{tag}/0", f"{tag}/3000"}
+            ),
             10,
             "the watch to print the honest events, before and after, and both edges",
         )

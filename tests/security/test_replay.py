@@ -12,7 +12,7 @@ import pytest
 import zmq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from reactord.config import load_master_config
+from reactord.base.config import load_master_config
 from reactord.master import Master
 from reactord.protocol import messages as m
 from reactord.protocol.keys import Signer
@@ -158,6 +158,6 @@ def test_an_event_sent_again_is_not_processed_twice(
 
 
 def _all(runner: MasterThread) -> list[Any]:
-    from reactord.store.events import EventQuery
+    from reactord.store.eventlog import EventQuery
 
     return runner.master.event_log.query(EventQuery(limit=0))

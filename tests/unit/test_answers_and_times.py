@@ -14,17 +14,17 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from reactord.base.errors import ControlError
 from reactord.cli import events as event_cli
 from reactord.cli.common import ago, iso, print_json, print_json_list, print_rows, time_of_day, to_json
 from reactord.control.ops import newest_events
-from reactord.errors import ControlError
 from reactord.protocol import codec, framing
 from reactord.protocol.errors import DecodeError
 from reactord.protocol.events import Event
 from reactord.protocol.ids import id_floor, new_id
 from reactord.protocol.localsock import LocalServer, Stream
 from reactord.store.database import Database
-from reactord.store.events import EventLog, EventQuery
+from reactord.store.eventlog import EventLog, EventQuery
 from reactord.store.schema import MIGRATIONS
 
 ODD_TIMES = [math.nan, math.inf, -math.inf, 1e300, -1e300, -5.0, -0.001, 253402300800.0, 1e17]

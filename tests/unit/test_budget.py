@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from reactord.base.stats import Stats
 from reactord.budget import Budgets
-from reactord.stats import Stats
 
 
 class Clock:

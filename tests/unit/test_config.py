@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from minion.config import load_minion_config
-from reactord.config import load_master_config
+from reactord.base.config import load_master_config
 from reactord.protocol.errors import ConfigError
 
 

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from minion.config import load_minion_config
+from reactord.base.config import load_master_config
 from reactord.cli import cli
-from reactord.config import load_master_config
 from reactord.protocol.errors import ConfigError
 
 LOADERS: dict[str, Callable[[str | None], Any]] = {

@@ -11,11 +11,11 @@ import yaml
 from reactord.actions import ACTIONS
 from reactord.actions.context import ActionContext
 from reactord.actions.dispatcher import ActionDispatcher
-from reactord.errors import TargetError
+from reactord.base.errors import TargetError
+from reactord.base.stats import Stats
 from reactord.protocol.events import Event
 from reactord.reactor.conditions import Counter
 from reactord.reactor.rules import Rule, load_rules_text
-from reactord.stats import Stats
 from reactord.store.audit import AuditLog
 from reactord.store.database import Database
 from reactord.store.schema import MIGRATIONS

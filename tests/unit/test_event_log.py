@@ -7,7 +7,7 @@ from pathlib import Path
 from reactord.protocol.events import Event
 from reactord.protocol.ids import id_floor
 from reactord.store.database import Database
-from reactord.store.events import EventLog
+from reactord.store.eventlog import EventLog
 from reactord.store.schema import MIGRATIONS
 
 

@@ -15,22 +15,22 @@ from typing import Any
 import pytest
 import yaml
 
-from reactord.config import load_master_config
+from reactord.base.config import load_master_config
+from reactord.base.stats import Stats
 from reactord.control.ops import newest_events
 from reactord.fleet import Fleet, compile_checks
 from reactord.protocol.events import Event
 from reactord.protocol.ids import id_floor
 from reactord.protocol.tags import literal_prefix, tag_matches
+from reactord.reactions import Reactor
 from reactord.reactor.conditions import Counter
 from reactord.reactor.engine import Engine
 from reactord.reactor.rules import RuleSet, load_rules_text
-from reactord.reactor.service import Reactor
-from reactord.stats import Stats
 from reactord.store.database import Database
-from reactord.store.events import EventLog, EventQuery
+from reactord.store.eventlog import EventLog, EventQuery
 from reactord.store.minions import MinionRegistry
 from reactord.store.schema import MIGRATIONS
-from reactord.store.state import StateTable
+from reactord.store.statetable import StateTable
 from reactord.watcher import matching
 
 TAGS = (

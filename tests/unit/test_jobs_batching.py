@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from reactord.batching import Batch, parse_batch
-from reactord.jobs import JobDispatcher
+from reactord.base.batching import Batch, parse_batch
+from reactord.jobrunner import JobRunner
 from reactord.protocol import messages as m
 from reactord.protocol.keys import Signer
 from reactord.store.database import Database
-from reactord.store.jobs import JobStore
+from reactord.store.jobstore import JobStore
 from reactord.store.schema import MIGRATIONS
 
 
@@ -37,7 +37,7 @@ class ScriptedLink:
     ) -> None:
         self.delays = delays
         self.fail, self.offline, self.silent = set(fail), set(offline), set(silent)
-        self.dispatcher: JobDispatcher | None = None
+        self.dispatcher: JobRunner | None = None
         self.sent: list[tuple[str, float]] = []  # (id, loop time)
         self.running = 0
         self.most = 0
@@ -66,10 +66,10 @@ class ScriptedLink:
         self.dispatcher.on_return(body.id, ret)
 
 
-def dispatcher(tmp_path: Path, link: ScriptedLink) -> tuple[JobDispatcher, JobStore]:
+def dispatcher(tmp_path: Path, link: ScriptedLink) -> tuple[JobRunner, JobStore]:
     store = JobStore(Database(tmp_path / "m.db", MIGRATIONS))
     emitted: list[str] = []
-    jobs = JobDispatcher(
+    jobs = JobRunner(
         store,
         link,  # type: ignore[arg-type]
         Signer(Ed25519PrivateKey.generate()),
@@ -83,7 +83,7 @@ def dispatcher(tmp_path: Path, link: ScriptedLink) -> tuple[JobDispatcher, JobSt
 IDS = ["m1", "m2", "m3", "m4", "m5"]
 
 
-def run(jobs: JobDispatcher, batch: Batch | None, timeout: float = 5.0, **kw: Any) -> Any:
+def run(jobs: JobRunner, batch: Batch | None, timeout: float = 5.0, **kw: Any) -> Any:
     return asyncio.run(
         jobs.run(
             IDS, "test.ping", [], {}, timeout=timeout, target="m*", target_type="glob", batch=batch, **kw

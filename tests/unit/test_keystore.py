@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reactord.errors import KeyStoreError
+from reactord.base.errors import KeyStoreError
 from reactord.keystore import ACCEPTED, DENIED, MAX_DENIED_PER_ID, PENDING, REJECTED, KeyStore
 
 

@@ -12,10 +12,10 @@ from reactord.protocol.events import Event
 from reactord.reactor.conditions import Counter
 from reactord.reactor.engine import Engine
 from reactord.reactor.rules import RuleError, RuleSet, load_rule_set, load_rules_text
-from reactord.reactor.state import RuleState
+from reactord.reactor.rulestate import RuleState
 from reactord.store.database import Database
 from reactord.store.schema import MIGRATIONS
-from reactord.store.state import RuleStateStore
+from reactord.store.statetable import RuleStateStore
 
 
 def rules(*specs: dict[str, Any]) -> RuleSet:

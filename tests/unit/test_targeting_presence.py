@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from reactord.config import PresenceConfig
-from reactord.errors import TargetError
+from reactord.base.config import PresenceConfig
+from reactord.base.errors import TargetError
+from reactord.base.targeting import check_nodegroups, compile_target, escape_value, resolve
 from reactord.presence import PresenceTracker
 from reactord.store.database import Database
 from reactord.store.minions import MinionRegistry
 from reactord.store.schema import MIGRATIONS
-from reactord.targeting import check_nodegroups, compile_target, escape_value, resolve
 
 GRAINS = {
     "web01": {"os": "Linux", "roles": ["web", "edge"], "dc": {"name": "par1"}},

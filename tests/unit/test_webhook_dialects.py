@@ -14,9 +14,9 @@ from reactord.protocol.events import Event
 from reactord.protocol.ids import new_ids
 from reactord.store.database import Database
 from reactord.store.deliveries import Deliveries
-from reactord.store.events import EventLog, Writes
+from reactord.store.eventlog import EventLog, Writes
 from reactord.store.schema import MIGRATIONS
-from reactord.store.state import StateTable, cleared
+from reactord.store.statetable import StateTable, cleared
 from reactord.webhook_kinds import KINDS, Item, Refused, Request
 from reactord.webhooks import deliver
 

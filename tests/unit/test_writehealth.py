@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
+from reactord.base.stats import Stats
 from reactord.protocol.errors import StorageFull
-from reactord.stats import Stats
 from reactord.writehealth import RECOVERY_QUIET, RETRY_MAX, WriteHealth
 
 

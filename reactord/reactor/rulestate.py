@@ -2,7 +2,7 @@
 
 Each kind keeps at most ``limit`` keys (the least recently used go first); the holds, which
 keep the event that started them, are also bounded by bytes. Changes are marked dirty and
-written in the transaction of the event that made them (reactord.store.state), so after any
+written in the transaction of the event that made them (reactord.store.statetable), so after any
 stop or crash the rule state and the event log agree.
 """
 

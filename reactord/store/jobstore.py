@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reactord import jsonable
+from reactord.base import jsonable
 from reactord.protocol.messages import Return
 from reactord.store.database import Database
 

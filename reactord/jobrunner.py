@@ -27,14 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from reactord.batching import Batch
+from reactord.base.batching import Batch
+from reactord.base.stats import Stats
 from reactord.link import CommandLink
 from reactord.protocol import messages as m
 from reactord.protocol.errors import ReactordError
 from reactord.protocol.ids import new_id
 from reactord.protocol.keys import Signer
-from reactord.stats import Stats
-from reactord.store.jobs import JobRecord, JobStore, return_public
+from reactord.store.jobstore import JobRecord, JobStore, return_public
 
 log = logging.getLogger("reactord.jobs")
 
@@ -94,7 +94,7 @@ def summarize(
     }
 
 
-class JobDispatcher:
+class JobRunner:
     def __init__(
         self,
         store: JobStore,

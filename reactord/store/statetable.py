@@ -9,7 +9,7 @@ from typing import Any
 
 from reactord.protocol import codec
 from reactord.protocol.events import Event
-from reactord.reactor.state import Hold, RuleState
+from reactord.reactor.rulestate import Hold, RuleState
 from reactord.store.database import Database
 
 #: Tags that name one occurrence (a job), not the state of a thing: kept out of the state table.

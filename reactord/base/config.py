@@ -120,8 +120,8 @@ class WebhooksConfig:
 
 
 def _nodegroups(value: Any, where: cf.Where) -> dict[str, str]:
-    from reactord.errors import TargetError
-    from reactord.targeting import check_nodegroups
+    from reactord.base.errors import TargetError
+    from reactord.base.targeting import check_nodegroups
 
     try:
         return check_nodegroups(cf.as_mapping(value, where))

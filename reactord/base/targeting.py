@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from reactord.errors import TargetError
+from reactord.base.errors import TargetError
 from reactord.protocol.patterns import compile_regex
 
 TARGET_TYPES = ("glob", "pcre", "list", "grain", "grain_pcre", "compound", "nodegroup")

@@ -28,24 +28,24 @@ from typing import TYPE_CHECKING, Any
 
 from reactord.actions.context import ActionContext
 from reactord.actions.dispatcher import ActionDispatcher, Firing
+from reactord.base.stats import Stats
 from reactord.protocol import codec
 from reactord.protocol.errors import StorageFull
 from reactord.protocol.events import Event
 from reactord.protocol.ids import new_id
 from reactord.reactor.engine import Decision, Engine
 from reactord.reactor.rules import Rule, RuleError, RuleSet, load_rule_set, rule_files
-from reactord.reactor.state import RuleState
-from reactord.stats import Stats
+from reactord.reactor.rulestate import RuleState
 from reactord.store.audit import ADD_ACTION, ADD_DECISION, AuditLog
-from reactord.store.events import EventQuery, Writes
-from reactord.store.state import Changed, RuleStateStore
+from reactord.store.eventlog import EventQuery, Writes
+from reactord.store.statetable import Changed, RuleStateStore
 
 if TYPE_CHECKING:
-    from reactord.config import MasterConfig
-    from reactord.jobs import JobDispatcher
+    from reactord.base.config import MasterConfig
+    from reactord.jobrunner import JobRunner
     from reactord.pipeline import EventPipeline
     from reactord.store.database import Database
-    from reactord.store.events import EventLog
+    from reactord.store.eventlog import EventLog
 
 log = logging.getLogger("reactord.reactor")
 
@@ -69,7 +69,7 @@ class Reactor:
         db: Database,
         pipeline: EventPipeline,
         event_log: EventLog,
-        jobs: JobDispatcher,
+        jobs: JobRunner,
         resolve_target: Callable[[str, str], list[str]],
         stats: Stats,
         clock: Callable[[], float] = time.time,

@@ -12,7 +12,7 @@ from reactord.protocol.events import Event
 from reactord.protocol.ids import id_floor
 from reactord.protocol.tags import literal_prefix, tag_matches
 from reactord.store.database import Database
-from reactord.store.state import StateTable
+from reactord.store.statetable import StateTable
 
 _COLUMNS = "id, tag, source, time, received, epoch, seq, causation, depth, data, action"
 _INSERT = f"INSERT INTO events ({_COLUMNS}, decisions) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"

@@ -35,10 +35,10 @@ from reactord.protocol.events import Event
 from reactord.protocol.ids import new_id
 from reactord.reactor.engine import Decision, Engine
 from reactord.reactor.rules import Rule, RuleError, RuleSet, load_rule_set, rule_files
-from reactord.reactor.rulestate import RuleState
+from reactord.reactor.rulestate import Changed, RuleState
 from reactord.store.audit import ADD_ACTION, ADD_DECISION, AuditLog
 from reactord.store.eventlog import EventQuery, Writes
-from reactord.store.statetable import Changed, RuleStateStore
+from reactord.store.rulestore import SqliteRuleStore
 
 if TYPE_CHECKING:
     from reactord.base.config import MasterConfig
@@ -83,9 +83,9 @@ class Reactor:
         self.clock = clock
         self.db = db
         self.audit = AuditLog(db)
-        self.state_store = RuleStateStore(db)
+        self.rule_store = SqliteRuleStore(db)
         state = RuleState(config.reactor.state_limit, config.reactor.hold_bytes)
-        self.state_store.load(state)
+        state.load_rows(self.rule_store.rows())
         self.engine = Engine(RuleSet((), ()), state, max_depth=config.reactor.max_depth)
         self.dispatcher = ActionDispatcher(
             self.audit,
@@ -157,12 +157,30 @@ class Reactor:
                     decided.firings.append(Firing(decision.rule, decision.event, ids))
                 else:
                     self._record_limit(decision)
-        decided.writes, decided.changed = self.state_store.changes(self.engine.state)
+        decided.writes, decided.changed = self._rule_state_writes()
         if actions:
             decided.writes.append((ADD_ACTION, actions))
         if self.engine.errors != errors:
             self.stats.incr("reactor.errors", self.engine.errors - errors)
         return decided
+
+    def _rule_state_writes(self) -> tuple[Writes, Changed]:
+        """The rule state changed since the last call, as writes for the caller's transaction."""
+        changes, changed = self.engine.state.take_changes()
+        return self.rule_store.writes(changes), changed
+
+    def _flush_rule_state(self) -> None:
+        """Write what is left of the rule state in a transaction of its own (at shutdown)."""
+        writes, changed = self._rule_state_writes()
+        if not writes:
+            return
+        try:
+            with self.db.transaction() as conn:
+                for sql, rows in writes:
+                    conn.executemany(sql, rows)
+        except BaseException:
+            self.engine.state.restore(changed, self.rule_store.read)
+            raise
 
     def committed(self, decided: Decided) -> None:
         """The batch is written: run what fired."""
@@ -183,7 +201,7 @@ class Reactor:
 
     def rolled_back(self, decided: Decided) -> None:
         """The batch's write failed: the rule state goes back to what the database holds."""
-        self.state_store.revert(self.engine.state, decided.changed)
+        self.engine.state.restore(decided.changed, self.rule_store.read)
         for decision in decided.fired:
             count = self.engine.fire_counts.get(decision.rule.name, 0)
             self.engine.fire_counts[decision.rule.name] = max(0, count - 1)
@@ -250,7 +268,7 @@ class Reactor:
         (rules dropped by a reload). Returns how many fired."""
         now = self.clock()
         due = self.engine.due_holds(now)
-        writes, changed = self.state_store.changes(self.engine.state)
+        writes, changed = self._rule_state_writes()
         if not due and not writes:
             return 0
         decisions = [(d.event.id, d.rule.name, d.fired, d.reason, now, None) for d in due]
@@ -331,7 +349,7 @@ class Reactor:
         await self.dispatcher.close()
         try:
             self.audit.flush()
-            self.state_store.flush(self.engine.state)
+            self._flush_rule_state()
         except StorageFull as exc:
             log.error("could not write the last audit records and rule state: %s", exc)
 

@@ -2,20 +2,25 @@
 
 Each kind keeps at most ``limit`` keys (the least recently used go first); the holds, which
 keep the event that started them, are also bounded by bytes. Changes are marked dirty and
-written in the transaction of the event that made them (reactord.store.statetable), so after any
-stop or crash the rule state and the event log agree.
+taken as plain rows (``take_changes``) that are written in the transaction of the event that
+made them (``RuleStore.writes``), so after any stop or crash the rule state and the event log
+agree. Storage sees only plain values: this module turns them into state and back.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from reactord.protocol.events import Event
 
 K = tuple[str, str]  # (rule name, key)
+#: A change as storage keeps it: (kind, rule, key, plain value or None when deleted).
+Change = tuple[str, str, str, Any]
+#: Which keys a ``take_changes`` took, to put them back if their write fails: (kind, key).
+Changed = list[tuple[str, K]]
 V = TypeVar("V")
 
 
@@ -111,3 +116,65 @@ class RuleState:
 
     def size(self) -> dict[str, int]:
         return {name: len(table) for name, table in self.kinds().items()}
+
+    def load_rows(self, rows: Iterable[Change]) -> None:
+        """Fill the state from stored rows (at start); nothing is left dirty."""
+        for kind, rule, key, value in rows:
+            _put(self, kind, (rule, key), value)
+        for table in self.kinds().values():
+            table.dirty.clear()
+
+    def take_changes(self) -> tuple[list[Change], Changed]:
+        """What changed since the last call, as plain rows, and which keys (for ``restore``)."""
+        changes: list[Change] = []
+        changed: Changed = []
+        for kind, table in self.kinds().items():
+            if not table.dirty:
+                continue
+            for (rule, key), value in table.take_dirty():
+                changed.append((kind, (rule, key)))
+                changes.append((kind, rule, key, None if value is None else _plain(kind, value)))
+        return changes, changed
+
+    def restore(self, changed: Changed, read: Callable[[str, str, str], Any]) -> None:
+        """Put these keys back as storage has them (``read(kind, rule, key)``): their write failed."""
+        tables = self.kinds()
+        for kind, key in changed:
+            value = read(kind, *key)
+            tables[kind].forget(key)
+            if value is not None:
+                _put(self, kind, key, value)
+            tables[kind].dirty.discard(key)
+
+
+def _put(state: RuleState, kind: str, key: K, value: Any) -> None:
+    if kind == "throttle":
+        state.throttles.put(key, float(value))
+    elif kind == "window":
+        state.windows.put(key, deque(value))
+    elif kind == "hold":
+        state.holds.put(key, Hold(value["since"], Event(**value["event"]), value["fired"]))
+
+
+def _plain(kind: str, value: Any) -> Any:
+    if kind == "window":
+        return list(value)
+    if kind == "hold":
+        e = value.event
+        return {
+            "since": value.since,
+            "fired": value.fired,
+            "event": {
+                "id": e.id,
+                "tag": e.tag,
+                "source": e.source,
+                "time": e.time,
+                "data": e.data,
+                "seq": e.seq,
+                "epoch": e.epoch,
+                "causation": e.causation,
+                "depth": e.depth,
+                "received": e.received,
+            },
+        }
+    return value

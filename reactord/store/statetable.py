@@ -1,15 +1,14 @@
-"""The state table (latest event per source and tag) and the persisted rule state."""
+"""The state table: the latest event of every source and tag."""
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 from reactord.protocol import codec
 from reactord.protocol.events import Event
-from reactord.reactor.rulestate import Hold, RuleState
 from reactord.store.database import Database
 
 #: Tags that name one occurrence (a job), not the state of a thing: kept out of the state table.
@@ -222,102 +221,3 @@ class StateTable:
         " received=excluded.received, data=excluded.data"
     )
     CLEAR = "DELETE FROM state WHERE source=? AND tag=?"
-
-
-#: A change of rule state to write: (kind, (rule, key)).
-Changed = list[tuple[str, tuple[str, str]]]
-_DELETE = "DELETE FROM rule_state WHERE rule=? AND key=? AND kind=?"
-_UPSERT = "INSERT OR REPLACE INTO rule_state VALUES (?, ?, ?, ?)"
-
-
-class RuleStateStore:
-    """The rule state's changes as writes for the transaction of the event that made them, and
-    the state read back at start (or after a write that failed)."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def load(self, state: RuleState) -> None:
-        for rule, key, kind, blob in self.db.conn.execute("SELECT rule, key, kind, value FROM rule_state"):
-            _put(state, kind, (rule, key), codec.unpack(blob, max_size=1 << 30))
-        for table in state.kinds().values():
-            table.dirty.clear()
-
-    def changes(self, state: RuleState) -> tuple[list[tuple[str, list[tuple[Any, ...]]]], Changed]:
-        """What changed since the last call, as writes for one transaction, and which keys."""
-        upserts: list[tuple[Any, ...]] = []
-        deletes: list[tuple[Any, ...]] = []
-        changed: Changed = []
-        for kind, table in state.kinds().items():
-            if not table.dirty:
-                continue
-            for (rule, key), value in table.take_dirty():
-                changed.append((kind, (rule, key)))
-                if value is None:
-                    deletes.append((rule, key, kind))
-                else:
-                    upserts.append((rule, key, kind, codec.pack(_plain(kind, value))))
-        writes: list[tuple[str, list[tuple[Any, ...]]]] = []
-        if deletes:
-            writes.append((_DELETE, deletes))
-        if upserts:
-            writes.append((_UPSERT, upserts))
-        return writes, changed
-
-    def revert(self, state: RuleState, changed: Changed) -> None:
-        """Put these keys back as the database has them: the transaction that wrote them failed."""
-        tables = state.kinds()
-        for kind, key in changed:
-            row = self.db.conn.execute(
-                "SELECT value FROM rule_state WHERE rule=? AND key=? AND kind=?", (*key, kind)
-            ).fetchone()
-            tables[kind].forget(key)
-            if row is not None:
-                _put(state, kind, key, codec.unpack(row[0], max_size=1 << 30))
-            tables[kind].dirty.discard(key)
-
-    def flush(self, state: RuleState) -> int:
-        """Write every pending change in a transaction of its own (at shutdown)."""
-        writes, changed = self.changes(state)
-        if writes:
-            try:
-                with self.db.transaction() as conn:
-                    for sql, rows in writes:
-                        conn.executemany(sql, rows)
-            except BaseException:
-                self.revert(state, changed)
-                raise
-        return len(changed)
-
-
-def _put(state: RuleState, kind: str, key: tuple[str, str], value: Any) -> None:
-    if kind == "throttle":
-        state.throttles.put(key, float(value))
-    elif kind == "window":
-        state.windows.put(key, deque(value))
-    elif kind == "hold":
-        state.holds.put(key, Hold(value["since"], Event(**value["event"]), value["fired"]))
-
-
-def _plain(kind: str, value: Any) -> Any:
-    if kind == "window":
-        return list(value)
-    if kind == "hold":
-        e = value.event
-        return {
-            "since": value.since,
-            "fired": value.fired,
-            "event": {
-                "id": e.id,
-                "tag": e.tag,
-                "source": e.source,
-                "time": e.time,
-                "data": e.data,
-                "seq": e.seq,
-                "epoch": e.epoch,
-                "causation": e.causation,
-                "depth": e.depth,
-                "received": e.received,
-            },
-        }
-    return value

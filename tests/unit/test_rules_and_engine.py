@@ -14,8 +14,8 @@ from reactord.reactor.engine import Engine
 from reactord.reactor.rules import RuleError, RuleSet, load_rule_set, load_rules_text
 from reactord.reactor.rulestate import RuleState
 from reactord.store.database import Database
+from reactord.store.rulestore import SqliteRuleStore
 from reactord.store.schema import MIGRATIONS
-from reactord.store.statetable import RuleStateStore
 
 
 def rules(*specs: dict[str, Any]) -> RuleSet:
@@ -238,12 +238,15 @@ def test_rule_state_survives_a_restart(tmp_path: Path) -> None:
     engine = Engine(rule_set)
     assert fired(engine, ev("x", 0)) == ["once"]
     assert fired(engine, ev("x", 1)) == []
-    RuleStateStore(db).flush(engine.state)
+    changes, _ = engine.state.take_changes()
+    with db.transaction() as conn:  # the rows go with a transaction the caller owns
+        for sql, rows_ in SqliteRuleStore(db).writes(changes):
+            conn.executemany(sql, rows_)
     db.close()
 
     db = Database(tmp_path / "m.db", MIGRATIONS)
     state = RuleState()
-    RuleStateStore(db).load(state)
+    state.load_rows(SqliteRuleStore(db).rows())
     engine = Engine(rule_set, state)
     assert [d.rule.name for d in engine.due_holds(61)] == ["hot"]  # held since t=0
     assert fired(engine, ev("x", 100)) == ["three"]  # the third within the hour; once stays throttled

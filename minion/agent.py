@@ -35,7 +35,6 @@ from minion.errors import FunctionError, MasterKeyError, OutboxUnavailable
 from minion.executor import Executor
 from minion.functions import allowed
 from minion.functions.context import Settings
-from minion.metrics import MinionCollector
 from minion.outbox import Outbox
 from minion.plugins import Registry, load_registry
 from minion.state import MinionState
@@ -83,11 +82,7 @@ class Agent:
             raise
         self.damaged: StorageDamaged | None = None
         self.local = LocalServer(config.local_socket, local.handlers(self), daemon="minion")
-        self.metrics = (
-            MetricsServer(config.metrics.address, Snapshot(MinionCollector(self).collect))
-            if config.metrics.address
-            else None
-        )
+        self.metrics = self._metrics_server() if config.metrics.address else None
         self.delivery: Delivery | None = None
         self.started = time.time()
         self.grains = grains_mod.collect(config.grains)
@@ -118,6 +113,12 @@ class Agent:
         self._welcomed = asyncio.Event()
         self.conn: MasterConnection | None = None
         self.master_key: bytes | None = None
+
+    def _metrics_server(self) -> MetricsServer:
+        """The ``/metrics`` endpoint; only here is Prometheus imported (``metrics.address`` set)."""
+        from minion.metrics import MinionCollector
+
+        return MetricsServer(self.config.metrics.address, Snapshot(MinionCollector(self).collect))
 
     # -- main loop ----------------------------------------------------------------------------
 

@@ -10,14 +10,8 @@ from typing import Any, ClassVar
 
 from minion.beacons.base import Report, subject
 from minion.options import Options
+from reactord.protocol.configfile import parse_address
 from reactord.protocol.patterns import compile_regex
-
-
-def _split_target(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected host:port, got {text!r}")
-    return host.strip("[]"), int(port)
 
 
 class TcpPortBeacon:
@@ -32,7 +26,9 @@ class TcpPortBeacon:
 
     def __init__(self, options: Options) -> None:
         try:
-            self.targets = [_split_target(t) for t in options.text_list("targets", required=True)]
+            self.targets = [
+                parse_address(t, default_host=None) for t in options.text_list("targets", required=True)
+            ]
         except ValueError as exc:
             raise options.fail("targets", str(exc)) from None
         self.timeout = options.duration("timeout", 3.0, 0.01)

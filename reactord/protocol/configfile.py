@@ -274,12 +274,21 @@ def as_choice(*choices: str) -> Convert:
     return convert
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:9510`` for IPv6) into its parts; ``ValueError`` if malformed."""
+def parse_address(text: str, default_host: str | None = "127.0.0.1") -> tuple[str, int]:
+    """``host:port`` (``[::1]:9510`` for IPv6) into its parts; ``ValueError`` if malformed.
+
+    The port is ASCII digits only (``str.isdigit`` also takes ``"²"``). A listener's empty host
+    is ``default_host``; with ``default_host=None`` (an address to connect to) it is an error.
+    """
     host, sep, port = text.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"expected host:port, got {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    host = host.strip("[]")
+    if not host:
+        if default_host is None:
+            raise ValueError(f"expected host:port, got {text!r} (no host)")
+        host = default_host
+    return host, int(port)
 
 
 def as_address(value: Any, where: Where) -> str:

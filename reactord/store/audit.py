@@ -9,7 +9,7 @@ from typing import Any
 from reactord.base import jsonable
 from reactord.protocol import codec
 from reactord.protocol.errors import StorageFull
-from reactord.store.database import Database
+from reactord.store.database import Database, Writes
 
 _ACTION_COLUMNS = (
     "id, event_id, rule, idx, kind, label, status, attempts, created, started, finished, error, result, jid"
@@ -180,6 +180,20 @@ class AuditLog:
             " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
             (action_id, event_id, rule, idx, kind, label, now, jsonable.dumps(params), replay),
         )
+
+    def intent_writes(
+        self,
+        actions: list[tuple[Any, ...]],
+        decisions: Sequence[tuple[str, str, bool, str | None, float, str | None]] = (),
+    ) -> Writes:
+        """Action rows (``action_row``) and later decisions as writes for the transaction of
+        the event (or the tick) that decided them: the action outbox."""
+        writes: Writes = []
+        if decisions:
+            writes.append((ADD_DECISION, list(decisions)))
+        if actions:
+            writes.append((ADD_ACTION, actions))
+        return writes
 
     def add_actions(self, rows: list[tuple[Any, ...]]) -> None:
         """Write action rows (``action_row``) now, in a transaction of their own."""

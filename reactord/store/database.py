@@ -13,9 +13,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from reactord.base.errors import StoreError
 from reactord.protocol.sqlitefile import connect, storage_faults
+
+#: Writes for a transaction another part owns (an event's, a tick's): (SQL, rows for
+#: executemany). Opaque above the store: made by one store, applied by the event log.
+Writes = list[tuple[str, list[tuple[Any, ...]]]]
 
 log = logging.getLogger("reactord.store")
 

@@ -12,13 +12,11 @@ from reactord.protocol.events import Event
 from reactord.protocol.ids import id_floor
 from reactord.protocol.tags import literal_prefix, tag_matches
 from reactord.store.database import Database
+from reactord.store.database import Writes as Writes  # the type of append's writes, also from here
 from reactord.store.statetable import StateTable
 
 _COLUMNS = "id, tag, source, time, received, epoch, seq, causation, depth, data, action"
 _INSERT = f"INSERT INTO events ({_COLUMNS}, decisions) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-
-#: Statements to run in an append's transaction: (SQL, rows for executemany).
-Writes = list[tuple[str, list[tuple[Any, ...]]]]
 
 
 def _row(event: Event, decisions: bytes | None) -> tuple[Any, ...]:

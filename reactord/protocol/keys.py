@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from zmq.utils import z85
 
@@ -89,6 +90,37 @@ def _read_secret_pem(path: Path) -> bytes:
     return path.read_bytes()
 
 
+# The PEM helpers, once for both kinds of key (X25519 for CURVE, Ed25519 for signing); each
+# caller checks that what it read is its kind.
+
+
+def _public_pem(public: X25519PublicKey | Ed25519PublicKey) -> bytes:
+    return public.public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _create_pair(directory: Path, name: str, private: X25519PrivateKey | Ed25519PrivateKey) -> None:
+    """Write ``<name>.pem`` (PKCS#8, 0600), then ``<name>.pub`` (0644)."""
+    write_file_atomic(
+        directory / f"{name}.pem",
+        private.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+    write_file_atomic(directory / f"{name}.pub", _public_pem(private.public_key()), mode=0o644)
+
+
+def _load_private_pem(path: Path) -> PrivateKeyTypes:
+    try:
+        return serialization.load_pem_private_key(_read_secret_pem(path), None)
+    except (ValueError, TypeError) as exc:
+        raise KeyFileError(f"{path}: not a PEM private key: {exc}") from exc
+
+
+def _load_public_pem(path: Path) -> PublicKeyTypes:
+    try:
+        return serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"{path}: not a PEM public key: {exc}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class CurveKeys:
     """A CURVE key pair as raw 32-byte values."""
@@ -126,18 +158,10 @@ class CurveKeys:
         ensure_private_dir(directory)
         secret_path, public_path = directory / f"{name}.pem", directory / f"{name}.pub"
         if not secret_path.exists():
-            keys = cls.generate()
-            private = X25519PrivateKey.from_private_bytes(keys.secret)
-            write_file_atomic(
-                secret_path,
-                private.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-            )
-            write_file_atomic(public_path, public_pem(keys.public), mode=0o644)
-            return keys
-        try:
-            loaded = serialization.load_pem_private_key(_read_secret_pem(secret_path), None)
-        except (ValueError, TypeError) as exc:
-            raise KeyFileError(f"{secret_path}: not a PEM private key: {exc}") from exc
+            private = X25519PrivateKey.generate()
+            _create_pair(directory, name, private)
+            return cls.from_private(private)
+        loaded = _load_private_pem(secret_path)
         if not isinstance(loaded, X25519PrivateKey):
             raise KeyFileError(f"{secret_path}: not an X25519 (CURVE) key")
         keys = cls.from_private(loaded)
@@ -147,17 +171,12 @@ class CurveKeys:
 
 
 def public_pem(public_raw: bytes) -> bytes:
-    return X25519PublicKey.from_public_bytes(public_raw).public_bytes(
-        _PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return _public_pem(X25519PublicKey.from_public_bytes(public_raw))
 
 
 def load_public_pem(path: Path) -> bytes:
     """The raw 32-byte CURVE public key in a PEM file."""
-    try:
-        loaded = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise KeyFileError(f"{path}: not a PEM public key: {exc}") from exc
+    loaded = _load_public_pem(path)
     if not isinstance(loaded, X25519PublicKey):
         raise KeyFileError(f"{path}: not an X25519 (CURVE) public key")
     return loaded.public_bytes(_RAW, serialization.PublicFormat.Raw)
@@ -176,23 +195,12 @@ class Signer:
     @classmethod
     def load_or_create(cls, directory: Path, name: str) -> Signer:
         ensure_private_dir(directory)
-        secret_path, public_path = directory / f"{name}.pem", directory / f"{name}.pub"
+        secret_path = directory / f"{name}.pem"
         if not secret_path.exists():
             private = Ed25519PrivateKey.generate()
-            write_file_atomic(
-                secret_path,
-                private.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-            )
-            write_file_atomic(
-                public_path,
-                private.public_key().public_bytes(_PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
-                mode=0o644,
-            )
+            _create_pair(directory, name, private)
             return cls(private)
-        try:
-            loaded = serialization.load_pem_private_key(_read_secret_pem(secret_path), None)
-        except (ValueError, TypeError) as exc:
-            raise KeyFileError(f"{secret_path}: not a PEM private key: {exc}") from exc
+        loaded = _load_private_pem(secret_path)
         if not isinstance(loaded, Ed25519PrivateKey):
             raise KeyFileError(f"{secret_path}: not an Ed25519 signing key")
         return cls(loaded)
@@ -207,17 +215,12 @@ def verify_signature(public_raw: bytes, signature: bytes, data: bytes) -> None:
 
 
 def signing_public_pem(public_raw: bytes) -> bytes:
-    return Ed25519PublicKey.from_public_bytes(public_raw).public_bytes(
-        _PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return _public_pem(Ed25519PublicKey.from_public_bytes(public_raw))
 
 
 def load_signing_public_pem(path: Path) -> bytes:
     """The raw 32-byte Ed25519 public key in a PEM file."""
-    try:
-        loaded = serialization.load_pem_public_key(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise KeyFileError(f"{path}: not a PEM public key: {exc}") from exc
+    loaded = _load_public_pem(path)
     if not isinstance(loaded, Ed25519PublicKey):
         raise KeyFileError(f"{path}: not an Ed25519 public key")
     return loaded.public_bytes(_RAW, serialization.PublicFormat.Raw)

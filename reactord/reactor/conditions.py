@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -161,23 +162,25 @@ class ValueTest:
         for op, expected, written in self.tests:
             if op == "exists":
                 if (actual is not MISSING) != expected:
-                    return f"expected exists {str(written).lower()}, got {_show(actual)}"
+                    return f"expected exists {show_value(written)}, got {show_value(actual)}"
                 continue
             if actual is MISSING:
-                return f"expected {op} {_show(written)}, but it is missing"
+                return f"expected {op} {show_value(written)}, but it is missing"
             value, want = (_fold(actual), _fold(expected)) if self.ignore_case else (actual, expected)
             if op == "regex" and self.ignore_case:
                 want = expected
             if not _TESTS[op](value, want):
-                return f"expected {op} {_show(written)}, got {_show(actual)}"
+                return f"expected {op} {show_value(written)}, got {show_value(actual)}"
         return None
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any, *, missing: str = "nothing (missing)", width: int = 120) -> str:
+    """A value as every explanation writes it: JSON (``"nginx"``, ``true``, ``null``, ``[1, 2]``),
+    ASCII only (event data is shown on a terminal), cut at ``width`` characters."""
     if value is MISSING:
-        return "nothing (missing)"
-    text = repr(value) if not isinstance(value, bool) else str(value).lower()
-    return text if len(text) <= 120 else text[:117] + "..."
+        return missing
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def compile_value_test(spec: Any, where: str) -> ValueTest:
@@ -315,7 +318,7 @@ def compile_condition(spec: Any, where: str, counter: Counter) -> Condition:
                 AnyOf(tuple(compile_condition(s, f"{here}[{i}]", counter) for i, s in enumerate(items)))
             )
         elif key == "not":
-            parts.append(Not(compile_condition(value, here, counter), _brief(value)))
+            parts.append(Not(compile_condition(value, here, counter), show_value(value, width=80)))
         else:
             try:
                 validate_path(str(key))
@@ -331,8 +334,3 @@ def _as_list(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise ValueError(f"{where}: expected a non-empty list of conditions")
     return value
-
-
-def _brief(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

@@ -8,14 +8,13 @@ first step that fails is the reason recorded for the decision.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reactord.protocol.events import Event
-from reactord.reactor.conditions import Counter
+from reactord.reactor.conditions import Counter, show_value
 from reactord.reactor.index import TagIndex
 from reactord.reactor.paths import MISSING, resolve
 from reactord.reactor.rules import Rule, RuleSet
@@ -198,7 +197,9 @@ class Engine:
             if len(times) < limit.count:
                 if commit:
                     self.state.windows.put(key, times)
-                return f"threshold: {len(times)} of {limit.count} within {limit.within:g}s (key {key[1]!r})"
+                return (
+                    f"threshold: {len(times)} of {limit.count} within {limit.within:g}s (key {_show(key[1])})"
+                )
             if commit:
                 self.state.windows.pop(key)
         if rule.throttle is not None:
@@ -206,7 +207,7 @@ class Engine:
             last = self.state.throttles.get(key)
             if last is not None and now - last < rule.throttle.once_within:
                 return (
-                    f"throttle: fired {now - last:.1f}s ago for key {key[1]!r} "
+                    f"throttle: fired {now - last:.1f}s ago for key {_show(key[1])} "
                     f"(once within {rule.throttle.once_within:g}s)"
                 )
             if commit:
@@ -264,7 +265,7 @@ def _still_failure(rule: Rule, event: Event, started: Event) -> str | None:
 
 
 def _show(value: object) -> str:
-    return "missing" if value is MISSING else json.dumps(value, default=str)
+    return show_value(value, missing="missing")
 
 
 def rule_names(decisions: Iterable[Decision]) -> list[str]:

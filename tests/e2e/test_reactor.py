@@ -275,7 +275,7 @@ rules:
         json.dumps({"tag": "ops/service/web02", "data": {"name": "apache", "running": False}})
     )
     text = setup.cli("rules", "explain", "--event", str(event_file)).stdout
-    assert "not fired: restart-nginx — data.name: expected eq 'nginx', got 'apache'" in text
+    assert 'not fired: restart-nginx — data.name: expected eq "nginx", got "apache"' in text
     event_file.write_text(
         json.dumps({"tag": "ops/service/web02", "data": {"name": "nginx", "running": False}})
     )

@@ -69,7 +69,7 @@ def test_hostile_text_and_tags_leave_the_master_serving_and_every_event_logged(s
     hostile = next(e for e in logged if e["data"]["user"] == hostile_user)
     explained = setup.cli("rules", "explain", hostile["id"])
     assert explained.returncode == 0
-    assert "not fired: redos — data.user: expected regex '^(a+)+$'" in explained.stdout
+    assert 'not fired: redos — data.user: expected regex "^(a+)+$"' in explained.stdout
 
 
 def test_a_pattern_that_needs_backtracking_is_refused_by_rules_check_and_by_the_gate(setup: Setup) -> None:

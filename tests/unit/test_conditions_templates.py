@@ -74,11 +74,11 @@ def test_conditions_that_hold(spec: Any) -> None:
         ({"data.running": True}, "data.running: expected eq true, got false"),
         ({"data.running": 0}, "data.running: expected eq 0, got false"),
         ({"data.load": {"gt": 4}}, "data.load: expected gt 4, got 3.5"),
-        ({"data.name": {"gt": 4}}, "data.name: expected gt 4, got 'nginx'"),
-        ({"data.nope": "x"}, "data.nope: expected eq 'x', but it is missing"),
-        ({"data.ip": {"cidr": "192.168.0.0/16"}}, "data.ip: expected cidr '192.168.0.0/16', got '10.1.2.3'"),
-        ({"data.nested.k": "value"}, "data.nested.k: expected eq 'value', got 'Value'"),
-        ({"not": {"data.name": "nginx"}}, "not: {'data.name': 'nginx'} holds"),
+        ({"data.name": {"gt": 4}}, 'data.name: expected gt 4, got "nginx"'),
+        ({"data.nope": "x"}, 'data.nope: expected eq "x", but it is missing'),
+        ({"data.ip": {"cidr": "192.168.0.0/16"}}, 'data.ip: expected cidr "192.168.0.0/16", got "10.1.2.3"'),
+        ({"data.nested.k": "value"}, 'data.nested.k: expected eq "value", got "Value"'),
+        ({"not": {"data.name": "nginx"}}, 'not: {"data.name": "nginx"} holds'),
         ({"any": [{"data.count": 1}, {"data.count": 2}]}, "none of any"),
     ],
 )
@@ -126,7 +126,7 @@ def event_with(**data: Any) -> Event:
 def test_a_regex_that_backtracks_in_python_completes_on_hostile_text_and_does_not_match() -> None:
     redos = condition({"data.user": {"regex": "^(a+)+$"}})
     failure = redos.failure(event_with(user="a" * 4095 + "b"))
-    assert failure is not None and failure.startswith("data.user: expected regex '^(a+)+$', got 'aaa")
+    assert failure is not None and failure.startswith('data.user: expected regex "^(a+)+$", got "aaa')
     assert not redos.holds(event_with(user="a" * 4095 + "b"))
     assert redos.holds(event_with(user="a" * MAX_MATCH_TEXT))
     assert not redos.holds(event_with(user="a" * (MAX_MATCH_TEXT + 1)))  # the text bound

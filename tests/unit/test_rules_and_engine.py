@@ -224,7 +224,7 @@ def test_throttle_and_threshold_per_key() -> None:
     assert fired(engine, ev("x", 20, "a")) == []  # window restarted after firing, and expired
     assert fired(engine, ev("x", 61, "a")) == ["once"]
     reasons = {d.rule.name: d.reason for d in engine.evaluate(ev("x", 62, "a"), None, 62)}
-    assert reasons["once"] == "throttle: fired 1.0s ago for key 'a' (once within 60s)"
+    assert reasons["once"] == 'throttle: fired 1.0s ago for key "a" (once within 60s)'
     assert reasons["three"].startswith("threshold: ")
 
 

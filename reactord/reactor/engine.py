@@ -8,10 +8,12 @@ first step that fails is the reason recorded for the decision.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from reactord.protocol.events import Event
 from reactord.reactor.conditions import Counter, show_value
@@ -119,6 +121,7 @@ class Engine:
                     "a rule may be firing its own trigger"
                 ),
             )
+        reason: str | Quiet | None
         if explain:
             reason = rule.when.failure(event) if rule.when is not None else None
         else:
@@ -133,13 +136,15 @@ class Engine:
                 reason = _still_failure(rule, event, hold.event)
             else:
                 reason = _changed_failure(rule, event, previous, explain)
-        if reason is QUIET and rule.hold is None:
+        if reason is QUIET:  # left out of the live path's decisions; it ends a running `for`
+            if hold is not None and commit:
+                self.state.holds.pop(key)
             return None
         if rule.hold is not None:
             if reason is not None:
                 if hold is not None and commit:
                     self.state.holds.pop(key)
-                return None if reason is QUIET else Decision(rule, event, False, reason)
+                return Decision(rule, event, False, reason)
             if hold is None:
                 hold = Hold(now, event)
             elif not hold.fired:
@@ -227,12 +232,21 @@ def _key(template: Template | str, event: Event) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-#: A miss on ``when`` or ``changed``, not spelled out on the live path (explain works it out).
-QUIET = "missed on when or changed"
+class Quiet(enum.Enum):
+    """A miss on ``when`` or ``changed``, not spelled out on the live path (explain works it
+    out): a sentinel, never a reason text, so no reason can be taken for it."""
+
+    QUIET = "missed on when or changed"
 
 
-def _changed_failure(rule: Rule, event: Event, previous: Event | None, explain: bool = True) -> str | None:
-    """None when a watched value changed (and matches from/to); else why not."""
+QUIET: Final = Quiet.QUIET
+
+
+def _changed_failure(
+    rule: Rule, event: Event, previous: Event | None, explain: bool = True
+) -> str | Quiet | None:
+    """None when a watched value changed (and matches from/to); else why not (``QUIET``
+    without ``explain``)."""
     changed = rule.changed
     assert changed is not None
     unchanged = []

@@ -10,7 +10,7 @@ ReactordError (reactord.protocol.errors)
 
 from __future__ import annotations
 
-from reactord.protocol.errors import ReactordError, RequestError, Unreachable
+from reactord.protocol.errors import ReactordError, RequestError
 
 
 class MasterError(ReactordError):
@@ -27,10 +27,6 @@ class TargetError(MasterError):
 
 class ControlError(MasterError, RequestError):
     """A request the master refused or could not carry out; ``code`` is a short reason."""
-
-
-#: Raised by the CLI when no master listens on the control socket (exit 3).
-MasterUnreachable = Unreachable
 
 
 class StoreError(MasterError):

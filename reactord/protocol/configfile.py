@@ -181,10 +181,6 @@ def as_str(value: Any, where: Where) -> str:
     return value
 
 
-def as_optional_str(value: Any, where: Where) -> str | None:
-    return None if value is None else as_str(value, where)
-
-
 def as_bool(value: Any, where: Where) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")

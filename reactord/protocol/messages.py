@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from reactord.protocol import codec
-from reactord.protocol.errors import DecodeError, TagError
+from reactord.protocol.errors import DecodeError
 from reactord.protocol.events import INT64_MAX, MAX_DATA_DEPTH, data_depth_ok, valid_time
 from reactord.protocol.fields import Body, fail
-from reactord.protocol.tags import validate_tag
 
 PROTOCOL_VERSION = 1
 _FUNCTION = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+")
@@ -319,14 +318,6 @@ KINDS: dict[str, type[Message]] = {
 
 def valid_function_name(name: str) -> bool:
     return _FUNCTION.fullmatch(name) is not None
-
-
-def valid_tag(tag: object) -> bool:
-    try:
-        validate_tag(tag)
-    except TagError:
-        return False
-    return True
 
 
 # -- the event path (minion PUB -> master SUB) and its acknowledgement ------------------------

@@ -147,10 +147,6 @@ def tag_matches(pattern: str, tag: str) -> bool:
     return _compile(pattern).fullmatch("/" + tag) is not None
 
 
-def is_literal(pattern: str) -> bool:
-    return not any(c in pattern for c in "*?")
-
-
 def literal_prefix(pattern: str) -> str:
     """The text every tag that matches ``pattern`` starts with: the pattern up to its first
     wildcard, without the ``/`` before a ``**`` (``a/**`` matches ``a``, so its prefix is ``a``).

@@ -48,7 +48,6 @@ OPERATORS = (
     "cidr",
     "ignore_case",
 )
-LOGICAL = ("all", "any", "not")
 MAX_MATCH_TEXT = 4096  # longer text is not fed to a rule's regex (bounded work on event data)
 
 

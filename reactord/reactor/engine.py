@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -280,7 +279,3 @@ def _still_failure(rule: Rule, event: Event, started: Event) -> str | None:
 
 def _show(value: object) -> str:
     return show_value(value, missing="missing")
-
-
-def rule_names(decisions: Iterable[Decision]) -> list[str]:
-    return [d.rule.name for d in decisions if d.fired]

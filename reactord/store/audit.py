@@ -123,10 +123,6 @@ class AuditLog:
             return False
         return True
 
-    @property
-    def buffered(self) -> int:
-        return len(self._writes)
-
     # -- decisions ------------------------------------------------------------------------------
 
     def record_decisions(self, rows: Sequence[tuple[str, str, bool, str | None, float, str | None]]) -> None:

@@ -20,6 +20,7 @@ from reactord.protocol.errors import TagError
 from reactord.protocol.events import Event
 from reactord.protocol.messages import valid_function_name
 from reactord.protocol.tags import RESERVED_PREFIX, validate_tag
+from reactord.reactor.gatechecks import GateError, compile_checks
 from reactord.reactor.templates import (
     Template,
     TemplateError,
@@ -159,8 +160,6 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
 
 def parse_gate(value: Any) -> dict[str, Any]:
     """``gate: {on, when, target, target_type, allow_stale}`` (or ``checks: [{on, when}, ...]``)."""
-    from reactord.fleet import GateError, compile_checks
-
     if not isinstance(value, dict):
         raise ValueError("gate: expected {on: TAG_GLOB, when: {...}} or {checks: [...]}")
     extra = set(value) - {"on", "when", "checks", "target", "target_type", "allow_stale"}

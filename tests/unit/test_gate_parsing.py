@@ -6,7 +6,7 @@ import click
 import pytest
 
 from reactord.cli.fleet import parse_checks, parse_condition
-from reactord.fleet import GateError, compile_checks
+from reactord.reactor.gatechecks import GateError, compile_checks
 
 
 @pytest.mark.parametrize(

@@ -19,14 +19,21 @@ from reactord.base.stats import Stats
 from reactord.base.targeting import resolve
 from reactord.budget import Budgets
 from reactord.bus import Bus
-from reactord.control import ControlServer, ops
+from reactord.control import ControlServer
+from reactord.control.deadletters_ops import DeadLetterParts
+from reactord.control.events_ops import EventParts
+from reactord.control.fleet_ops import FleetParts
+from reactord.control.jobs_ops import JobParts
+from reactord.control.keys_ops import KeyParts
+from reactord.control.registry import Parts, handlers
+from reactord.control.rules_ops import RuleParts
+from reactord.control.status_ops import StatusParts
 from reactord.fleet import Fleet, compile_checks
 from reactord.ingest import Ingest
 from reactord.jobrunner import JobRunner
 from reactord.keyservice import KeyService
 from reactord.keystore import KeyStore
 from reactord.link import CommandLink
-from reactord.metrics import MasterCollector
 from reactord.nodes import Nodes
 from reactord.pipeline import EventPipeline
 from reactord.presence import PresenceTracker
@@ -136,14 +143,69 @@ class Master:
             log.warning(
                 "the state table is empty: rebuilt %d rows from the event log", self.state_table.rebuild()
             )
-        self.control = ControlServer(config.control_path, ops.handlers(self), daemon="master")
-        self.metrics = (
-            MetricsServer(config.metrics.address, Snapshot(MasterCollector(self).collect))
-            if config.metrics.address
-            else None
-        )
+        control = self._control_parts()
+        self.control = ControlServer(config.control_path, handlers(control), daemon="master")
+        self.metrics = self._metrics_server(control.status) if config.metrics.address else None
         self.webhooks: WebhookServer | None = None
         self.stop_event = asyncio.Event()
+
+    # -- what the control socket and the metrics endpoint reach ------------------------------------
+
+    def _control_parts(self) -> Parts:
+        """The parts of each area of control operations, built once: each reads live."""
+        reactor = self.reactor
+        return Parts(
+            status=StatusParts(
+                clock=self.clock,
+                started=self.started,
+                master_finger=self.keys.finger,
+                stats=self.stats,
+                minions=self.registry.all,
+                key_listing=self.keystore.listing,
+                database_bytes=self.db.size,
+                events_logged=self.event_log.count,
+                rules_loaded=lambda: len(reactor.engine.rules.rules),
+                dead_letters=reactor.audit.count_dead,
+                actions=reactor.dispatcher,
+                storage=self.pipeline,
+                budget_refused=self.budgets.refused,
+            ),
+            keys=KeyParts(keys=self.keystore, decisions=self.nodes, master_finger=self.keys.finger),
+            fleet=FleetParts(
+                fleet=self.fleet,
+                minions=self.registry.all,
+                events=self.event_log,
+                resolve_target=self.resolve_target,
+                clock=self.clock,
+            ),
+            jobs=JobParts(
+                runner=self.jobs,
+                history=self.job_store,
+                resolve_target=self.resolve_target,
+                default_timeout=self.config.job_timeout,
+            ),
+            events=EventParts(
+                events=self.event_log,
+                emitter=self.pipeline,
+                jobs=self.job_store,
+                audit=reactor.audit,
+                replay=reactor.replay,
+                bus=self.bus,
+                bus_path=self.config.bus_path,
+            ),
+            rules=RuleParts(catalog=reactor.engine, service=reactor, events=self.event_log, clock=self.clock),
+            dead_letters=DeadLetterParts(
+                audit=reactor.audit, retrier=reactor.dispatcher, events=self.event_log, clock=self.clock
+            ),
+        )
+
+    def _metrics_server(self, readings: StatusParts) -> MetricsServer:
+        """The /metrics endpoint. ``prometheus_client`` is imported here, so a master whose
+        endpoint is off never imports it."""
+        from reactord.metrics import MasterCollector
+
+        collector = MasterCollector(readings, self.nodes.outbox_depth, self.job_store.count)
+        return MetricsServer(self.config.metrics.address, Snapshot(collector.collect))
 
     # -- what the command link hands us --------------------------------------------------------
 

@@ -1,17 +1,20 @@
-"""The master's Prometheus metrics, collected at scrape time from what the master already counts."""
+"""The master's Prometheus metrics, collected at scrape time from what the master already counts.
+
+Importing it imports ``prometheus_client``: the master imports it only when its metrics
+endpoint is on.
+"""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from reactord.base.stats import BUCKETS, Stats
 
 if TYPE_CHECKING:
-    from reactord.master import Master
+    from reactord.store.minions import MinionRecord
 
 #: Internal counters that become one family with a label: prefix -> (metric, label).
 GROUPED = {
@@ -73,22 +76,88 @@ def counters_from(stats: Stats) -> Iterator[Metric]:
         yield histograms
 
 
+class ActionLoad(Protocol):
+    """The action outbox's load (the reactor's action dispatcher)."""
+
+    @property
+    def in_flight(self) -> int: ...
+
+    @property
+    def queued(self) -> int: ...
+
+    @property
+    def saturated(self) -> bool: ...
+
+
+class StorageLoad(Protocol):
+    """Whether the database can be written, and the master's own events waiting until it can."""
+
+    @property
+    def storage_error(self) -> str | None: ...
+
+    @property
+    def held(self) -> int: ...
+
+
+class MasterReadings(Protocol):
+    """What the metrics read of the master at each refresh, live (the control socket's
+    ``StatusParts`` has all of it: the master builds that once and hands it to both)."""
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def started(self) -> float: ...
+
+    @property
+    def stats(self) -> Stats: ...
+
+    @property
+    def minions(self) -> Callable[[], Iterable[MinionRecord]]: ...
+
+    @property
+    def key_listing(self) -> Callable[[], dict[str, list[str]]]: ...
+
+    @property
+    def database_bytes(self) -> Callable[[], int]: ...
+
+    @property
+    def rules_loaded(self) -> Callable[[], int]: ...
+
+    @property
+    def dead_letters(self) -> Callable[[], int]: ...
+
+    @property
+    def actions(self) -> ActionLoad: ...
+
+    @property
+    def storage(self) -> StorageLoad: ...
+
+
 class MasterCollector:
-    def __init__(self, master: Master) -> None:
-        self.master = master
+    """The master's metric families: its counters, then gauges of its minions, keys, outboxes,
+    rules, action queue, storage, jobs and uptime."""
+
+    def __init__(
+        self, readings: MasterReadings, outbox_depth: Mapping[str, int], jobs_stored: Callable[[], int]
+    ) -> None:
+        self.readings = readings
+        self.outbox_depth = outbox_depth  # per minion, as its last heartbeat reported it
+        self.jobs_stored = jobs_stored
 
     def collect(self) -> Iterator[Metric]:
-        master = self.master
+        master = self.readings
+        now = master.clock()
         yield from counters_from(master.stats)
         presence = GaugeMetricFamily("reactord_minions", "Accepted minions by presence", labels=["presence"])
         counts = {"up": 0, "suspect": 0, "down": 0}
-        for record in master.registry.all():
+        for record in master.minions():
             counts[record.presence] = counts.get(record.presence, 0) + 1
         for state, n in counts.items():
             presence.add_metric([state], n)
         yield presence
         keys = GaugeMetricFamily("reactord_keys", "Minion keys by state", labels=["state"])
-        for state, ids in master.keystore.listing().items():
+        for state, ids in master.key_listing().items():
             keys.add_metric([state], len(ids))
         yield keys
         outbox = GaugeMetricFamily(
@@ -96,50 +165,47 @@ class MasterCollector:
             "Undelivered events per minion, as its heartbeat reports",
             labels=["minion"],
         )
-        for minion_id, depth in master.nodes.outbox_depth.items():
+        for minion_id, depth in self.outbox_depth.items():
             outbox.add_metric([minion_id], depth)
         yield outbox
-        yield GaugeMetricFamily(
-            "reactord_dead_letters", "Open dead letters", value=master.reactor.audit.count_dead()
-        )
-        yield GaugeMetricFamily(
-            "reactord_rules_loaded", "Rules loaded", value=len(master.reactor.engine.rules.rules)
-        )
-        dispatcher = master.reactor.dispatcher
-        yield GaugeMetricFamily(
-            "reactord_actions_in_flight", "Firings queued or running", value=dispatcher.in_flight
-        )
-        yield GaugeMetricFamily(
-            "reactord_actions_queued",
-            "Firings waiting in the action outbox for a slot",
-            value=dispatcher.queued,
-        )
-        yield GaugeMetricFamily(
-            "reactord_actions_queue_full",
-            "1 while the action queue is at its bound (ingest waits)",
-            value=int(dispatcher.saturated),
-        )
+        yield GaugeMetricFamily("reactord_dead_letters", "Open dead letters", value=master.dead_letters())
+        yield GaugeMetricFamily("reactord_rules_loaded", "Rules loaded", value=master.rules_loaded())
+        yield from _action_gauges(master.actions)
         yield GaugeMetricFamily(
             "reactord_storage_writable",
             "0 while the database cannot be written (a full disk); events are then not acknowledged",
-            value=int(master.pipeline.storage_error is None),
+            value=int(master.storage.storage_error is None),
         )
         yield GaugeMetricFamily(
             "reactord_events_held",
             "The master's own events waiting for the database to be writable",
-            value=master.pipeline.held,
+            value=master.storage.held,
         )
-        yield GaugeMetricFamily(
-            "reactord_jobs_stored", "Jobs in the database", value=master.job_store.count()
-        )
+        yield GaugeMetricFamily("reactord_jobs_stored", "Jobs in the database", value=self.jobs_stored())
         yield GaugeMetricFamily(
             "reactord_events_per_second",
             "Accepted events per second over the last minute",
-            value=master.stats.event_rate.per_second(time.time()),
+            value=master.stats.event_rate.per_second(now),
         )
         yield GaugeMetricFamily(
-            "reactord_database_bytes", "Size of the state database", value=master.db.size()
+            "reactord_database_bytes", "Size of the state database", value=master.database_bytes()
         )
         yield GaugeMetricFamily(
-            "reactord_uptime_seconds", "Seconds since the master started", value=time.time() - master.started
+            "reactord_uptime_seconds", "Seconds since the master started", value=now - master.started
         )
+
+
+def _action_gauges(actions: ActionLoad) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "reactord_actions_in_flight", "Firings queued or running", value=actions.in_flight
+    )
+    yield GaugeMetricFamily(
+        "reactord_actions_queued",
+        "Firings waiting in the action outbox for a slot",
+        value=actions.queued,
+    )
+    yield GaugeMetricFamily(
+        "reactord_actions_queue_full",
+        "1 while the action queue is at its bound (ingest waits)",
+        value=int(actions.saturated),
+    )

@@ -1,60 +1,91 @@
-"""Control operations of the fleet state: ``state.list`` and ``gate.check``."""
+"""Control operations of the fleet: ``minions`` (the registry), ``state.list`` (the state
+table, now or at a past moment) and ``gate.check`` (whether targeted minions are fit to act on)."""
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reactord.base.errors import ControlError, TargetError
+from reactord.control.args import Args, arg, tag_glob
+from reactord.control.interfaces import Clock, EventHistory, ResolveTarget
 from reactord.fleet import GateError, compile_checks
-from reactord.protocol.errors import TagError
-from reactord.protocol.localsock import Handler
-from reactord.protocol.tags import validate_pattern
 
 if TYPE_CHECKING:
-    from reactord.master import Master
+    from reactord.fleet import Check, Row
+    from reactord.store.minions import MinionRecord
 
 
-def handlers(master: Master, arg: Any) -> dict[str, Handler]:
-    """``arg`` is the typed argument reader of reactord.control.ops."""
+class FleetView(Protocol):
+    """The state table as rows with their presence and staleness, and the gate over them."""
 
-    def minions(args: dict[str, Any]) -> list[str] | None:
-        target = arg(args, "target", str, None)
-        if target is None:
-            return None
-        try:
-            return master.resolve_target(target, arg(args, "target_type", str, "glob"))
-        except TargetError as exc:
-            raise ControlError(str(exc), "bad_request") from exc
+    @property
+    def ttl(self) -> float: ...
 
-    async def state_list(args: dict[str, Any]) -> Any:
-        tag = arg(args, "tag", str, None)
-        if tag is not None:
-            try:
-                validate_pattern(tag)
-            except TagError as exc:
-                raise ControlError(str(exc), "bad_request") from exc
-        at = arg(args, "at", (int, float), None)
-        rows = master.fleet.rows(tag=tag, source=arg(args, "source", str, None), sources=minions(args), at=at)
-        oldest = master.event_log.oldest_received()
-        now = time.time() if at is None else at
-        return {
-            "at": at,
-            "ttl": master.fleet.ttl,
-            "complete": at is None or (oldest is not None and oldest <= at),
-            "rows": [row.public(now) for row in rows],
-        }
+    def rows(
+        self,
+        tag: str | None = ...,
+        source: str | None = ...,
+        sources: list[str] | None = ...,
+        at: float | None = ...,
+    ) -> list[Row]: ...
 
-    async def gate_check(args: dict[str, Any]) -> Any:
-        try:
-            checks = compile_checks(arg(args, "checks", list))
-        except GateError as exc:
-            raise ControlError(str(exc), "bad_request") from exc
-        targeted = minions(args)
-        if targeted is None:
-            targeted = master.resolve_target("*", "glob")
-        if not targeted:
-            raise ControlError("no accepted minion matches the target", "no_match")
-        return master.fleet.gate(checks, targeted, allow_stale=arg(args, "allow_stale", bool, False))
+    def gate(self, checks: list[Check], minions: list[str], *, allow_stale: bool = ...) -> dict[str, Any]: ...
 
-    return {"state.list": state_list, "gate.check": gate_check}
+
+@dataclass(frozen=True, slots=True)
+class FleetParts:
+    fleet: FleetView
+    minions: Callable[[], Iterable[MinionRecord]]
+    events: EventHistory
+    resolve_target: ResolveTarget
+    clock: Clock
+
+
+async def minions(parts: FleetParts, args: Args) -> Any:
+    return [r.public() for r in parts.minions()]
+
+
+async def state_list(parts: FleetParts, args: Args) -> Any:
+    """The state rows (``at``: as they were then; ``complete`` says whether the log still
+    reaches back that far), filtered by tag glob, source glob and target."""
+    tag = tag_glob(args)
+    at = arg(args, "at", (int, float), None)
+    rows = parts.fleet.rows(
+        tag=tag, source=arg(args, "source", str, None), sources=_targeted(parts, args), at=at
+    )
+    oldest = parts.events.oldest_received()
+    now = parts.clock() if at is None else at
+    return {
+        "at": at,
+        "ttl": parts.fleet.ttl,
+        "complete": at is None or (oldest is not None and oldest <= at),
+        "rows": [row.public(now) for row in rows],
+    }
+
+
+async def gate_check(parts: FleetParts, args: Args) -> Any:
+    """Whether every targeted minion (all by default) passes every check; ``no_match`` when
+    the target names none."""
+    try:
+        checks = compile_checks(arg(args, "checks", list))
+    except GateError as exc:
+        raise ControlError(str(exc), "bad_request") from exc
+    targeted = _targeted(parts, args)
+    if targeted is None:
+        targeted = parts.resolve_target("*", "glob")
+    if not targeted:
+        raise ControlError("no accepted minion matches the target", "no_match")
+    return parts.fleet.gate(checks, targeted, allow_stale=arg(args, "allow_stale", bool, False))
+
+
+def _targeted(parts: FleetParts, args: Args) -> list[str] | None:
+    """The minions the optional ``target`` (with ``target_type``) names; None without one."""
+    target = arg(args, "target", str, None)
+    if target is None:
+        return None
+    try:
+        return parts.resolve_target(target, arg(args, "target_type", str, "glob"))
+    except TargetError as exc:
+        raise ControlError(str(exc), "bad_request") from exc

@@ -17,7 +17,7 @@ import yaml
 
 from reactord.base.config import load_master_config
 from reactord.base.stats import Stats
-from reactord.control.ops import newest_events
+from reactord.control.events_ops import newest_events
 from reactord.fleet import Fleet, compile_checks
 from reactord.protocol.events import Event
 from reactord.protocol.ids import id_floor

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from reactord.base.errors import ControlError, TargetError
 from reactord.control.args import Args, arg, tag_glob
 from reactord.control.interfaces import Clock, EventHistory, ResolveTarget
-from reactord.fleet import GateError, compile_checks
+from reactord.reactor.gatechecks import GateError, compile_checks
 
 if TYPE_CHECKING:
-    from reactord.fleet import Check, Row
+    from reactord.fleet import Row
+    from reactord.reactor.gatechecks import Check
     from reactord.store.minions import MinionRecord
 
 

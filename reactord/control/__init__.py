@@ -1,4 +1,10 @@
-"""The control socket: how the CLI talks to the running master (unix socket, owner only)."""
+"""The control socket: how the CLI talks to the running master (unix socket, owner only).
+
+This module is the client's side and the server's name. The master's side is one module per
+area of operations (``status_ops``, ``keys_ops``, ``fleet_ops``, ``jobs_ops``, ``events_ops``,
+``rules_ops``, ``deadletters_ops``), each ``async def op(parts, args)`` over the narrow parts
+of its area; ``registry.handlers`` names them all. Importing this module loads none of them.
+"""
 
 from __future__ import annotations
 

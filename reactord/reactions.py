@@ -26,8 +26,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reactord.actions.context import ActionContext
+from reactord.actions.context import ActionServices
 from reactord.actions.dispatcher import ActionDispatcher, Firing
+from reactord.actions.kinds import KINDS
 from reactord.base.stats import Stats
 from reactord.protocol import codec
 from reactord.protocol.errors import StorageFull
@@ -87,9 +88,17 @@ class Reactor:
         state = RuleState(config.reactor.state_limit, config.reactor.hold_bytes)
         state.load_rows(self.rule_store.rows())
         self.engine = Engine(RuleSet((), ()), state, max_depth=config.reactor.max_depth)
+        services = ActionServices(
+            max_depth=config.reactor.max_depth,
+            emit=self._emit,
+            made_by=event_log.by_action,
+            jobs=jobs,
+            resolve_target=resolve_target,
+            check_gate=self.check_gate,
+        )
         self.dispatcher = ActionDispatcher(
             self.audit,
-            self._context,
+            services,
             stats,
             max_concurrent=config.reactor.max_concurrent_actions,
             max_pending=config.reactor.max_pending_actions,
@@ -108,7 +117,7 @@ class Reactor:
     def load(self) -> RuleSet:
         """Load the rule set (all or nothing) and start using it; ``RuleError`` leaves the old one."""
         files = self.files()
-        rules = load_rule_set(files, self.engine.counter, self.config.nodegroups)
+        rules = load_rule_set(files, self.engine.counter, self.config.nodegroups, kinds=KINDS)
         self.engine.swap(rules)
         # A large rule set is many long-lived objects: keep the cyclic garbage collector from
         # walking them again and again on the hot path (they are freed by reference counting).
@@ -222,26 +231,22 @@ class Reactor:
         self.stats.incr_labeled("rule_matches", rule=rule.name)
         log.info("rule %s fired on %s", rule.name, event.tag, extra={"rule": rule.name, "event_id": event.id})
 
-    def _context(
-        self, event: Event, rule: str, action_id: str, timeout: float, dry_run: bool
-    ) -> ActionContext:
-        return ActionContext(
-            event=event,
-            rule=rule,
-            action_id=action_id,
-            timeout=timeout,
-            dry_run=dry_run,
-            max_depth=self.config.reactor.max_depth,
-            pipeline=self.pipeline,
-            jobs=self.jobs,
-            resolve_target=self.resolve_target,
-            check_gate=self.check_gate,
-        )
+    def _emit(
+        self,
+        tag: str,
+        data: dict[str, Any],
+        *,
+        source: str = "reactor",
+        causation: str | None = None,
+        depth: int = 0,
+        action: str | None = None,
+    ) -> Event:
+        return self.pipeline.emit(tag, data, source=source, causation=causation, depth=depth, action=action)
 
     #: Set by the master: ``(gate spec, the action's minions) -> why the gate is closed, or None``.
     gate: Callable[[dict[str, Any], list[str]], str | None] | None = None
 
-    async def check_gate(self, spec: dict[str, Any], minions: list[str]) -> str | None:
+    def check_gate(self, spec: dict[str, Any], minions: list[str]) -> str | None:
         if self.gate is None:
             return "no fleet state to check the gate against"
         return self.gate(spec, minions)

@@ -1,19 +1,8 @@
-"""What rules can do, one module per kind, each with one ``execute(params, ctx)`` coroutine.
+"""What rules can do, and the running of it.
 
-``ACTIONS`` is the visible registry. An execute coroutine returns a small result map, or
-raises ``ActionFailed`` with a reason; the dispatcher adds timeouts, retries, locks and
-dead letters around it.
+``kinds/``: one module per action kind (its frozen parameters, their validation, its
+execution), registered by one line in ``kinds.KINDS``; ``kind.py``: what a kind is;
+``context.py``: what an action may use (narrow interfaces to the master's parts);
+``dispatcher.py``: the action outbox, run with bounded concurrency, per-key locks, timeouts,
+retries and dead letters.
 """
-
-from __future__ import annotations
-
-from reactord.actions import exec_action, fire, log_action, run, webhook
-from reactord.actions.context import Execute
-
-ACTIONS: dict[str, Execute] = {
-    "run": run.execute,
-    "fire": fire.execute,
-    "webhook": webhook.execute,
-    "exec": exec_action.execute,
-    "log": log_action.execute,
-}

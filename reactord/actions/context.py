@@ -1,17 +1,20 @@
-"""What an action may use: the event that caused it, its rule, and the master's services."""
+"""What an action may use: the event that caused it, its rule, and the master's services.
+
+The services are narrow interfaces (``typing.Protocol``) that the master's parts satisfy as
+they are: the event pipeline's ``emit``, the event log's ``by_action``, the ``JobRunner``,
+the target resolver and the fleet gate. The actions never import those parts.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from reactord.base.batching import Batch
 from reactord.base.errors import MasterError
 from reactord.protocol.events import Event
-
-if TYPE_CHECKING:
-    from reactord.jobrunner import JobRunner
-    from reactord.pipeline import EventPipeline
+from reactord.store.jobstore import JobRecord
 
 
 class ActionFailed(MasterError):
@@ -23,22 +26,100 @@ class ActionFailed(MasterError):
         self.jid = jid
 
 
+class Emit(Protocol):
+    """Log, decide and republish one event of the master's (``EventPipeline.emit``); raises
+    ``StorageFull`` when it cannot be written."""
+
+    def __call__(
+        self,
+        tag: str,
+        data: dict[str, Any],
+        *,
+        source: str = ...,
+        causation: str | None = ...,
+        depth: int = ...,
+        action: str | None = ...,
+    ) -> Event: ...
+
+
+#: ``(causation, action id) -> the event that action fired``, if it fired one (``EventLog.by_action``).
+MadeBy = Callable[[str, str], Event | None]
+
+#: ``(target, target type) -> the accepted minions it names``; raises ``TargetError``.
+ResolveTarget = Callable[[str, str], list[str]]
+
+#: ``(a run action's gate, its minions) -> why the gate is closed``, or None when it is open.
+GateCheck = Callable[[dict[str, Any], list[str]], str | None]
+
+
+class JobOutcome(Protocol):
+    """How a job ended (``jobrunner.JobResult``)."""
+
+    @property
+    def jid(self) -> str: ...
+
+    @property
+    def minions(self) -> list[str]: ...
+
+    @property
+    def returns(self) -> dict[str, dict[str, Any]]: ...
+
+    @property
+    def summary(self) -> dict[str, Any]: ...
+
+
+class Jobs(Protocol):
+    """Jobs on minions, as a ``run`` action starts and follows them (``jobrunner.JobRunner``)."""
+
+    def latest_for(self, action_id: str) -> JobRecord | None:
+        """The job an action started, if it started one (how a resumed action knows it ran)."""
+        ...
+
+    async def resume(self, job: JobRecord) -> JobOutcome:
+        """Wait for the returns a job started before the master stopped still misses."""
+        ...
+
+    async def run(
+        self,
+        minions: list[str],
+        fun: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        *,
+        timeout: float,
+        target: str,
+        target_type: str,
+        origin: str = ...,
+        causation: str | None = ...,
+        depth: int = ...,
+        action: str | None = ...,
+        batch: Batch | None = ...,
+    ) -> JobOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActionServices:
+    """What the master lends its actions, given to the dispatcher once. A kind whose service
+    is missing (None: a test, a tool) fails without trying again."""
+
+    max_depth: int  # fire actions deep before a chain is stopped (reactor.max_depth)
+    emit: Emit | None = None
+    made_by: MadeBy | None = None
+    jobs: Jobs | None = None
+    resolve_target: ResolveTarget | None = None
+    check_gate: GateCheck | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ActionContext:
+    """One try of one action."""
+
     event: Event
     rule: str
     action_id: str
     timeout: float
-    dry_run: bool
-    max_depth: int
-    pipeline: EventPipeline | None
-    jobs: JobRunner | None
-    resolve_target: Callable[[str, str], list[str]] | None
-    check_gate: Callable[[dict[str, Any], list[str]], Awaitable[str | None]] | None = None
+    services: ActionServices
     #: Stable across retries and restarts: webhooks send it as ``Idempotency-Key``.
     idempotency_key: str = ""
     #: This try continues an action a stopped master may have started: check before acting.
     resuming: bool = False
-
-
-Execute = Callable[[dict[str, Any], ActionContext], Awaitable[dict[str, Any]]]

@@ -25,11 +25,12 @@ import random
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from reactord.actions import ACTIONS
-from reactord.actions.context import ActionContext, ActionFailed
+from reactord.actions.context import ActionContext, ActionFailed, ActionServices
+from reactord.actions.kind import Registry
+from reactord.actions.kinds import KINDS
 from reactord.base import jsonable
 from reactord.base.stats import Stats
 from reactord.protocol.errors import ReactordError
@@ -41,9 +42,6 @@ from reactord.reactor.templates import TemplateError
 from reactord.store.audit import AuditLog, DeadLetter, action_row
 
 log = logging.getLogger("reactord.actions")
-
-ContextFactory = Callable[[Event, str, str, float, bool], ActionContext]
-RUN_GRACE = 2.0  # a run action waits this much past its job timeout for the returns
 
 
 def idempotency_key(event_id: str, rule: str, index: int, replay: str | None = None) -> str:
@@ -75,9 +73,10 @@ class ActionDispatcher:
     def __init__(
         self,
         audit: AuditLog,
-        make_context: ContextFactory,
+        services: ActionServices,
         stats: Stats,
         *,
+        kinds: Registry = KINDS,
         max_concurrent: int = 64,
         max_pending: int = 10_000,
         max_pending_bytes: int = 64 << 20,
@@ -85,7 +84,8 @@ class ActionDispatcher:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.audit = audit
-        self.make_context = make_context
+        self.services = services
+        self.kinds = kinds
         self.stats = stats
         self.max_concurrent = max_concurrent
         self.max_pending = max_pending
@@ -255,19 +255,20 @@ class ActionDispatcher:
             for attempt in range(1, retry.attempts + 1):
                 started = self.clock()
                 self.audit.update_action(action_id, status="running", attempts=attempt, started=started)
-                ctx = replace(
-                    self.make_context(event, rule, action_id, timeout, False),
+                ctx = ActionContext(
+                    event,
+                    rule,
+                    action_id,
+                    timeout,
+                    self.services,
                     idempotency_key=key,
                     resuming=resuming and attempt == 1,
                 )
                 try:
-                    # a batched job takes as many rounds as it has batches, each bounded by the
-                    # job's timeout: it is bounded by its own clock, not by this one
-                    batched = kind == "run" and params.get("batch") is not None
-                    async with asyncio.timeout(
-                        None if batched else timeout + (RUN_GRACE if kind == "run" else 0)
-                    ):
-                        result = await ACTIONS[kind](params, ctx)
+                    executor = self.kinds[kind]
+                    typed = executor.load(params)
+                    async with asyncio.timeout(executor.time_limit(typed, timeout)):
+                        result = await executor.execute(typed, ctx)
                 except ActionFailed as exc:
                     error, again, jid = str(exc), exc.retry, exc.jid
                 except TimeoutError:

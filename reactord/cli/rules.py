@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from reactord.actions.kinds import KINDS
+from reactord.actions.kinds.run import RunParams
 from reactord.base import jsonable
 from reactord.cli.common import (
     EXIT_FAILED,
@@ -56,7 +58,7 @@ def check(path: Path | None, config_path: str | None, as_json: bool) -> None:
         if path is None:
             files = rule_files(config.rules, config.path.parent)
     try:
-        loaded = load_rule_set(files, nodegroups=nodegroups)
+        loaded = load_rule_set(files, nodegroups=nodegroups, kinds=KINDS)
     except RuleError as exc:
         if as_json:
             click.echo(
@@ -87,15 +89,19 @@ def check(path: Path | None, config_path: str | None, as_json: bool) -> None:
 def _unknown_functions(loaded: RuleSet) -> list[dict[str, Any]]:
     """A warning for each ``run`` of a function that no built-in module or installed plugin
     provides (a warning only: the minions may have plugins this host has not)."""
-    calls = [(rule, spec) for rule in loaded.rules for spec in rule.do if spec.kind == "run"]
+    calls = [
+        (rule, spec, spec.params.fun)
+        for rule in loaded.rules
+        for spec in rule.do
+        if isinstance(spec.params, RunParams)
+    ]
     if not calls:
         return []
     known, why = _minion_functions()
     if known is None:
         return [{"message": f"the function names of run actions were not checked: {why}"}]
     warnings = []
-    for rule, spec in calls:
-        fun = spec.params["fun"]
+    for rule, spec, fun in calls:
         if fun in known:
             continue
         close = difflib.get_close_matches(fun, known, n=1)
@@ -157,7 +163,7 @@ def test(rules_path: Path, event_file: Path, as_json: bool) -> None:
     Exit 0 if at least one rule fires, 1 if none, 2 if the rules or events are invalid.
     """
     try:
-        rule_set = load_offline(rules_path)
+        rule_set = load_offline(rules_path, KINDS)
         events = read_events(event_file)
     except (RuleError, EventFileError) as exc:
         fail(str(exc), EXIT_USAGE)

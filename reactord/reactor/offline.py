@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from reactord.protocol.errors import ReactordError, TagError
 from reactord.protocol.events import Event
 from reactord.protocol.ids import new_id
 from reactord.protocol.tags import validate_tag
+from reactord.reactor.actionspec import KindParser
 from reactord.reactor.engine import Decision, Engine
 from reactord.reactor.rules import RuleSet, load_rule_set
 from reactord.reactor.templates import TemplateError
@@ -145,5 +147,5 @@ def _step(event: Event, decisions: list[Decision], at: float, *, held: bool = Fa
     return step
 
 
-def load_offline(path: Path) -> RuleSet:
-    return load_rule_set(rule_paths(path))
+def load_offline(path: Path, kinds: Mapping[str, KindParser]) -> RuleSet:
+    return load_rule_set(rule_paths(path), kinds=kinds)

@@ -22,7 +22,7 @@ from reactord.protocol.durations import parse_duration
 from reactord.protocol.errors import ReactordError, TagError
 from reactord.protocol.tags import validate_pattern
 from reactord.protocol.yamlfile import LineDict, load_with_lines
-from reactord.reactor.actionspec import ActionSpec, parse_action
+from reactord.reactor.actionspec import ActionSpec, KindParser, parse_action
 from reactord.reactor.conditions import Condition, Counter, ValueTest, compile_condition, compile_value_test
 from reactord.reactor.paths import validate_path
 from reactord.reactor.templates import Template, compile_template
@@ -102,8 +102,9 @@ class _Where:
         return RuleError(self.path, line, dotted, message)
 
 
-def load_rules_text(text: str, path: str, counter: Counter) -> list[Rule]:
-    """Parse and validate one rule file's text."""
+def load_rules_text(text: str, path: str, counter: Counter, *, kinds: Mapping[str, KindParser]) -> list[Rule]:
+    """Parse and validate one rule file's text; ``kinds``: the action kinds by name (the shipped
+    ones are ``reactord.actions.kinds.KINDS``)."""
     try:
         data = load_with_lines(text)
     except yaml.YAMLError as exc:
@@ -125,10 +126,12 @@ def load_rules_text(text: str, path: str, counter: Counter) -> list[Rule]:
     rules = data.get("rules") or []
     if not isinstance(rules, list):
         raise where.error(data, "rules", "rules", "expected a list of rules")
-    return [_rule(spec, f"rules[{i}]", where, data, counter) for i, spec in enumerate(rules)]
+    return [_rule(spec, f"rules[{i}]", where, data, counter, kinds) for i, spec in enumerate(rules)]
 
 
-def _rule(spec: Any, dotted: str, where: _Where, parent: LineDict, counter: Counter) -> Rule:
+def _rule(
+    spec: Any, dotted: str, where: _Where, parent: LineDict, counter: Counter, kinds: Mapping[str, KindParser]
+) -> Rule:
     if not isinstance(spec, LineDict):
         raise where.error(parent, "rules", dotted, "a rule is a mapping")
     name = spec.get("name")
@@ -179,7 +182,7 @@ def _rule(spec: Any, dotted: str, where: _Where, parent: LineDict, counter: Coun
     parsed = []
     for index, action in enumerate(actions):
         try:
-            parsed.append(parse_action(action, index))
+            parsed.append(parse_action(action, index, kinds))
         except ValueError as exc:
             line = action.line if isinstance(action, LineDict) else spec.line_of("do")
             raise RuleError(where.path, line, f"{dotted}.do[{index}]", str(exc)) from None
@@ -275,7 +278,11 @@ def rule_files(patterns: Iterable[str], base: Path) -> list[Path]:
 
 
 def load_rule_set(
-    paths: Iterable[Path], counter: Counter | None = None, nodegroups: Mapping[str, str] | None = None
+    paths: Iterable[Path],
+    counter: Counter | None = None,
+    nodegroups: Mapping[str, str] | None = None,
+    *,
+    kinds: Mapping[str, KindParser],
 ) -> RuleSet:
     """Load every file, all or nothing; names must be unique across the set.
 
@@ -293,7 +300,7 @@ def load_rule_set(
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise RuleError(str(path), 0, "", f"cannot read: {exc}") from exc
-        for rule in load_rules_text(text, str(path), counter):
+        for rule in load_rules_text(text, str(path), counter, kinds=kinds):
             if rule.name in seen:
                 other = seen[rule.name]
                 raise RuleError(

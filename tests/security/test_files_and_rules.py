@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reactord.actions.kinds import KINDS
 from reactord.reactor.conditions import Counter
 from reactord.reactor.rules import RuleError, load_rules_text
 from tests.security.helpers import running
@@ -104,7 +105,7 @@ def test_a_rule_file_cannot_read_outside_or_reach_a_shell(text: str, message: st
         .replace("|", r"\|")
         .replace("*", r"\*"),
     ):
-        load_rules_text(text, "evil.yaml", Counter())
+        load_rules_text(text, "evil.yaml", Counter(), kinds=KINDS)
 
 
 def test_the_master_reads_only_the_rule_files_its_globs_name(setup: Setup) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reactord.actions.kinds import KINDS
 from reactord.protocol import codec, framing
 from reactord.protocol import messages as m
 from reactord.protocol.errors import DecodeError
@@ -113,7 +114,7 @@ def test_json_event_files_from_any_value(value: Any) -> None:
 @given(st.text(max_size=300))
 def test_rule_files_from_any_text(text: str) -> None:
     try:
-        load_rules_text(text, "fuzz.yaml", Counter())
+        load_rules_text(text, "fuzz.yaml", Counter(), kinds=KINDS)
     except RuleError:
         pass
 
@@ -122,6 +123,6 @@ def test_rule_files_from_any_text(text: str) -> None:
 @given(values)
 def test_rule_files_from_any_structure(value: Any) -> None:
     try:
-        load_rules_text(json.dumps({"rules": value}, default=str), "fuzz.yaml", Counter())
+        load_rules_text(json.dumps({"rules": value}, default=str), "fuzz.yaml", Counter(), kinds=KINDS)
     except RuleError:
         pass

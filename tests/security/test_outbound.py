@@ -10,8 +10,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from reactord.actions import webhook
-from reactord.actions.context import ActionContext, ActionFailed
+from reactord.actions.context import ActionContext, ActionFailed, ActionServices
+from reactord.actions.kinds.webhook import KIND as WEBHOOK
+from reactord.actions.kinds.webhook import WebhookParams
 from reactord.protocol.events import Event
 from tests.support import Setup, free_ports, run_cli
 
@@ -50,20 +51,10 @@ def _server(answer: tuple[int, dict[str, str]]) -> Iterator[tuple[str, list[dict
 def test_a_webhook_action_does_not_follow_a_redirect_or_carry_its_token_elsewhere() -> None:
     with _server((200, {})) as (elsewhere, taken), _server((302, {"Location": elsewhere})) as (url, seen):
         event = Event(id="E1", tag="deploy/done", source="cli", time=1.0, data={})
-        ctx = ActionContext(
-            event=event,
-            rule="notify",
-            action_id="A1",
-            timeout=5.0,
-            dry_run=False,
-            max_depth=8,
-            pipeline=None,
-            jobs=None,
-            resolve_target=None,
-        )
-        params = {"url": url, "method": "POST", "headers": {"Authorization": "Bearer t0k"}, "body": None}
+        ctx = ActionContext(event, "notify", "A1", 5.0, ActionServices(max_depth=8))
+        params = WebhookParams(url, "POST", {"Authorization": "Bearer t0k"}, None)
         with pytest.raises(ActionFailed, match="HTTP 302"):
-            asyncio.run(webhook.execute(params, ctx))
+            asyncio.run(WEBHOOK.execute(params, ctx))
     assert len(seen) == 1 and seen[0]["Authorization"] == "Bearer t0k"
     assert taken == [], "the redirect was followed"
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reactord.actions.kinds import KINDS
 from reactord.fleet import GateError, compile_checks
 from reactord.protocol.events import Event
 from reactord.protocol.tags import tag_matches
@@ -157,7 +158,7 @@ def test_a_regex_that_needs_backtracking_is_refused_when_the_rules_load_with_fil
     pattern: str, reason: str
 ) -> None:
     with pytest.raises(RuleError) as refused:
-        load_rules_text(RULE % pattern, "reactor.d/logins.yaml", Counter())
+        load_rules_text(RULE % pattern, "reactor.d/logins.yaml", Counter(), kinds=KINDS)
     error = refused.value
     assert (error.path, error.line, error.key) == ("reactor.d/logins.yaml", 4, "rules[0] (logins).when")
     assert error.message.startswith(f"when.data.user.regex: bad regular expression: {reason} (RE2 syntax")
@@ -178,7 +179,7 @@ def test_a_run_actions_gate_refuses_it_when_the_rules_load() -> None:
         gate: {on: "minion/*/app/login", when: {data.user: {regex: "(?=a)"}}}
 """
     with pytest.raises(RuleError, match=r"do\[0\]: gate: gate\[0\]\.when\.data\.user\.regex: bad regular"):
-        load_rules_text(text, "reactor.d/deploy.yaml", Counter())
+        load_rules_text(text, "reactor.d/deploy.yaml", Counter(), kinds=KINDS)
 
 
 def test_ignore_case_folds_a_regex_and_its_text() -> None:

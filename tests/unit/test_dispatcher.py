@@ -8,9 +8,11 @@ from typing import Any
 
 import yaml
 
-from reactord.actions import ACTIONS
-from reactord.actions.context import ActionContext
+from reactord.actions.context import ActionContext, ActionServices
 from reactord.actions.dispatcher import ActionDispatcher
+from reactord.actions.kind import registry
+from reactord.actions.kinds import KINDS
+from reactord.actions.kinds.log import Log, LogParams
 from reactord.base.errors import TargetError
 from reactord.base.stats import Stats
 from reactord.protocol.events import Event
@@ -25,25 +27,18 @@ EVENT = Event(id="E1", tag="x", source="web01", time=1.0, data={"name": "nginx"}
 
 def rule(actions: list[dict[str, Any]]) -> Rule:
     return load_rules_text(
-        yaml.safe_dump({"rules": [{"name": "r", "on": "x", "do": actions}]}), "t.yaml", Counter()
+        yaml.safe_dump({"rules": [{"name": "r", "on": "x", "do": actions}]}),
+        "t.yaml",
+        Counter(),
+        kinds=KINDS,
     )[0]
 
 
-def context(event: Event, rule_name: str, action_id: str, timeout: float, dry_run: bool) -> ActionContext:
-    def resolve(target: str, kind: str) -> list[str]:
-        raise TargetError(f"a grain target is key:value, got {target!r}")
+def resolve(target: str, kind: str) -> list[str]:
+    raise TargetError(f"a grain target is key:value, got {target!r}")
 
-    return ActionContext(
-        event=event,
-        rule=rule_name,
-        action_id=action_id,
-        timeout=timeout,
-        dry_run=dry_run,
-        max_depth=8,
-        pipeline=None,
-        jobs=object(),  # type: ignore[arg-type]
-        resolve_target=resolve,
-    )
+
+SERVICES = ActionServices(max_depth=8, jobs=object(), resolve_target=resolve)  # type: ignore[arg-type]
 
 
 def run(
@@ -52,7 +47,7 @@ def run(
     audit = AuditLog(Database(tmp_path / "m.db", MIGRATIONS))
 
     async def scenario() -> ActionDispatcher:
-        dispatcher = ActionDispatcher(audit, context, Stats())
+        dispatcher = ActionDispatcher(audit, SERVICES, Stats())
         dispatcher.submit(rule(actions), EVENT)
         async with asyncio.timeout(10):
             while dispatcher.in_flight:
@@ -103,7 +98,7 @@ def test_a_value_from_the_event_cannot_widen_a_target(tmp_path: Path) -> None:
     audit = AuditLog(Database(tmp_path / "m.db", MIGRATIONS))
 
     async def scenario() -> None:
-        dispatcher = ActionDispatcher(audit, context, Stats())
+        dispatcher = ActionDispatcher(audit, SERVICES, Stats())
         dispatcher.submit(
             rule([{"run": "test.ping", "target": "{{ data.name }}", "target_type": "compound"}]), event
         )
@@ -134,9 +129,7 @@ def test_resolved_dead_letters_are_not_retried_again(tmp_path: Path) -> None:
     )
 
 
-def test_actions_sharing_a_lock_run_one_at_a_time_and_other_keys_do_not_wait(
-    tmp_path: Path, monkeypatch: Any
-) -> None:
+def test_actions_sharing_a_lock_run_one_at_a_time_and_other_keys_do_not_wait(tmp_path: Path) -> None:
     """Three firings: two lock on ``svc:nginx``, one on ``svc:redis``. While the first nginx
     action is held open, the redis one runs to the end and the second nginx one has not
     started; released, the second nginx one runs. Ordering is checked, never timing."""
@@ -144,12 +137,15 @@ def test_actions_sharing_a_lock_run_one_at_a_time_and_other_keys_do_not_wait(
     started: list[str] = []
     release: dict[str, asyncio.Event] = {}
 
-    async def held(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-        started.append(ctx.event.id)
-        await release[ctx.event.id].wait()
-        return {"message": params["message"]}
+    class Held(Log):
+        """``log``, held open until the test releases its event."""
 
-    monkeypatch.setitem(ACTIONS, "log", held)
+        async def execute(self, params: LogParams, ctx: ActionContext) -> dict[str, Any]:
+            started.append(ctx.event.id)
+            await release[ctx.event.id].wait()
+            return {"message": params.message}
+
+    kinds = registry(*(kind for name, kind in KINDS.items() if name != "log"), Held())
     locked = rule([{"log": "{{ data.name }}", "lock": "svc:{{ data.name }}"}])
     events = [
         Event(id="A", tag="x", source="web01", time=1.0, data={"name": "nginx"}),
@@ -165,7 +161,7 @@ def test_actions_sharing_a_lock_run_one_at_a_time_and_other_keys_do_not_wait(
     async def scenario() -> list[str]:
         for event in events:
             release[event.id] = asyncio.Event()
-        dispatcher = ActionDispatcher(audit, context, Stats())
+        dispatcher = ActionDispatcher(audit, SERVICES, Stats(), kinds=kinds)
         for event in events:
             dispatcher.submit(locked, event)
         release["C"].set()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from reactord.actions.kinds import KINDS
 from reactord.base.config import load_master_config
 from reactord.base.stats import Stats
 from reactord.control.events_ops import newest_events
@@ -117,7 +118,7 @@ def test_a_literal_prefix_is_what_every_match_starts_with() -> None:
 
 def test_rules() -> None:
     counter = Counter()
-    loaded = load_rules_text(_rules_yaml(), "globs.yaml", counter)
+    loaded = load_rules_text(_rules_yaml(), "globs.yaml", counter, kinds=KINDS)
     engine = Engine(RuleSet(tuple(loaded), ("globs.yaml",), counter))
     names = {f"g{i}": glob for i, glob in enumerate(TABLE)}
     matched: dict[str, set[str]] = {glob: set() for glob in TABLE}

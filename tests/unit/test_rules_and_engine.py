@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from reactord.actions.kinds import KINDS
 from reactord.protocol.events import Event
 from reactord.reactor.conditions import Counter
 from reactord.reactor.engine import Engine
@@ -21,7 +22,7 @@ from reactord.store.schema import MIGRATIONS
 def rules(*specs: dict[str, Any]) -> RuleSet:
     counter = Counter()
     text = yaml.safe_dump({"rules": list(specs)}, sort_keys=False)
-    loaded = load_rules_text(text, "test.yaml", counter)
+    loaded = load_rules_text(text, "test.yaml", counter, kinds=KINDS)
     return RuleSet(tuple(loaded), ("test.yaml",), counter)
 
 
@@ -66,7 +67,7 @@ def test_rule_errors_name_file_line_and_key(text: str, where: str, tmp_path: Pat
     path = tmp_path / "test.yaml"
     path.write_text(text)
     with pytest.raises(RuleError) as info:
-        load_rule_set([path])
+        load_rule_set([path], kinds=KINDS)
     assert where.replace("test.yaml", str(path)) in str(info.value) or where in str(info.value)
 
 

@@ -23,6 +23,8 @@ class Retrier(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterParts:
+    """What the dead-letter operations reach; ``clock`` times a stand-in event."""
+
     audit: AuditTrail
     retrier: Retrier
     events: EventHistory

@@ -46,6 +46,9 @@ class BusProbe(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EventParts:
+    """What the event operations reach: the log and what it links to (jobs, the audit), the
+    pipeline that logs a fired event, the reactor's replay, the local bus."""
+
     events: EventHistory
     emitter: Emitter
     jobs: JobHistory

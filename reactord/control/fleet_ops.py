@@ -37,6 +37,8 @@ class FleetView(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FleetParts:
+    """What the fleet operations reach; ``clock`` ages the state rows of now."""
+
     fleet: FleetView
     minions: Callable[[], Iterable[MinionRecord]]
     events: EventHistory

@@ -47,10 +47,12 @@ class JobControl(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class JobParts:
+    """What the job operations reach; a run without ``timeout`` gets ``default_timeout``."""
+
     runner: JobControl
     history: JobHistory
     resolve_target: ResolveTarget
-    default_timeout: float  # the master's job_timeout
+    default_timeout: float
 
 
 async def run(parts: JobParts, args: Args) -> Any:

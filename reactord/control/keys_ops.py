@@ -37,6 +37,8 @@ class KeyDecisions(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class KeyParts:
+    """What the key operations reach: the key store (read), what moves keys, the master's own fingerprint."""
+
     keys: KeyListing
     decisions: KeyDecisions
     master_finger: str

@@ -39,6 +39,8 @@ class RuleService(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RuleParts:
+    """What the rule operations reach; ``clock`` times an explained event given without a time."""
+
     catalog: RuleCatalog
     service: RuleService
     events: EventHistory

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reactord.actions.context import ActionServices
-from reactord.actions.dispatcher import ActionDispatcher, Firing
+from reactord.actions.dispatcher import ActionDispatcher
 from reactord.actions.kinds import KINDS
+from reactord.actions.queue import Firing
 from reactord.base.stats import Stats
 from reactord.protocol import codec
 from reactord.protocol.errors import StorageFull

@@ -167,11 +167,11 @@ def test_actions_sharing_a_lock_run_one_at_a_time_and_other_keys_do_not_wait(tmp
         release["C"].set()
         await until(lambda: "A" in started and audit.actions_for("C")[0]["status"] == "ok")
         assert "B" not in started, "the second nginx action ran while the first held the lock"
-        assert set(dispatcher._locks) == {"svc:nginx"}
+        assert dispatcher.locks.names() == {"svc:nginx"}
         release["A"].set()
         release["B"].set()
         await until(lambda: not dispatcher.in_flight)
-        assert dispatcher._locks == {}, "a lock nobody uses is forgotten"
+        assert dispatcher.locks.names() == set(), "a lock nobody uses is forgotten"
         return started
 
     order = asyncio.run(scenario())

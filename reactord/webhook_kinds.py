@@ -31,6 +31,8 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from reactord.base.errors import MasterError
+
 _SEGMENT_SAFE = re.compile(r"[^A-Za-z0-9_.:@=+,~%-]+")
 _CE_NAME = re.compile(r"[a-z0-9]{1,64}")  # the spec: lower-case ASCII letters and digits
 _JSON_MEDIA = re.compile(r"(application|text)/([a-z0-9.!#$&^_-]+\+)?json")
@@ -46,7 +48,7 @@ CE_BATCH = "application/cloudevents-batch+json"
 CE_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema")
 
 
-class Refused(Exception):
+class Refused(MasterError):
     """A request the listener answers with ``status`` and ``{"error": reason}``."""
 
     def __init__(self, status: int, reason: str, retry_after: float | None = None) -> None:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from reactord.base.errors import MasterError
 from reactord.base.stats import Stats
 from reactord.budget import Budgets
 from reactord.protocol.configfile import parse_address
@@ -95,7 +96,7 @@ class Endpoint:
     token: str | None
 
 
-class Busy(Exception):
+class Busy(MasterError):
     """The master cannot take events now (its action queue or its disk is full): 503."""
 
 

@@ -6,6 +6,11 @@ ReactordError (reactord.protocol.errors)
       +-- TargetError          a target expression that is not valid
       +-- ControlError         a control-socket request the master refused (also a RequestError)
       +-- StoreError           the state database cannot be opened or migrated
+      +-- TemplateError        a rule's template names a value the event lacks (reactor.templates)
+      +-- Refused              a webhook request answered with its status code (webhook_kinds)
+      +-- Busy                 the master cannot take a webhook's events now: 503 (webhooks)
+
+The last three live beside the code that raises them; each is caught by name.
 """
 
 from __future__ import annotations

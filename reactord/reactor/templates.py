@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reactord.base.errors import MasterError
 from reactord.protocol.events import Event
 from reactord.reactor.paths import MISSING, resolve, validate_path
 
@@ -22,8 +23,11 @@ from reactord.reactor.paths import MISSING, resolve, validate_path
 _TEMPLATE = re.compile(r"\{\{([^{}]*)\}\}")
 
 
-class TemplateError(ValueError):
-    """A template that names a missing value, when rendered."""
+class TemplateError(MasterError):
+    """A template that names a missing value (or one a target cannot take), when rendered.
+
+    Only rendering raises it, and each caller catches it by name; a template that is not
+    well formed is a ``ValueError`` at load, like every other mistake in a rule file."""
 
 
 @dataclass(frozen=True, slots=True)

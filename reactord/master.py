@@ -14,6 +14,8 @@ import zmq
 import zmq.asyncio
 
 from reactord import __version__
+from reactord.actions.context import ActionServices
+from reactord.actions.gate import FleetGate
 from reactord.base.config import MasterConfig
 from reactord.base.stats import Stats
 from reactord.base.targeting import resolve
@@ -28,7 +30,7 @@ from reactord.control.keys_ops import KeyParts
 from reactord.control.registry import Parts, handlers
 from reactord.control.rules_ops import RuleParts
 from reactord.control.status_ops import StatusParts
-from reactord.fleet import Fleet, compile_checks
+from reactord.fleet import Fleet
 from reactord.ingest import Ingest
 from reactord.jobrunner import JobRunner
 from reactord.keyservice import KeyService
@@ -43,11 +45,13 @@ from reactord.protocol.events import Event
 from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
 from reactord.protocol.metricsserver import MetricsServer, Snapshot
 from reactord.reactions import Reactor
+from reactord.store.audit import AuditLog
 from reactord.store.database import Checkpointer, Database
 from reactord.store.deliveries import Deliveries
 from reactord.store.eventlog import EventLog
 from reactord.store.jobstore import JobStore
 from reactord.store.minions import MinionRegistry
+from reactord.store.rulestore import SqliteRuleStore
 from reactord.store.schema import MIGRATIONS
 from reactord.store.statetable import StateTable
 from reactord.webhooks import Busy, Delivered, Endpoint, Item, WebhookServer, deliver, emit_through
@@ -91,15 +95,6 @@ class Master:
         self.budgets = Budgets(
             limits.events_per_second, limits.bytes_per_second, limits.burst_seconds, self.stats
         )
-        self.pipeline = EventPipeline(
-            self.event_log,
-            self.state_table,
-            self.bus,
-            self.stats,
-            send_ack=self._send_ack,
-            cause_of=self._cause_of,
-            clock=clock,
-        )
         self.presence = PresenceTracker(self.registry, config.presence, self.emit, self.started)
         self.nodes = Nodes(config, self.keystore, self.registry, self.presence, self.signer, self.emit, clock)
         self.zap = ZapHandler(self.ctx, self.keystore, self.stats)
@@ -113,16 +108,6 @@ class Master:
             queue_bytes=limits.receive_queue_bytes,
         )
         self.nodes.link = self.link
-        self.ingest = Ingest(
-            self.ctx,
-            self.keys,
-            self.keystore,
-            self.pipeline,
-            self.stats,
-            self.budgets,
-            max_message_size=config.max_message_size,
-            queue_bytes=limits.receive_queue_bytes,
-        )
         self.key_service = KeyService(self.ctx, self.keys) if config.key_port else None
         self.jobs = JobRunner(
             self.job_store,
@@ -133,12 +118,46 @@ class Master:
             stats=self.stats,
             clock=clock,
         )
+        self.fleet = Fleet(self.state_table, self.event_log, self.registry, config.state.ttl, clock)
+        self.pipeline: EventPipeline  # made after the reactor, its decider; fire actions emit on it
         self.reactor = Reactor(
-            config, self.db, self.pipeline, self.event_log, self.jobs, self.resolve_target, self.stats, clock
+            config,
+            event_log=self.event_log,
+            rule_store=SqliteRuleStore(self.db),
+            audit=AuditLog(self.db),
+            latest=self.state_table.previous,
+            services=ActionServices(
+                max_depth=config.reactor.max_depth,
+                emit=lambda tag, data, **how: self.pipeline.emit(tag, data, **how),
+                made_by=self.event_log.by_action,
+                jobs=self.jobs,
+                resolve_target=self.resolve_target,
+                check_gate=FleetGate(self.fleet, self.resolve_target),
+            ),
+            stats=self.stats,
+            clock=clock,
         )
         self.reactor.load()
-        self.fleet = Fleet(self.state_table, self.event_log, self.registry, config.state.ttl, clock)
-        self.reactor.gate = self.gate_for_action
+        self.pipeline = EventPipeline(
+            self.event_log,
+            self.state_table,
+            self.bus,
+            self.stats,
+            send_ack=self._send_ack,
+            decider=self.reactor,
+            cause_of=self._cause_of,
+            clock=clock,
+        )
+        self.ingest = Ingest(
+            self.ctx,
+            self.keys,
+            self.keystore,
+            self.pipeline,
+            self.stats,
+            self.budgets,
+            max_message_size=config.max_message_size,
+            queue_bytes=limits.receive_queue_bytes,
+        )
         if self.state_table.empty() and self.event_log.count():
             log.warning(
                 "the state table is empty: rebuilt %d rows from the event log", self.state_table.rebuild()
@@ -230,17 +249,6 @@ class Master:
         accepted = [m for m in self.keystore.accepted_ids() if self.registry.get(m) is not None]
         grains = {r.id: r.grains for r in self.registry.all()}
         return resolve(target, target_type, accepted, grains, self.config.nodegroups)
-
-    def gate_for_action(self, spec: dict[str, Any], minions: list[str]) -> str | None:
-        """A rule's `gate:` on a run action: None when open, else why it is closed."""
-        if spec.get("target"):
-            minions = self.resolve_target(spec["target"], spec["target_type"])
-        result = self.fleet.gate(compile_checks(spec["checks"]), minions, allow_stale=spec["allow_stale"])
-        if result["open"]:
-            return None
-        return "; ".join(f"{m}: {r['reasons'][0]}" for m, r in result["minions"].items() if not r["ok"]) or (
-            "no minion to check"
-        )
 
     def _cause_of(self, source: str, causation: str) -> tuple[str | None, int]:
         """A minion event's cause as the master trusts it: a job that was sent to that minion.

@@ -97,6 +97,7 @@ class EventPipeline:
         stats: Stats,
         *,
         send_ack: AckSender,
+        decider: Decider | None = None,
         cause_of: Callable[[str, str], tuple[str | None, int]] = lambda source, causation: (None, 0),
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -109,7 +110,7 @@ class EventPipeline:
         self.cause_of = cause_of
         self.clock = clock
         self.monotonic = monotonic
-        self.decider: Decider | None = None  # the reactor, set by the master
+        self.decider = decider  # the reactor (None: events are logged, nothing decides on them)
         self.epoch = os.urandom(8).hex()  # the master's own emitter epoch, new at each start
         self._seq = 0
         self._last: dict[tuple[str, str], int] = event_log.delivery()

@@ -11,43 +11,45 @@ next start (``resume``), and a throttle that fired is remembered.
 
 It also fires ``for`` holds from a tick (in a transaction of their own, with their rule
 state and actions), and offers explain and replay to the control socket.
+
+Its parts: ``rulefiles.py`` (the rule files, loaded all or nothing, and watched),
+``actions.dispatcher`` (the action outbox and its running; ``actions.resume`` after a crash),
+``explain.py`` and ``replay.py``. Storage is reached through the store's interfaces; the
+actions reach the master through the ``ActionServices`` they are given.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from reactord.actions.context import ActionServices
 from reactord.actions.dispatcher import ActionDispatcher
+from reactord.actions.kind import Registry
 from reactord.actions.kinds import KINDS
 from reactord.actions.queue import Firing
+from reactord.actions.resume import unfinished
 from reactord.base.stats import Stats
+from reactord.explain import Explainer
 from reactord.protocol import codec
 from reactord.protocol.errors import StorageFull
 from reactord.protocol.events import Event
-from reactord.protocol.ids import new_id
 from reactord.reactor.engine import Decision, Engine
-from reactord.reactor.rules import Rule, RuleError, RuleSet, load_rule_set, rule_files
+from reactord.reactor.rules import Rule, RuleError, RuleSet
 from reactord.reactor.rulestate import Changed, RuleState
-from reactord.store.audit import ADD_ACTION, ADD_DECISION, AuditLog
+from reactord.replay import Replayer
+from reactord.rulefiles import RuleFiles
+from reactord.store.audit import AuditLog
 from reactord.store.eventlog import EventQuery, Writes
-from reactord.store.rulestore import SqliteRuleStore
+from reactord.store.interfaces import EventLog, RuleStore
 
 if TYPE_CHECKING:
     from reactord.base.config import MasterConfig
-    from reactord.jobrunner import JobRunner
-    from reactord.pipeline import EventPipeline
-    from reactord.store.database import Database
-    from reactord.store.eventlog import EventLog
 
 log = logging.getLogger("reactord.reactor")
 
@@ -65,60 +67,61 @@ class Decided:
 
 
 class Reactor:
+    """The pipeline's ``Decider``. ``latest``: ``(source, tag) -> the latest event`` (the state
+    table's, for explaining an event that is not stored); ``services``: what the actions may
+    use; ``kinds``: the action kinds rules may use."""
+
     def __init__(
         self,
         config: MasterConfig,
-        db: Database,
-        pipeline: EventPipeline,
+        *,
         event_log: EventLog,
-        jobs: JobRunner,
-        resolve_target: Callable[[str, str], list[str]],
+        rule_store: RuleStore,
+        audit: AuditLog,
+        latest: Callable[[str, str], Event | None],
+        services: ActionServices,
         stats: Stats,
+        kinds: Registry = KINDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.config = config
-        self.pipeline = pipeline
+        limits = config.reactor
         self.event_log = event_log
-        self.jobs = jobs
-        self.resolve_target = resolve_target
+        self.rule_store = rule_store
+        self.audit = audit
         self.stats = stats
         self.clock = clock
-        self.db = db
-        self.audit = AuditLog(db)
-        self.rule_store = SqliteRuleStore(db)
-        state = RuleState(config.reactor.state_limit, config.reactor.hold_bytes)
-        state.load_rows(self.rule_store.rows())
-        self.engine = Engine(RuleSet((), ()), state, max_depth=config.reactor.max_depth)
-        services = ActionServices(
-            max_depth=config.reactor.max_depth,
-            emit=self._emit,
-            made_by=event_log.by_action,
-            jobs=jobs,
-            resolve_target=resolve_target,
-            check_gate=self.check_gate,
-        )
+        self.watch_rules = limits.watch_rules
+        self.rule_files = RuleFiles(config.rules, config.path.parent, config.nodegroups, kinds)
+        state = RuleState(limits.state_limit, limits.hold_bytes)
+        state.load_rows(rule_store.rows())
+        self.engine = Engine(RuleSet((), ()), state, max_depth=limits.max_depth)
         self.dispatcher = ActionDispatcher(
-            self.audit,
+            audit,
             services,
             stats,
-            max_concurrent=config.reactor.max_concurrent_actions,
-            max_pending=config.reactor.max_pending_actions,
-            max_pending_bytes=config.reactor.max_pending_bytes,
+            kinds=kinds,
+            max_concurrent=limits.max_concurrent_actions,
+            max_pending=limits.max_pending_actions,
+            max_pending_bytes=limits.max_pending_bytes,
+            clock=clock,
+        )
+        self.explainer = Explainer(self.engine, audit, event_log, latest, clock)
+        self.replayer = Replayer(
+            self.engine,
+            event_log,
+            audit,
+            self.dispatcher,
+            self._announce,
+            max_depth=limits.max_depth,
             clock=clock,
         )
         self.loaded_at = 0.0
-        self._mtimes: dict[str, float] = {}
-        pipeline.decider = self
 
     # -- rules ------------------------------------------------------------------------------------
 
-    def files(self) -> list[Path]:
-        return rule_files(self.config.rules, self.config.path.parent)
-
     def load(self) -> RuleSet:
         """Load the rule set (all or nothing) and start using it; ``RuleError`` leaves the old one."""
-        files = self.files()
-        rules = load_rule_set(files, self.engine.counter, self.config.nodegroups, kinds=KINDS)
+        rules = self.rule_files.load(self.engine.counter)
         self.engine.swap(rules)
         # A large rule set is many long-lived objects: keep the cyclic garbage collector from
         # walking them again and again on the hot path (they are freed by reference counting).
@@ -126,7 +129,6 @@ class Reactor:
         gc.collect()
         gc.freeze()
         self.loaded_at = self.clock()
-        self._mtimes = _mtimes(files)
         log.info("loaded %d rules from %d files", len(rules.rules), len(rules.files))
         return rules
 
@@ -138,10 +140,7 @@ class Reactor:
             return False, str(exc)
         return True, f"{len(rules.rules)} rules from {len(rules.files)} files"
 
-    def changed_on_disk(self) -> bool:
-        return _mtimes(self.files()) != self._mtimes
-
-    # -- events -----------------------------------------------------------------------------------
+    # -- events: the pipeline's Decider ------------------------------------------------------------
 
     def decide(self, pairs: list[tuple[Event, Event | None]]) -> Decided:
         """Decide every candidate rule for each event, before the events are written.
@@ -168,35 +167,23 @@ class Reactor:
                 else:
                     self._record_limit(decision)
         decided.writes, decided.changed = self._rule_state_writes()
-        if actions:
-            decided.writes.append((ADD_ACTION, actions))
+        decided.writes += self.audit.intent_writes(actions)
         if self.engine.errors != errors:
             self.stats.incr("reactor.errors", self.engine.errors - errors)
         return decided
-
-    def _rule_state_writes(self) -> tuple[Writes, Changed]:
-        """The rule state changed since the last call, as writes for the caller's transaction."""
-        changes, changed = self.engine.state.take_changes()
-        return self.rule_store.writes(changes), changed
-
-    def _flush_rule_state(self) -> None:
-        """Write what is left of the rule state in a transaction of its own (at shutdown)."""
-        writes, changed = self._rule_state_writes()
-        if not writes:
-            return
-        try:
-            with self.db.transaction() as conn:
-                for sql, rows in writes:
-                    conn.executemany(sql, rows)
-        except BaseException:
-            self.engine.state.restore(changed, self.rule_store.read)
-            raise
 
     def committed(self, decided: Decided) -> None:
         """The batch is written: run what fired."""
         for firing in decided.firings:
             self._announce(firing.rule, firing.event)
             self.dispatcher.enqueue(firing)
+
+    def rolled_back(self, decided: Decided) -> None:
+        """The batch's write failed: the rule state goes back to what the database holds."""
+        self.engine.state.restore(decided.changed, self.rule_store.read)
+        for decision in decided.fired:
+            count = self.engine.fire_counts.get(decision.rule.name, 0)
+            self.engine.fire_counts[decision.rule.name] = max(0, count - 1)
 
     def room(self) -> int:
         """Firings the action queue can take now (ingest takes no more events than that); 0
@@ -209,12 +196,10 @@ class Reactor:
             self.stats.incr("ingest.paused")
         await self.dispatcher.wait_room()
 
-    def rolled_back(self, decided: Decided) -> None:
-        """The batch's write failed: the rule state goes back to what the database holds."""
-        self.engine.state.restore(decided.changed, self.rule_store.read)
-        for decision in decided.fired:
-            count = self.engine.fire_counts.get(decision.rule.name, 0)
-            self.engine.fire_counts[decision.rule.name] = max(0, count - 1)
+    def _rule_state_writes(self) -> tuple[Writes, Changed]:
+        """The rule state changed since the last call, as writes for the caller's transaction."""
+        changes, changed = self.engine.state.take_changes()
+        return self.rule_store.writes(changes), changed
 
     def _record_limit(self, decision: Decision) -> None:
         if decision.reason and decision.reason.startswith("depth limit"):
@@ -232,25 +217,7 @@ class Reactor:
         self.stats.incr_labeled("rule_matches", rule=rule.name)
         log.info("rule %s fired on %s", rule.name, event.tag, extra={"rule": rule.name, "event_id": event.id})
 
-    def _emit(
-        self,
-        tag: str,
-        data: dict[str, Any],
-        *,
-        source: str = "reactor",
-        causation: str | None = None,
-        depth: int = 0,
-        action: str | None = None,
-    ) -> Event:
-        return self.pipeline.emit(tag, data, source=source, causation=causation, depth=depth, action=action)
-
-    #: Set by the master: ``(gate spec, the action's minions) -> why the gate is closed, or None``.
-    gate: Callable[[dict[str, Any], list[str]], str | None] | None = None
-
-    def check_gate(self, spec: dict[str, Any], minions: list[str]) -> str | None:
-        if self.gate is None:
-            return "no fleet state to check the gate against"
-        return self.gate(spec, minions)
+    # -- the tick: holds, the audit, changed rule files --------------------------------------------
 
     async def tick(self) -> None:
         """Fire ``for`` holds that are due, write the audit, reload changed rule files."""
@@ -262,10 +229,10 @@ class Reactor:
             except StorageFull:
                 pass  # the pipeline reports the full disk; holds are due again at the next tick
             checks += 1
-            if self.config.reactor.watch_rules and checks % 4 == 0 and self.changed_on_disk():
+            if self.watch_rules and checks % 4 == 0 and self.rule_files.changed():
                 log.info("rule files changed on disk; reloading")
                 self.reload()
-                self._mtimes = _mtimes(self.files())
+                self.rule_files.remember()
             await asyncio.sleep(0.5)
 
     def fire_due_holds(self) -> int:
@@ -285,11 +252,7 @@ class Reactor:
                 actions += rows
                 firings.append(Firing(decision.rule, decision.event, ids))
         try:
-            with self.db.transaction() as conn:
-                conn.executemany(ADD_DECISION, decisions)
-                conn.executemany(ADD_ACTION, actions)
-                for sql, rows in writes:
-                    conn.executemany(sql, rows)
+            self.event_log.append([], {}, writes=self.audit.intent_writes(actions, decisions) + writes)
         except BaseException:
             self.rolled_back(Decided(changed=changed, fired=[d for d in due if d.fired]))
             raise
@@ -299,57 +262,17 @@ class Reactor:
         return len(firings)
 
     def resume(self) -> int:
-        """Queue again the actions the last run of the master left unfinished; how many firings.
-
-        An action is resumed where it can still be: its event is in the log and its rule is
-        loaded with the same actions. Others are marked ``interrupted`` with the reason.
-        """
-        groups: dict[tuple[str, str, str | None], list[dict[str, Any]]] = {}
-        for row in self.audit.unfinished():
-            groups.setdefault((row["event_id"], row["rule"], row["replay"]), []).append(row)
-        rules = self.engine.rules.by_name()
-        resumed = 0
-        for (event_id, rule_name, replay), rows in groups.items():
-            firing, why = self._resumable(event_id, rules.get(rule_name), replay, rows)
-            if firing is None:
-                for row in rows:
-                    self.audit.update_action(
-                        row["id"], status="interrupted", finished=self.clock(), error=why
-                    )
-                continue
+        """Queue again the actions the last run of the master left unfinished; how many firings
+        (``actions.resume`` says which can be; the others are marked ``interrupted``)."""
+        firings, lost = unfinished(self.audit, self.engine.rules.by_name(), self.event_log.get, self.clock)
+        for firing in firings:
             self.dispatcher.enqueue(firing)
-            resumed += 1
-        if groups:
+        if firings or lost:
             log.warning(
-                "resumed %d firings the last stop left unfinished (%d could not be)",
-                resumed,
-                len(groups) - resumed,
+                "resumed %d firings the last stop left unfinished (%d could not be)", len(firings), lost
             )
         self.audit.try_flush()
-        return resumed
-
-    def _resumable(
-        self, event_id: str, rule: Rule | None, replay: str | None, rows: list[dict[str, Any]]
-    ) -> tuple[Firing | None, str]:
-        if any(r["idx"] < 0 for r in rows):
-            return None, "the master stopped during this retry of a dead letter; retry it again"
-        if rule is None:
-            return None, "the master stopped before it ran, and its rule is no longer loaded"
-        event = self.event_log.get(event_id)
-        if event is None:
-            return None, "the master stopped before it ran, and retention removed its event"
-        ids: list[str | None] = [None] * len(rule.do)
-        for action in self.audit.actions_for(event_id):
-            if action["rule"] != rule.name or action.get("replay") != replay or action["idx"] < 0:
-                continue
-            index = action["idx"]
-            if index >= len(ids) or rule.do[index].kind != action["kind"]:
-                return None, "the master stopped before it ran, and its rule changed since"
-            ids[index] = action["id"]
-        if any(i is None for i in ids):
-            return None, "the master stopped before it ran, and its rule changed since"
-        start = min(r["idx"] for r in rows)
-        return Firing(rule, event, [i for i in ids if i is not None], replay, start, resumed=True), ""
+        return len(firings)
 
     async def close(self) -> None:
         await self.dispatcher.close()
@@ -359,97 +282,27 @@ class Reactor:
         except StorageFull as exc:
             log.error("could not write the last audit records and rule state: %s", exc)
 
-    # -- explain and replay ----------------------------------------------------------------------
+    def _flush_rule_state(self) -> None:
+        """Write what is left of the rule state in a transaction of its own (at shutdown)."""
+        writes, changed = self._rule_state_writes()
+        if not writes:
+            return
+        try:
+            self.event_log.append([], {}, writes=writes)
+        except BaseException:
+            self.engine.state.restore(changed, self.rule_store.read)
+            raise
+
+    # -- explain and replay (explain.py, replay.py) ------------------------------------------------
 
     def recorded(self, event: Event) -> list[dict[str, Any]]:
-        """What was decided when ``event`` arrived.
-
-        Firings and refusals by state (throttle, threshold, for, depth) are recorded with the
-        event; misses on ``when`` or ``changed`` depend only on the event and the one before
-        it, so they are worked out again here (marked ``recomputed``).
-        """
-        recorded = self.audit.decisions(event.id)
-        named = {d["rule"] for d in recorded if not d.get("replay")}
-        previous = self.event_log.previous(event)
-        for decision in self.engine.evaluate(event, previous, event.received, commit=False):
-            if decision.rule.name in named:
-                continue
-            reason = decision.reason if not decision.fired else "not recorded: the rules changed since?"
-            recorded.append(
-                {
-                    "rule": decision.rule.name,
-                    "fired": False,
-                    "reason": reason,
-                    "time": event.received,
-                    "recomputed": True,
-                }
-            )
-        return recorded
+        """What was decided when ``event`` arrived (``Explainer.recorded``)."""
+        return self.explainer.recorded(event)
 
     def explain(self, event: Event, *, stored: bool) -> list[dict[str, Any]]:
-        """What the loaded rules decide for ``event`` now (without changing any state).
+        """What the loaded rules decide for ``event`` now, changing nothing."""
+        return self.explainer.explain(event, stored=stored)
 
-        A stored event is compared with the event that came before it; a new one with the
-        latest of its source and tag.
-        """
-        if stored:
-            previous = self.event_log.previous(event)
-        else:
-            previous = self.pipeline.state.previous(event.source, event.tag)
-        return [d.public() for d in self.engine.evaluate(event, previous, self.clock(), commit=False)]
-
-    async def replay(self, query: EventQuery, dry_run: bool) -> AsyncIterator[dict[str, Any]]:
+    def replay(self, query: EventQuery, dry_run: bool) -> AsyncIterator[dict[str, Any]]:
         """Feed stored events to the rules again, oldest first, with fresh rule state."""
-        replay_id = new_id(self.clock())
-        engine = Engine(self.engine.rules, max_depth=self.config.reactor.max_depth)
-        previous: dict[tuple[str, str], Event] = {}
-        oldest_first = replace(query, newest_first=False)
-        # Counted first, then read again page by page: memory stays bounded whatever the range;
-        # the count also fixes the end, so events logged meanwhile (the replay's own) are not fed.
-        total, last_id = 0, ""
-        for counted in self.event_log.iterate(oldest_first):
-            total, last_id = total + 1, counted.id
-            if total % 1000 == 0:
-                await asyncio.sleep(0)
-        fired = 0
-        yield {"replay": replay_id, "total": total, "done": 0, "fired": 0, "dry_run": dry_run}
-        events = itertools.takewhile(lambda e: e.id <= last_id, self.event_log.iterate(oldest_first))
-        for done, stored in enumerate(events, start=1):
-            if not dry_run and self.dispatcher.saturated:
-                await self.dispatcher.wait_room()  # a long replay waits for the action queue too
-            event = replace(stored, replayed=True)
-            key = (event.source, event.tag)
-            decisions = engine.evaluate(event, previous.get(key), event.received or event.time)
-            previous[key] = event
-            rows = []
-            for decision in decisions:
-                rows.append(
-                    (event.id, decision.rule.name, decision.fired, decision.reason, self.clock(), replay_id)
-                )
-                if decision.fired:
-                    fired += 1
-                    if not dry_run:
-                        self._announce(decision.rule, decision.event)
-                        self.dispatcher.submit(decision.rule, decision.event, replay=replay_id)
-            if not dry_run:
-                self.audit.record_decisions(rows)
-            item: dict[str, Any] = {"done": done, "total": total, "fired": fired}
-            if any(d.fired for d in decisions):
-                item["event"] = {
-                    "id": event.id,
-                    "tag": event.tag,
-                    "rules": [d.rule.name for d in decisions if d.fired],
-                }
-            yield item
-            if done % 200 == 0:
-                await asyncio.sleep(0)  # let the master breathe during long replays
-
-
-def _mtimes(files: list[Path]) -> dict[str, float]:
-    out = {}
-    for path in files:
-        try:
-            out[str(path)] = os.stat(path).st_mtime
-        except OSError:
-            continue
-    return out
+        return self.replayer.replay(query, dry_run)

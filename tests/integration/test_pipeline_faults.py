@@ -16,14 +16,17 @@ from typing import Any
 
 import zmq.asyncio
 
+from reactord.actions.context import ActionServices
 from reactord.base.config import load_master_config
 from reactord.base.stats import Stats
 from reactord.bus import Bus
 from reactord.pipeline import EventPipeline
 from reactord.protocol import messages as m
 from reactord.reactions import Reactor
+from reactord.store.audit import AuditLog
 from reactord.store.database import Database
 from reactord.store.eventlog import EventLog, EventQuery
+from reactord.store.rulestore import SqliteRuleStore
 from reactord.store.schema import MIGRATIONS
 from reactord.store.statetable import StateTable
 
@@ -49,16 +52,26 @@ class Harness:
         self.now = 1000.0
         self.stats = Stats()
         self.log = EventLog(self.db)
+        state = StateTable(self.db)
+        self.reactor = Reactor(
+            config,
+            event_log=self.log,
+            rule_store=SqliteRuleStore(self.db),
+            audit=AuditLog(self.db),
+            latest=state.previous,
+            services=ActionServices(max_depth=8),
+            stats=self.stats,
+        )
+        self.reactor.load()
         self.pipeline = EventPipeline(
             self.log,
-            StateTable(self.db),
+            state,
             self.bus,
             self.stats,
             send_ack=lambda *ack: self.acks.append(ack),
+            decider=self.reactor,
             monotonic=lambda: self.now,
         )
-        self.reactor = Reactor(config, self.db, self.pipeline, self.log, None, lambda t, k: [], self.stats)  # type: ignore[arg-type]
-        self.reactor.load()
 
     def batch(self, first: int, count: int) -> m.EventBatch:
         events: list[Any] = [

@@ -22,6 +22,7 @@ import zmq.asyncio
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from reactord.actions.context import ActionServices
 from reactord.base import jsonable
 from reactord.base.config import load_master_config
 from reactord.base.stats import Stats
@@ -32,10 +33,12 @@ from reactord.protocol import messages as m
 from reactord.protocol.errors import DecodeError, TagError
 from reactord.protocol.tags import is_valid_minion_id, validate_tag
 from reactord.reactions import Reactor
+from reactord.store.audit import AuditLog
 from reactord.store.database import Database
 from reactord.store.eventlog import EventLog, EventQuery
 from reactord.store.jobstore import JobStore
 from reactord.store.minions import MinionRegistry
+from reactord.store.rulestore import SqliteRuleStore
 from reactord.store.schema import MIGRATIONS
 from reactord.store.statetable import StateTable
 
@@ -287,9 +290,25 @@ class EventPath:
         self.stats = Stats()
         self.log = EventLog(self.db)
         self.acks: dict[tuple[str, str], int] = {}
-        self.pipeline = EventPipeline(self.log, StateTable(self.db), self.bus, self.stats, send_ack=self._ack)
-        self.reactor = Reactor(config, self.db, self.pipeline, self.log, None, lambda t, k: [], self.stats)  # type: ignore[arg-type]
+        state = StateTable(self.db)
+        self.reactor = Reactor(
+            config,
+            event_log=self.log,
+            rule_store=SqliteRuleStore(self.db),
+            audit=AuditLog(self.db),
+            latest=state.previous,
+            services=ActionServices(
+                max_depth=8,
+                # the pipeline is made below, with the reactor as its decider
+                emit=lambda tag, data, **how: self.pipeline.emit(tag, data, **how),
+                made_by=self.log.by_action,
+            ),
+            stats=self.stats,
+        )
         self.reactor.load()
+        self.pipeline = EventPipeline(
+            self.log, state, self.bus, self.stats, send_ack=self._ack, decider=self.reactor
+        )
 
     def _ack(self, source: str, epoch: str, seq: int) -> None:
         self.acks[(source, epoch)] = seq

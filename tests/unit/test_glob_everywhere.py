@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 
+from reactord.actions.context import ActionServices
 from reactord.actions.kinds import KINDS
 from reactord.base.config import load_master_config
 from reactord.base.stats import Stats
@@ -27,9 +27,11 @@ from reactord.reactions import Reactor
 from reactord.reactor.conditions import Counter
 from reactord.reactor.engine import Engine
 from reactord.reactor.rules import RuleSet, load_rules_text
+from reactord.store.audit import AuditLog
 from reactord.store.database import Database
 from reactord.store.eventlog import EventLog, EventQuery
 from reactord.store.minions import MinionRegistry
+from reactord.store.rulestore import SqliteRuleStore
 from reactord.store.schema import MIGRATIONS
 from reactord.store.statetable import StateTable
 from reactord.watcher import matching
@@ -149,7 +151,15 @@ def test_event_replay(stores: Stores, tmp_path: Path) -> None:
     names = {f"g{i}": glob for i, glob in enumerate(TABLE)}
 
     async def replay(glob: str | None) -> list[dict[str, Any]]:
-        reactor = Reactor(config, stores.db, SimpleNamespace(), stores.log, None, lambda t, k: [], Stats())  # type: ignore[arg-type]
+        reactor = Reactor(
+            config,
+            event_log=stores.log,
+            rule_store=SqliteRuleStore(stores.db),
+            audit=AuditLog(stores.db),
+            latest=stores.state.previous,
+            services=ActionServices(max_depth=8),
+            stats=Stats(),
+        )
         reactor.load()
         try:
             return [

@@ -55,8 +55,14 @@ class Agent:
         *,
         ctx: zmq.asyncio.Context | None = None,
         registry: Registry | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        # Wall time (timestamps, command expiry) and monotonic time (the master's silence,
+        # delivery backoff), passed to every part that reads either.
+        self.clock = clock
+        self.monotonic = monotonic
         registry = registry or load_registry(
             config.plugins.dirs, use_entry_points=config.plugins.entry_points
         )
@@ -76,6 +82,8 @@ class Agent:
                 max_events=config.outbox.max_events,
                 policy=config.outbox.when_full,
                 max_event_bytes=config.max_message_size // 2 - 1024,
+                clock=clock,
+                monotonic=monotonic,
             )
         except BaseException:
             self.state.close()
@@ -84,10 +92,10 @@ class Agent:
         self.local = LocalServer(config.local_socket, local.handlers(self), daemon="minion")
         self.metrics = self._metrics_server() if config.metrics.address else None
         self.delivery: Delivery | None = None
-        self.started = time.time()
+        self.started = clock()
         self.grains = grains_mod.collect(config.grains)
         self.functions = allowed(registry.functions, config.functions.allow)
-        self.beacons = BeaconManager(slots, self.emit_many)
+        self.beacons = BeaconManager(slots, self.emit_many, clock=clock)
         self.executor = Executor(
             config.id,
             self.functions,
@@ -103,8 +111,11 @@ class Agent:
             ),
             emit=self._emit_from_job,
             beacons=self.beacons,
+            clock=clock,
         )
-        self.commands = Commands(config.id, self.state, self.executor, self._send_raw, self._guarded)
+        self.commands = Commands(
+            config.id, self.state, self.executor, self._send_raw, self._guarded, clock=clock
+        )
         self.stop_event = asyncio.Event()
         self.status = "connecting"  # connecting | pending | rejected | denied | accepted
         self.heartbeat = 5.0
@@ -192,6 +203,7 @@ class Agent:
             batch_events=self.config.outbox.batch_events,
             batch_bytes=self.config.max_message_size // 2,
             window=self.config.outbox.window,
+            monotonic=self.monotonic,
         )
 
     def emit_many(self, events: list[tuple[str, dict[str, Any]]], causation: str | None = None) -> list[int]:
@@ -226,7 +238,7 @@ class Agent:
         return {
             "id": self.config.id,
             "version": __version__,
-            "uptime": time.time() - self.started,
+            "uptime": self.clock() - self.started,
             "master": self.config.master,
             "status": self.status,
             "beacons": self.beacons.listing(),
@@ -319,10 +331,10 @@ class Agent:
                 await self._wait_welcome(delay)
                 delay = min(delay * 2, self.config.retry_max)
                 continue
-            await self.conn.send(m.Heartbeat(time=time.time(), outbox=self.outbox.depth))
+            await self.conn.send(m.Heartbeat(time=self.clock(), outbox=self.outbox.depth))
             await self.commands.resend_returns()
             await self._sleep(self.heartbeat)
-            if time.monotonic() - self.last_answer > 3 * self.heartbeat and self.status == "accepted":
+            if self.monotonic() - self.last_answer > 3 * self.heartbeat and self.status == "accepted":
                 log.warning("the master stopped answering; saying hello again")
                 self.status = "connecting"
 
@@ -359,7 +371,7 @@ class Agent:
             except DecodeError as exc:
                 log.warning("dropped a malformed message from the master: %s", exc)
                 continue
-            self.last_answer = time.monotonic()
+            self.last_answer = self.monotonic()
             if isinstance(message, m.Welcome):
                 self._on_welcome(message)
             elif isinstance(message, m.Command):

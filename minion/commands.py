@@ -32,13 +32,24 @@ Guard = Callable[[Coroutine[Any, Any, None]], Coroutine[Any, Any, None]]
 
 class Commands:
     def __init__(
-        self, minion_id: str, state: MinionState, executor: Executor, send: Send, guard: Guard
+        self,
+        minion_id: str,
+        state: MinionState,
+        executor: Executor,
+        send: Send,
+        guard: Guard,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.minion_id = minion_id
         self.state = state
         self.executor = executor
         self.send = send
         self.guard = guard
+        self.clock = clock  # wall time: a command's expiry is the master's wall time
+        # The loop keeps only a weak reference to a task: the jobs and sends started here are
+        # kept until they end, so none is collected mid-way and each failure is logged.
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def on_command(self, command: m.Command, signing_key: bytes) -> None:
         """Check a command from the master and start it, or log why it is refused."""
@@ -48,7 +59,7 @@ class Commands:
         except (SignatureError, DecodeError) as exc:
             log.error("refused a command: %s", exc)
             return
-        now = time.time()
+        now = self.clock()
         if body.id != self.minion_id:
             log.error("refused command %s: it is for %s", body.jid, body.id, extra={"jid": body.jid})
             return
@@ -64,7 +75,7 @@ class Commands:
             log.warning("refused command %s: already run (replay)", body.jid, extra={"jid": body.jid})
             return
         log.info("running %s (job %s)", body.fun, body.jid, extra={"jid": body.jid})
-        asyncio.get_running_loop().create_task(self.guard(self._run(body)))
+        self._start(self.guard(self._run(body)), f"job {body.jid}")
 
     def _refuse_unclaimed(self, body: m.CommandBody) -> None:
         """A job runs only once its claim is on disk (a jid runs at most once): refuse it, and say why."""
@@ -76,7 +87,7 @@ class Commands:
             extra={"jid": body.jid},
         )
         self.executor.counts["failed"] += 1
-        now = time.time()
+        now = self.clock()
         ret = m.Return(
             jid=body.jid,
             id=self.minion_id,
@@ -89,7 +100,17 @@ class Commands:
         )
         wire = ret.to_wire()
         self.state.store_return(body.jid, wire)  # no claim to store it with: kept in memory until acked
-        asyncio.get_running_loop().create_task(self.send(wire))
+        self._start(self.send(wire), f"refusal of {body.jid}")
+
+    def _start(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("%s failed: %s", task.get_name(), exc, exc_info=exc)
 
     async def _run(self, body: m.CommandBody) -> None:
         ret = await self.executor.run(body)
@@ -110,7 +131,7 @@ class Commands:
         """Store what a full disk kept in memory, forget expired claims, re-send unacknowledged returns."""
         try:
             self.state.flush()
-            self.state.prune(time.time())
+            self.state.prune(self.clock())
             returns = self.state.unacked()
         except StorageFull as exc:
             log.debug("returns not re-sent this time: %s", exc)

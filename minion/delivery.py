@@ -40,6 +40,7 @@ class Delivery:
         batch_events: int = 500,
         batch_bytes: int = 256 * 1024,
         window: int = 20_000,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.outbox = outbox
         self.socket = socket
@@ -52,7 +53,8 @@ class Delivery:
         self.batches_sent = 0
         self._wakeup = asyncio.Event()
         self._backoff = RESEND_FIRST
-        self._last_progress = time.monotonic()
+        self.monotonic = monotonic  # how long no ack has made progress
+        self._last_progress = monotonic()
 
     def notify(self) -> None:
         """New events are in the outbox."""
@@ -72,7 +74,7 @@ class Delivery:
         self.acked = seq
         self.sent = max(self.sent, seq)
         self._backoff = RESEND_FIRST
-        self._last_progress = time.monotonic()
+        self._last_progress = self.monotonic()
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -93,11 +95,11 @@ class Delivery:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wakeup.wait()
-            stalled = time.monotonic() - self._last_progress >= self._backoff
+            stalled = self.monotonic() - self._last_progress >= self._backoff
             if self.sent > self.acked and stalled:
                 log.debug("no ack beyond %d for %.1fs; re-sending", self.acked, self._backoff)
                 self.sent = self.acked
-                self._last_progress = time.monotonic()
+                self._last_progress = self.monotonic()
                 self._backoff = min(self._backoff * 2, RESEND_MAX)
 
     async def _send_batch(self) -> bool:
@@ -125,7 +127,7 @@ class Delivery:
         except zmq.Again:
             return False
         if self.sent <= self.acked:
-            self._last_progress = time.monotonic()
+            self._last_progress = self.monotonic()
         self.sent = batch[-1][0]
         self.batches_sent += 1
         return True

@@ -41,8 +41,10 @@ class Executor:
         settings: Settings | None = None,
         emit: Callable[[list[tuple[str, dict[str, Any]]], str | None], list[int]] | None = None,
         beacons: BeaconManager | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.minion_id = minion_id
+        self.clock = clock  # a return's started and finished (a job's deadline is monotonic time)
         self.max_return_bytes = max_return_bytes
         self.functions = functions
         self.known = known if known is not None else functions
@@ -56,7 +58,7 @@ class Executor:
         self.counts: Counter[str] = Counter()  # jobs by outcome: ok, failed, timed_out, refused
 
     async def run(self, body: CommandBody) -> Return:
-        started = time.time()
+        started = self.clock()
         self.loop = asyncio.get_running_loop()
         ctx = JobContext(
             jid=body.jid,
@@ -136,7 +138,7 @@ class Executor:
             ret=value,
             error=error,
             started=started,
-            finished=time.time(),
+            finished=self.clock(),
         )
         size = len(ret.to_wire())
         if size > self.max_return_bytes:
@@ -155,7 +157,7 @@ class Executor:
                     "ask for less, or raise max_message_size on master and minion"
                 ),
                 started=started,
-                finished=time.time(),
+                finished=self.clock(),
             )
         return self._count(ret)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import TYPE_CHECKING, Any
 
 from minion.errors import OutboxUnavailable
@@ -68,7 +67,7 @@ def handlers(agent: Agent) -> dict[str, Handler]:
             or not 0 < timeout <= MAX_JOB_SECONDS
         ):
             raise RequestError(f"timeout must be between 0 and {MAX_JOB_SECONDS:g} seconds", "bad_request")
-        now = time.time()
+        now = agent.clock()
         body = CommandBody(
             jid=f"local-{new_id(now)}",
             id=agent.config.id,

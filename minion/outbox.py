@@ -76,14 +76,16 @@ class Outbox:
         max_events: int,
         policy: str,
         max_event_bytes: int = 512 * 1024,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = path
         self.minion_id = minion_id
         self.max_event_bytes = max_event_bytes
         self.max_events = max_events
         self.policy = policy
-        self.clock = clock
+        self.clock = clock  # an event's time
+        self.monotonic = monotonic  # pacing the purge retries
         self.conn = connect(path, synchronous="FULL")
         try:
             self._open()
@@ -145,7 +147,7 @@ class Outbox:
         ``refuse`` and they do not fit; with ``drop_oldest`` the oldest are dropped instead.
         Raises ``OutboxUnavailable`` when the disk is full: then none of them was queued.
         """
-        now = time.time()
+        now = self.clock()
         rows = []
         seq = self.next_seq
         for tag, data in events:
@@ -232,7 +234,7 @@ class Outbox:
         so it goes in chunks: each needs little room, and the log's space is reused after
         each checkpoint. With everything acknowledged the table is simply cleared.
         """
-        if self._held >= self.low or self.clock() < self._retry_at:
+        if self._held >= self.low or self.monotonic() < self._retry_at:
             return
         try:
             while self._held < self.low:
@@ -247,7 +249,7 @@ class Outbox:
                         self.conn.execute("DELETE FROM outbox WHERE seq < ?", (upto,))
                         self._held = upto
         except StorageFull as exc:
-            self._retry_at = self.clock() + PURGE_RETRY
+            self._retry_at = self.monotonic() + PURGE_RETRY
             self._unwritable(exc)
 
     def _unwritable(self, exc: StorageFull) -> None:

@@ -91,9 +91,10 @@ def build_slots(config: Mapping[str, Any], kinds: Mapping[str, type]) -> list[Sl
 
 
 class BeaconManager:
-    def __init__(self, slots: list[Slot], emit: Emit) -> None:
+    def __init__(self, slots: list[Slot], emit: Emit, *, clock: Callable[[], float] = time.time) -> None:
         self.slots = {slot.name: slot for slot in slots}
         self.emit = emit
+        self.clock = clock  # a slot's last_poll
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -137,7 +138,7 @@ class BeaconManager:
             return []
         slot.busy = False
         slot.polls += 1
-        slot.last_poll = time.time()
+        slot.last_poll = self.clock()
         slot.last_error = None
         out = []
         for report in reports:

@@ -209,7 +209,7 @@ def test_an_ack_whose_delete_fails_is_kept_in_memory_and_nothing_acknowledged_is
 
     now = [0.0]
     outbox = Outbox(
-        tmp_path / "outbox.db", "web01", max_events=100_000, policy="drop_oldest", clock=lambda: now[0]
+        tmp_path / "outbox.db", "web01", max_events=100_000, policy="drop_oldest", monotonic=lambda: now[0]
     )
     socket = _Socket()
     delivery = Delivery(outbox, socket, ready=lambda: True, batch_events=100)  # type: ignore[arg-type]

@@ -90,6 +90,16 @@ def build_slots(config: Mapping[str, Any], kinds: Mapping[str, type]) -> list[Sl
     return slots
 
 
+def _late_poll_ended(slot: Slot, task: asyncio.Future[list[Report]]) -> None:
+    """A poll that ran past its timeout has ended: the beacon may poll again; a failure of
+    that poll is logged here (nothing else awaits it)."""
+    slot.busy = False
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning(
+            "beacon %s: the poll that timed out failed later: %s: %s", slot.name, type(exc).__name__, exc
+        )
+
+
 class BeaconManager:
     def __init__(self, slots: list[Slot], emit: Emit, *, clock: Callable[[], float] = time.time) -> None:
         self.slots = {slot.name: slot for slot in slots}
@@ -126,7 +136,7 @@ class BeaconManager:
             slot.errors += 1
             slot.last_error = f"timed out after {slot.timeout:g}s"
             log.warning("beacon %s timed out after %gs", slot.name, slot.timeout)
-            task.add_done_callback(lambda _: setattr(slot, "busy", False))
+            task.add_done_callback(lambda done: _late_poll_ended(slot, done))
             return []
         except Exception as exc:  # a plugin's bug is logged and contained, never fatal
             slot.errors += 1

@@ -1,11 +1,13 @@
 """The minion's clock seam (no sockets): expiry, timestamps and polls read the injected clock;
-and the tasks its commands start are kept until they end, their failures logged."""
+and the tasks it starts and does not await (jobs, a poll past its timeout) are kept until they
+end, their failures logged."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar
@@ -137,3 +139,34 @@ def test_a_beacon_s_last_poll_is_read_from_the_injected_clock() -> None:
     manager = BeaconManager([slot], lambda events: None, clock=lambda: T0)
     asyncio.run(manager.poll(slot))
     assert slot.last_poll == T0 and slot.polls == 1
+
+
+class _HangsThenFails:
+    default_interval: ClassVar[float] = 60.0
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def poll(self) -> list[Report]:
+        self.release.wait(10)
+        raise RuntimeError("gave up")
+
+
+def test_a_poll_that_fails_after_its_timeout_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    beacon = _HangsThenFails()
+    slot = Slot("slow", "slow", beacon, 60.0, False, True, True, 0.05)
+    manager = BeaconManager([slot], lambda events: None)
+
+    async def scenario() -> None:
+        assert await manager.poll(slot) == [] and slot.busy  # timed out; the poll goes on
+        beacon.release.set()
+        async with asyncio.timeout(10):
+            while slot.busy:
+                await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.WARNING, logger="minion.beacons"):
+        asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records] == [
+        "beacon slow timed out after 0.05s",
+        "beacon slow: the poll that timed out failed later: RuntimeError: gave up",
+    ]

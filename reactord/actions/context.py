@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from reactord.base.batching import Batch
 from reactord.base.errors import MasterError
 from reactord.protocol.events import Event
-from reactord.store.jobstore import JobRecord
+
+if TYPE_CHECKING:  # types only: the CLI loads the kinds (rules check) without SQLite
+    from reactord.base.batching import Batch
+    from reactord.store.jobstore import JobRecord
 
 
 class ActionFailed(MasterError):

@@ -10,11 +10,10 @@ answer (a failure), never followed.
 from __future__ import annotations
 
 import asyncio
-import urllib.error
-import urllib.request
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reactord import __version__
 from reactord.actions.context import ActionContext, ActionFailed
@@ -22,6 +21,9 @@ from reactord.actions.kind import ActionKind
 from reactord.base import jsonable
 from reactord.reactor.actionspec import ActionParams, text_template
 from reactord.reactor.templates import compile_value
+
+if TYPE_CHECKING:
+    import urllib.request
 
 MAX_RESPONSE = 64 * 1024
 
@@ -65,7 +67,7 @@ class Webhook(ActionKind[WebhookParams]):
             headers["Idempotency-Key"] = ctx.idempotency_key  # the same for every try, and after a restart
         try:
             status, text = await asyncio.to_thread(_post, url, method, headers, payload, ctx.timeout)
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except OSError as exc:  # URLError and TimeoutError among them
             raise ActionFailed(f"{method} {url}: {getattr(exc, 'reason', exc)}") from None
         if not 200 <= status < 300:
             snippet = text[:200].decode(errors="replace")
@@ -77,24 +79,32 @@ KIND = Webhook()
 
 
 def _post(url: str, method: str, headers: dict[str, str], body: bytes, timeout: float) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(url, data=body, method=method)
     request.add_header("Content-Type", "application/json")
     request.add_header("User-Agent", f"reactord/{__version__}")
     for name, value in headers.items():
         request.add_header(name, value)
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with _opener().open(request, timeout=timeout) as response:
             return int(response.status), response.read(MAX_RESPONSE)
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read(MAX_RESPONSE)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer (a failure), never followed: headers such as Authorization
-    must not travel to another address."""
+@functools.cache
+def _opener() -> urllib.request.OpenerDirector:
+    """The opener of every webhook, made at the first (urllib is imported then: loading the
+    kinds, as ``rules check`` does, does not import HTTP)."""
+    import urllib.request
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        """A redirect is an answer (a failure), never followed: headers such as Authorization
+        must not travel to another address."""
 
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+    return urllib.request.build_opener(NoRedirect)

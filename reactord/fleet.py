@@ -15,12 +15,7 @@ from typing import Any
 
 from reactord.protocol.events import Event
 from reactord.protocol.tags import tag_matches
-
-# the gate's checks live below the fleet view (the rule loader compiles them too); still named
-# here for the callers that import them from the fleet (control/fleet_ops.py)
-from reactord.reactor.gatechecks import Check as Check
-from reactord.reactor.gatechecks import GateError as GateError
-from reactord.reactor.gatechecks import compile_checks as compile_checks
+from reactord.reactor.gatechecks import Check
 from reactord.store.eventlog import EventLog
 from reactord.store.minions import MinionRegistry
 from reactord.store.statetable import StateTable, clears

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reactord.actions.kinds import KINDS
-from reactord.fleet import GateError, compile_checks
 from reactord.protocol.events import Event
 from reactord.protocol.tags import tag_matches
 from reactord.reactor.conditions import MAX_MATCH_TEXT, Condition, Counter, compile_condition
+from reactord.reactor.gatechecks import GateError, compile_checks
 from reactord.reactor.index import TagIndex
 from reactord.reactor.rules import RuleError, load_rules_text
 from reactord.reactor.templates import TemplateError, compile_template, compile_value, render_value

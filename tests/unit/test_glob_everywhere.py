@@ -19,13 +19,14 @@ from reactord.actions.kinds import KINDS
 from reactord.base.config import load_master_config
 from reactord.base.stats import Stats
 from reactord.control.events_ops import newest_events
-from reactord.fleet import Fleet, compile_checks
+from reactord.fleet import Fleet
 from reactord.protocol.events import Event
 from reactord.protocol.ids import id_floor
 from reactord.protocol.tags import literal_prefix, tag_matches
 from reactord.reactions import Reactor
 from reactord.reactor.conditions import Counter
 from reactord.reactor.engine import Engine
+from reactord.reactor.gatechecks import compile_checks
 from reactord.reactor.rules import RuleSet, load_rules_text
 from reactord.store.audit import AuditLog
 from reactord.store.database import Database

@@ -16,9 +16,8 @@ from typing import Any
 from reactord.protocol.events import Event
 from reactord.protocol.tags import tag_matches
 from reactord.reactor.gatechecks import Check
-from reactord.store.eventlog import EventLog
-from reactord.store.minions import MinionRegistry
-from reactord.store.statetable import StateTable, clears
+from reactord.store.interfaces import EventLog, FleetState, Presence
+from reactord.store.statetable import clears
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +44,9 @@ class Row:
 class Fleet:
     def __init__(
         self,
-        state: StateTable,
+        state: FleetState,
         event_log: EventLog,
-        registry: MinionRegistry,
+        registry: Presence,
         ttl: float,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -96,9 +96,8 @@ class Master:
             limits.events_per_second, limits.bytes_per_second, limits.burst_seconds, self.stats
         )
         self.presence = PresenceTracker(self.registry, config.presence, self.emit, self.started)
-        self.nodes = Nodes(config, self.keystore, self.registry, self.presence, self.signer, self.emit, clock)
         self.zap = ZapHandler(self.ctx, self.keystore, self.stats)
-        self.link = CommandLink(
+        self.link = CommandLink(  # its messages go to on_message: to the nodes and the jobs
             self.ctx,
             self.keys,
             self.keystore,
@@ -107,7 +106,9 @@ class Master:
             max_message_size=config.max_message_size,
             queue_bytes=limits.receive_queue_bytes,
         )
-        self.nodes.link = self.link
+        self.nodes = Nodes(
+            config, self.keystore, self.registry, self.presence, self.signer, self.emit, self.link, clock
+        )
         self.key_service = KeyService(self.ctx, self.keys) if config.key_port else None
         self.jobs = JobRunner(
             self.job_store,

@@ -36,6 +36,7 @@ class Nodes:
         presence: PresenceTracker,
         signer: Signer,
         emit: Emit,
+        link: CommandLink | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -45,7 +46,7 @@ class Nodes:
         self.signer = signer
         self.emit = emit
         self.clock = clock
-        self.link: CommandLink | None = None
+        self.link = link  # None: no live connections (tests of key decisions alone)
         self._pending_hello: dict[bytes, m.Hello] = {}
         self.outbox_depth: dict[str, int] = {}  # as each accepted minion last reported it
 

@@ -44,9 +44,8 @@ from reactord.reactor.rules import Rule, RuleError, RuleSet
 from reactord.reactor.rulestate import Changed, RuleState
 from reactord.replay import Replayer
 from reactord.rulefiles import RuleFiles
-from reactord.store.audit import AuditLog
 from reactord.store.eventlog import EventQuery, Writes
-from reactord.store.interfaces import EventLog, RuleStore
+from reactord.store.interfaces import ActionLog, EventLog, RuleStore
 
 if TYPE_CHECKING:
     from reactord.base.config import MasterConfig
@@ -77,7 +76,7 @@ class Reactor:
         *,
         event_log: EventLog,
         rule_store: RuleStore,
-        audit: AuditLog,
+        audit: ActionLog,
         latest: Callable[[str, str], Event | None],
         services: ActionServices,
         stats: Stats,

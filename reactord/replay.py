@@ -20,9 +20,8 @@ from reactord.protocol.events import Event
 from reactord.protocol.ids import new_id
 from reactord.reactor.engine import Decision, Engine
 from reactord.reactor.rules import Rule
-from reactord.store.audit import AuditLog
 from reactord.store.eventlog import EventQuery
-from reactord.store.interfaces import EventLog
+from reactord.store.interfaces import ActionLog, EventLog
 
 
 class Replayer:
@@ -33,7 +32,7 @@ class Replayer:
         self,
         engine: Engine,
         events: EventLog,
-        audit: AuditLog,
+        audit: ActionLog,
         dispatcher: ActionDispatcher,
         announce: Callable[[Rule, Event], None],
         *,

@@ -14,13 +14,14 @@ from reactord.base.stats import Stats
 from reactord.protocol.events import Event
 from reactord.protocol.ids import new_id
 from reactord.reactor.actionspec import ActionSpec, Retry
-from reactord.store.audit import AuditLog, DeadLetter
+from reactord.store.audit import DeadLetter
+from reactord.store.interfaces import ActionLog
 
 log = logging.getLogger("reactord.actions")
 
 
 class DeadLetters:
-    def __init__(self, audit: AuditLog, tries: Tries, stats: Stats, clock: Callable[[], float]) -> None:
+    def __init__(self, audit: ActionLog, tries: Tries, stats: Stats, clock: Callable[[], float]) -> None:
         self.audit = audit
         self.tries = tries
         self.stats = stats

@@ -39,13 +39,14 @@ from reactord.base.stats import Stats
 from reactord.protocol.events import Event
 from reactord.reactor.rules import Rule
 from reactord.reactor.templates import TemplateError
-from reactord.store.audit import AuditLog, DeadLetter
+from reactord.store.audit import DeadLetter
+from reactord.store.interfaces import ActionLog
 
 
 class ActionDispatcher:
     def __init__(
         self,
-        audit: AuditLog,
+        audit: ActionLog,
         services: ActionServices,
         stats: Stats,
         *,

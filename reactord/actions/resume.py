@@ -14,11 +14,11 @@ from typing import Any
 from reactord.actions.queue import Firing
 from reactord.protocol.events import Event
 from reactord.reactor.rules import Rule
-from reactord.store.audit import AuditLog
+from reactord.store.interfaces import ActionLog
 
 
 def unfinished(
-    audit: AuditLog,
+    audit: ActionLog,
     rules: Mapping[str, Rule],
     find_event: Callable[[str], Event | None],
     clock: Callable[[], float],
@@ -40,7 +40,7 @@ def unfinished(
 
 
 def _resumable(
-    audit: AuditLog,
+    audit: ActionLog,
     find_event: Callable[[str], Event | None],
     event_id: str,
     rule: Rule | None,

@@ -21,7 +21,7 @@ from reactord.base.stats import Stats
 from reactord.protocol.errors import ReactordError
 from reactord.protocol.events import Event
 from reactord.reactor.actionspec import Retry
-from reactord.store.audit import AuditLog
+from reactord.store.interfaces import ActionLog
 
 log = logging.getLogger("reactord.actions")
 
@@ -45,7 +45,7 @@ class Rendered:
 class Tries:
     def __init__(
         self,
-        audit: AuditLog,
+        audit: ActionLog,
         services: ActionServices,
         kinds: Registry,
         stats: Stats,

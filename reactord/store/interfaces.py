@@ -132,6 +132,21 @@ class ActionLog(Protocol):
         """Action intents (and later decisions) for the transaction that decided them."""
         ...
 
+    def add_action(
+        self,
+        action_id: str,
+        event_id: str,
+        rule: str,
+        idx: int,
+        kind: str,
+        label: str,
+        now: float,
+        params: dict[str, Any] | None,
+        replay: str | None,
+    ) -> None:
+        """One action intent written now (a dead letter's retry)."""
+        ...
+
     def add_actions(self, rows: list[tuple[Any, ...]]) -> None: ...
 
     def action_key(self, action_id: str) -> str | None: ...

@@ -41,6 +41,17 @@ def test_action_intents_are_written_with_their_decision_and_resumed_oldest_first
     assert [d["rule"] for d in again.decisions("E1")] == ["r"]
 
 
+def test_an_action_written_alone_is_pending_with_its_params(backend: Callable[[], Stores]) -> None:
+    stores = backend()
+    action = id_at(5.0)[0]
+    stores.actions.add_action(action, "E9", "r", 0, "log", "retry of log x", 5.0, {"message": "x"}, None)
+    stores.actions.flush()
+    stores.close()
+    again = backend().actions
+    assert [(a["id"], a["status"]) for a in again.unfinished()] == [(action, "pending")]
+    assert again.action_params(action) == {"message": "x"}
+
+
 def test_dead_letters_open_then_resolved(backend: Callable[[], Stores]) -> None:
     stores = backend()
     letter = DeadLetter(

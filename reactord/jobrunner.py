@@ -94,6 +94,64 @@ def summarize(
     }
 
 
+class _Following:
+    """One job being followed: the minions still to start, those running (each with its
+    deadline), the results so far, the slots a ``--batch-wait`` keeps empty for a while, and
+    the minion whose failure stopped a ``--failhard`` batch."""
+
+    def __init__(
+        self, runner: JobRunner, job: JobRecord, results: dict[str, dict[str, Any]], report: Progress
+    ) -> None:
+        self.runner, self.job, self.results, self.report = runner, job, results, report
+        self.todo = [mid for mid in job.minions if mid not in results]
+        self.batch = Batch.from_public(job.batch) if job.batch else None
+        self.slots = self.batch.slots(len(job.minions)) if self.batch else len(self.todo)
+        self.loop = asyncio.get_running_loop()
+        self.waiters: dict[str, asyncio.Future[m.Return]] = {}
+        self.deadlines: dict[str, float] = {}
+        self.freed: list[float] = []  # when slots emptied by a return may take the next minion
+        self.stopped_by: str | None = None
+
+    def start_what_fits(self, now: float) -> None:
+        """Send the command to as many of the minions still to start as the free slots allow."""
+        self.freed = [t for t in self.freed if t > now]
+        while self.todo and self.stopped_by is None and len(self.waiters) + len(self.freed) < self.slots:
+            minion_id = self.todo.pop(0)
+            if self.runner._send(self.job, minion_id):
+                self.waiters[minion_id] = self.loop.create_future()
+                self.deadlines[minion_id] = now + self.job.timeout + RETURN_GRACE
+                self.report({"type": "started", "id": minion_id, "time": self.runner.clock()})
+            else:
+                self._done(minion_id, _failure("minion is not connected", lost=True), now)
+
+    def wait_from(self, now: float) -> float:
+        """How long to wait for a return before a deadline passes or a freed slot opens."""
+        until = min(self.deadlines[mid] for mid in self.waiters)
+        if self.freed and self.todo and self.stopped_by is None:
+            until = min(until, min(self.freed))
+        return max(0.0, until - now)
+
+    def take_done(self, now: float) -> None:
+        """Record the returns that came and the minions whose deadline passed."""
+        for minion_id in [mid for mid, f in self.waiters.items() if f.done() or self.deadlines[mid] <= now]:
+            future = self.waiters.pop(minion_id)
+            if future.done() and not future.cancelled():
+                self._done(minion_id, return_public(future.result()), now)
+            else:
+                future.cancel()
+                self._done(minion_id, _failure(f"no return within {self.job.timeout:g}s", lost=True), now)
+
+    def _done(self, minion_id: str, result: dict[str, Any], now: float) -> None:
+        self.results[minion_id] = result
+        self.report({"type": "return", "id": minion_id, "return": result})
+        if self.batch is None:
+            return
+        if self.batch.wait and self.todo and minion_id in self.deadlines:
+            self.freed.append(now + self.batch.wait)
+        if self.batch.failhard and self.stopped_by is None and not result["success"]:
+            self.stopped_by = minion_id
+
+
 class JobRunner:
     def __init__(
         self,
@@ -238,64 +296,28 @@ class JobRunner:
     ) -> JobResult:
         """Send the job's command to its minions (those without a result yet), batch by batch
         if it is batched, and wait up to its timeout for each return; store its summary."""
-        results = dict(results or {})
-        report = progress or (lambda item: None)
-        todo = [mid for mid in job.minions if mid not in results]
-        batch = Batch.from_public(job.batch) if job.batch else None
-        slots = batch.slots(len(job.minions)) if batch else len(todo)
-        wait = batch.wait if batch else 0.0
         loop = asyncio.get_running_loop()
-        waiters: dict[str, asyncio.Future[m.Return]] = {}
-        self._waiting[job.jid] = waiters
-        deadlines: dict[str, float] = {}
-        freed: list[float] = []  # when slots emptied by a return may take the next minion
-        stopped_by: str | None = None
-        grace = job.timeout + RETURN_GRACE
+        run = _Following(self, job, dict(results or {}), progress or (lambda item: None))
+        self._waiting[job.jid] = run.waiters
         try:
-            while todo or waiters:
+            while run.todo or run.waiters:
                 now = loop.time()
-                freed = [t for t in freed if t > now]
-                while todo and stopped_by is None and len(waiters) + len(freed) < slots:
-                    minion_id = todo.pop(0)
-                    if self._send(job, minion_id):
-                        waiters[minion_id] = loop.create_future()
-                        deadlines[minion_id] = now + grace
-                        report({"type": "started", "id": minion_id, "time": self.clock()})
-                    else:
-                        results[minion_id] = _failure("minion is not connected", lost=True)
-                        report({"type": "return", "id": minion_id, "return": results[minion_id]})
-                        if batch and batch.failhard:
-                            stopped_by = minion_id
-                if stopped_by is not None and not waiters:
+                run.start_what_fits(now)
+                if run.stopped_by is not None and not run.waiters:
                     break
-                if not waiters:
-                    if todo and freed:
-                        await asyncio.sleep(min(freed) - now)  # --batch-wait: the slot stays empty
+                if not run.waiters:
+                    if run.todo and run.freed:
+                        await asyncio.sleep(min(run.freed) - now)  # --batch-wait: the slot stays empty
                     continue
-                until = min(deadlines[mid] for mid in waiters)
-                if freed and todo and stopped_by is None:
-                    until = min(until, min(freed))
                 await asyncio.wait(
-                    waiters.values(), timeout=max(0.0, until - now), return_when="FIRST_COMPLETED"
+                    run.waiters.values(), timeout=run.wait_from(now), return_when="FIRST_COMPLETED"
                 )
-                now = loop.time()
-                for minion_id in [mid for mid, f in waiters.items() if f.done() or deadlines[mid] <= now]:
-                    future = waiters.pop(minion_id)
-                    if future.done() and not future.cancelled():
-                        results[minion_id] = return_public(future.result())
-                    else:
-                        future.cancel()
-                        results[minion_id] = _failure(f"no return within {job.timeout:g}s", lost=True)
-                    report({"type": "return", "id": minion_id, "return": results[minion_id]})
-                    if wait and todo:
-                        freed.append(now + wait)
-                    if batch and batch.failhard and stopped_by is None and not results[minion_id]["success"]:
-                        stopped_by = minion_id
+                run.take_done(loop.time())
         finally:
             self._waiting.pop(job.jid, None)
-            for future in waiters.values():
+            for future in run.waiters.values():
                 future.cancel()
-        return self._end(job, results, todo, stopped_by)
+        return self._end(job, run.results, run.todo, run.stopped_by)
 
     def _send(self, job: JobRecord, minion_id: str) -> bool:
         now = self.clock()

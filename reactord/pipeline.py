@@ -140,7 +140,12 @@ class EventPipeline:
         return len(self._held)
 
     def offer(self, source: str, batch: EventBatch) -> None:
-        """Check one batch from an authenticated minion; what is new waits for ``commit``."""
+        """Check one batch from an authenticated minion; what is new waits for ``commit``.
+
+        One pass over the batch on the hot path (it runs for every frame, tens of thousands of
+        events a second), so it is kept in one piece past 60 lines: dedupe, gap, namespace,
+        ids and packing, each a few lines in order.
+        """
         key = (source, batch.epoch)
         last = self._pending.delivery.get(key, self._last.get(key))
         if last is None:
@@ -303,7 +308,8 @@ class EventPipeline:
         """``emit`` for several events, written in one transaction (a webhook's alerts).
 
         ``writes`` makes, from the events, more rows for that transaction (a webhook's dedupe
-        keys); it is for events that are not held (``hold`` False).
+        keys); it is for events that are not held (``hold`` False). Past 60 lines because the
+        write, its rollback and the held path share the events' state and read best together.
         """
         packed = []
         for tag, data in items:

@@ -50,6 +50,27 @@ def summary_line(summary: dict[str, Any]) -> str:
     return line
 
 
+def _follow(
+    control: ControlClient, request: dict[str, Any], batch: str | None, as_json: bool
+) -> tuple[dict[str, Any], int]:
+    """Run the job with its progress streamed: each return printed as it comes (and, for a
+    batch, each start on stderr); the job's last item and how many minions it has."""
+    done: dict[str, Any] = {}
+    count = 0
+    for item in control.stream("run", **request, progress=True):
+        if item["type"] == "job":
+            count = len(item["minions"])
+            if batch is not None and not as_json:
+                click.echo(f"job {item['jid']}: {count} minion(s), batch {batch}", err=True)
+        elif item["type"] == "started" and batch is not None and not as_json:
+            click.echo(f"  started {item['id']}", err=True)
+        elif item["type"] == "return" and not as_json:
+            _echo_return(item["id"], item["return"])
+        elif item["type"] == "done":
+            done = item
+    return done, count
+
+
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("target")
 @click.argument("function")
@@ -122,19 +143,7 @@ def run(
             click.echo(f"  reactord jobs show {started['jid']} --wait")
         return
     gap = wait + (batch_wait or 0.0) + 30  # the longest silence between two progress reports
-    done: dict[str, Any] = {}
-    count = 0
-    for item in ControlClient(config.control_path, timeout=gap).stream("run", **request, progress=True):
-        if item["type"] == "job":
-            count = len(item["minions"])
-            if batch is not None and not as_json:
-                click.echo(f"job {item['jid']}: {count} minion(s), batch {batch}", err=True)
-        elif item["type"] == "started" and batch is not None and not as_json:
-            click.echo(f"  started {item['id']}", err=True)
-        elif item["type"] == "return" and not as_json:
-            _echo_return(item["id"], item["return"])
-        elif item["type"] == "done":
-            done = item
+    done, count = _follow(ControlClient(config.control_path, timeout=gap), request, batch, as_json)
     if not done:
         fail("the master ended the job's stream early")
     if as_json:

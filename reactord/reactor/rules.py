@@ -132,6 +132,9 @@ def load_rules_text(text: str, path: str, counter: Counter, *, kinds: Mapping[st
 def _rule(
     spec: Any, dotted: str, where: _Where, parent: LineDict, counter: Counter, kinds: Mapping[str, KindParser]
 ) -> Rule:
+    """One rule, checked key by key in the order a reader meets them in the file, each error
+    naming its line and key. Past 60 lines on purpose: one short check per rule key, in
+    order; the parsing of each key's value is in its own function."""
     if not isinstance(spec, LineDict):
         raise where.error(parent, "rules", dotted, "a rule is a mapping")
     name = spec.get("name")

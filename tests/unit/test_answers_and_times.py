@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from reactord.base.errors import ControlError
-from reactord.cli import events as event_cli
+from reactord.cli import event_commands as event_cli
 from reactord.cli.common import ago, iso, print_json, print_json_list, print_rows, time_of_day, to_json
 from reactord.control.events_ops import newest_events
 from reactord.protocol import codec, framing

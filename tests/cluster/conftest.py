@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import engine
-from tests.cluster.engine import NatsServer
+from tests.cluster import natsserver
+from tests.cluster.natsserver import NatsServer
 
 
 @pytest.fixture(scope="session")
 def nats_binary() -> Path:
-    binary, why = engine.find_binary()
+    binary, why = natsserver.find_binary()
     if binary is None:
         pytest.skip(why)
     return binary
@@ -23,22 +23,22 @@ def nats_binary() -> Path:
 @pytest.fixture
 def nats_server(nats_binary: Path, tmp_path: Path) -> Iterator[NatsServer]:
     """One nats-server with JetStream, healthy."""
-    server = engine.single(nats_binary, tmp_path)
+    server = natsserver.single(nats_binary, tmp_path)
     server.start()
     try:
         yield server
     finally:
-        unclean = engine.stop_all([server])
+        unclean = natsserver.stop_all([server])
     assert not unclean, "\n".join(unclean)
 
 
 @pytest.fixture
 def nats_cluster(nats_binary: Path, tmp_path: Path) -> Iterator[list[NatsServer]]:
     """Three nats-servers routed into one cluster with JetStream, all healthy."""
-    servers = engine.cluster(nats_binary, tmp_path)
+    servers = natsserver.cluster(nats_binary, tmp_path)
     try:
-        engine.start_all(servers)
+        natsserver.start_all(servers)
         yield servers
     finally:
-        unclean = engine.stop_all(servers)
+        unclean = natsserver.stop_all(servers)
     assert not unclean, "\n".join(unclean)

@@ -6,6 +6,7 @@ ReactordError (reactord.protocol.errors)
       +-- TargetError          a target expression that is not valid
       +-- ControlError         a control-socket request the master refused (also a RequestError)
       +-- StoreError           the state database cannot be opened or migrated
+      +-- ClusterError         the cluster's engine is unreachable, too old, or set up otherwise
       +-- TemplateError        a rule's template names a value the event lacks (reactor.templates)
       +-- Refused              a webhook request answered with its status code (webhook_kinds)
       +-- Busy                 the master cannot take a webhook's events now: 503 (webhooks)
@@ -36,3 +37,7 @@ class ControlError(MasterError, RequestError):
 
 class StoreError(MasterError):
     pass
+
+
+class ClusterError(MasterError):
+    """The cluster engine cannot be used as it is; the message is one line saying why."""

@@ -108,7 +108,7 @@ class NatsServer:
         assert self.alive(), f"{self.name} exited:\n{self.output()}"
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/healthz", timeout=1) as resp:
-                return resp.status == 200
+                return bool(resp.status == 200)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 

@@ -141,6 +141,8 @@ async def connect(
     """Connect to one of ``servers`` (``nats://host:port``), authenticated by ``token`` or a
     credentials file, within ``timeout`` seconds. Once connected, nats-py reconnects on its
     own (to any server of the cluster) for as long as the engine lives."""
+    if credentials is not None and not credentials.is_file():
+        raise ClusterError(f"the cluster's credentials file {credentials} is not a readable file")
     failures: list[str] = []
 
     async def on_error(exc: Exception) -> None:
@@ -170,8 +172,7 @@ async def connect(
                 reconnected_cb=on_reconnected,
             )
     except ImportError as exc:  # nats-py reads a credentials file with the nkeys package
-        await client.close()
-        raise ClusterError(f"a credentials file needs the nkeys package ({exc})") from exc
+        raise ClusterError(f"a credentials file needs the nkeys package: pip install nkeys ({exc})") from exc
     except (*_ENGINE_ERRORS, ValueError) as exc:
         await client.close()
         last = failures[-1] if failures else _describe(exc)

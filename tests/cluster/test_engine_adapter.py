@@ -4,6 +4,7 @@ the event stream and the lease bucket, and refuses what it cannot use in one lin
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -106,6 +107,23 @@ def test_a_token_opens_the_engine_and_a_wrong_one_is_refused(nats_binary: Path, 
         run(scenario)
     finally:
         assert server.stop() == 0
+
+
+def test_a_credentials_file_that_is_missing_or_cannot_be_used_is_refused_in_one_line(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        with pytest.raises(ClusterError) as caught:
+            await connect([nats_server.url], credentials=tmp_path / "none.creds", timeout=1)
+        assert one_line(caught).endswith("none.creds is not a readable file")
+        if importlib.util.find_spec("nkeys") is None:
+            creds = tmp_path / "user.creds"
+            creds.write_text("-----BEGIN NATS USER JWT-----\n")
+            with pytest.raises(ClusterError) as caught:
+                await connect([nats_server.url], credentials=creds, timeout=1)
+            assert one_line(caught).startswith("a credentials file needs the nkeys package")
+
+    run(scenario)
 
 
 def test_the_stream_and_bucket_are_made_once_then_checked(nats_server: NatsServer) -> None:

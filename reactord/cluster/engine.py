@@ -77,7 +77,9 @@ class Layout:
 
 @dataclass(frozen=True, slots=True)
 class EngineInfo:
-    url: str
+    """The server this connection reached (``host:port``) and its version."""
+
+    address: str
     version: str
 
 

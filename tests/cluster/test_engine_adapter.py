@@ -26,7 +26,7 @@ def test_a_recent_engine_with_jetstream_passes_the_check(nats_server: NatsServer
         async with opened(nats_server.url) as engine:
             info = await engine.check_engine()
             assert info.version == nats_server.monitor("varz")["version"]
-            assert info.url == f"127.0.0.1:{nats_server.port}"
+            assert info.address == f"127.0.0.1:{nats_server.port}"
 
     run(scenario)
 

@@ -244,7 +244,7 @@ class Agent:
             "id": self.config.id,
             "version": __version__,
             "uptime": self.clock() - self.started,
-            "master": self.config.master,
+            "master": self.config.master[0],
             "status": self.status,
             "beacons": self.beacons.listing(),
             "outbox": {
@@ -299,7 +299,7 @@ class Agent:
             log.error(
                 "the master at %s offers key %s, not the pinned %s: refusing it (if the master "
                 "was re-keyed on purpose, remove %s)",
-                self.config.master,
+                self.config.master[0],
                 fingerprint(offered),
                 fingerprint(self.master_key or b""),
                 pinning.pinned_key_path(self.config),

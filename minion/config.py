@@ -20,6 +20,40 @@ def _minion_id(value: Any, where: cf.Where) -> str:
     return validate_minion_id(value)
 
 
+def _masters(value: Any, where: cf.Where) -> tuple[str, ...]:
+    """``master:``: one host, or a list of hosts the minion uses one at a time (failover).
+
+    Entries are hosts only: every master listens on the same ``event_port``,
+    ``command_port`` and ``key_port``.
+    """
+    hosts = [value] if isinstance(value, str) else value
+    if not isinstance(hosts, list):
+        raise ValueError(f"expected a host or a list of hosts, got {_kind(value)}")
+    if not hosts:
+        raise ValueError("expected a host or a list of hosts, got an empty list")
+    for n, host in enumerate(hosts, 1):
+        entry = "" if isinstance(value, str) else f"entry {n}: "
+        if not isinstance(host, str):
+            raise ValueError(f"{entry}expected a host name or address, got {_kind(host)}")
+        if not host.strip():
+            raise ValueError(f"{entry}expected a host name or address, got an empty string")
+        if host.count(":") == 1:
+            raise ValueError(
+                f"{entry}expected a host without a port, got {host!r} (every master listens on "
+                "event_port, command_port and key_port)"
+            )
+    if len(set(hosts)) != len(hosts):
+        twice = next(h for h in hosts if hosts.count(h) > 1)
+        raise ValueError(f"{twice!r} is listed twice")
+    return tuple(hosts)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a list" if isinstance(value, list) else type(value).__name__
+
+
 def _finger(value: Any, where: cf.Where) -> str | None:
     if value in (None, ""):
         return None
@@ -73,7 +107,9 @@ class PluginsConfig:
 class MinionConfig:
     path: Path = field(default=Path("minion.yaml"))
     id: str = cf.option(None, _minion_id)
-    master: str = cf.option("localhost", cf.as_str)
+    # The masters, in the order they are tried (after a shuffle with master_shuffle).
+    master: tuple[str, ...] = cf.option("localhost", _masters, "a host, or a list of hosts (failover)")
+    master_shuffle: bool = cf.option(False, cf.as_bool, "shuffle the master list once at start")
     event_port: int = cf.option(4510, cf.as_int(1, 65535))
     command_port: int = cf.option(4511, cf.as_int(1, 65535))
     key_port: int = cf.option(4512, cf.as_int(1, 65535))
@@ -93,17 +129,24 @@ class MinionConfig:
     log_format: str = cf.option("text", cf.as_choice("text", "json"))
     log_file: Path | None = cf.option(None, cf.as_optional_path)
 
+    def endpoint(self, host: str, port: int) -> str:
+        """The ZeroMQ address of one of a master's ports (IPv6 hosts in brackets)."""
+        return f"tcp://{_host(host)}:{port}"
+
     @property
     def command_endpoint(self) -> str:
-        return f"tcp://{_host(self.master)}:{self.command_port}"
+        """The command port of the first master listed."""
+        return self.endpoint(self.master[0], self.command_port)
 
     @property
     def event_endpoint(self) -> str:
-        return f"tcp://{_host(self.master)}:{self.event_port}"
+        """The event port of the first master listed."""
+        return self.endpoint(self.master[0], self.event_port)
 
     @property
     def key_endpoint(self) -> str:
-        return f"tcp://{_host(self.master)}:{self.key_port}"
+        """The key service of the first master listed."""
+        return self.endpoint(self.master[0], self.key_port)
 
     @property
     def database(self) -> Path:

@@ -1,8 +1,11 @@
-"""The minion's side of the command channel: a CURVE DEALER connected to the master's ROUTER."""
+"""The minion's side of the command channel: a CURVE DEALER connected to the master's ROUTER,
+and the list of masters it may use, one at a time."""
 
 from __future__ import annotations
 
 import os
+import random
+from collections.abc import Sequence
 
 import zmq
 import zmq.asyncio
@@ -29,6 +32,58 @@ def curve_client_socket(
     sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
     return sock
+
+
+class MasterList:
+    """The masters in the order the minion tries them, and the one it is on.
+
+    The order is ``master:`` as written, or shuffled once here (``master_shuffle``; pass
+    ``rng`` for a known order). ``advance`` moves to the next master, after the last the first
+    again, and says when that completes a full round of masters tried without success (the
+    caller then backs off); ``settled`` marks the current master as good, starting a new round.
+    """
+
+    def __init__(
+        self, hosts: Sequence[str], *, shuffle: bool = False, rng: random.Random | None = None
+    ) -> None:
+        order = list(hosts)
+        if not order:
+            raise ValueError("no master to connect to")
+        if shuffle:
+            (rng or random.Random()).shuffle(order)
+        self.hosts = tuple(order)
+        self.index = 0
+        self._tried = 1  # masters tried since the last good one, the current one included
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    @property
+    def current(self) -> str:
+        return self.hosts[self.index]
+
+    @property
+    def several(self) -> bool:
+        """More than one master: failover is on."""
+        return len(self.hosts) > 1
+
+    @property
+    def position(self) -> str:
+        """Where the current master is in the list, for logs: ``2 of 3``."""
+        return f"{self.index + 1} of {len(self.hosts)}"
+
+    def advance(self) -> bool:
+        """Move to the next master; True when every master was tried since the last good one."""
+        self.index = (self.index + 1) % len(self.hosts)
+        self._tried += 1
+        if self._tried > len(self.hosts):
+            self._tried = 1
+            return True
+        return False
+
+    def settled(self) -> None:
+        """The current master answered as it should: a new round starts from it."""
+        self._tried = 1
 
 
 class MasterConnection:

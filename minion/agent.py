@@ -5,6 +5,12 @@ the commands it receives (signed, for it, not expired, never twice) and re-sends
 until acknowledged. It never exits because the master is away or misbehaves: it logs and
 tries again with backoff.
 
+With several masters (``master:`` a list) it is on one at a time, and fails over to the next
+when the current one is silent for three heartbeats, or refuses to be trusted (another
+signing key): both links move, the hello is said again, and the outbox is sent again from
+the first unacknowledged event. After the last master the first comes again, with the
+retry backoff between full rounds. One master: none of this, as before.
+
 Its state files are opened (and checked whole) before anything connects. A full disk stops
 nothing: events are refused at the door, acks and returns wait in memory, a command whose
 claim cannot be written is refused, and all resumes by itself once there is space. A
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -29,7 +36,7 @@ from minion import local, pinning
 from minion.beacons.runner import BeaconManager, build_slots
 from minion.commands import Commands
 from minion.config import MinionConfig
-from minion.connection import MasterConnection, curve_client_socket
+from minion.connection import MasterConnection, MasterList, curve_client_socket
 from minion.delivery import Delivery
 from minion.errors import FunctionError, MasterKeyError, OutboxUnavailable
 from minion.executor import Executor
@@ -57,6 +64,7 @@ class Agent:
         registry: Registry | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         """Build every part of the minion (the composition root).
 
@@ -129,6 +137,11 @@ class Agent:
         self._welcomed = asyncio.Event()
         self.conn: MasterConnection | None = None
         self.master_key: bytes | None = None
+        # Failover: the masters in the order tried (``rng`` shuffles it with master_shuffle).
+        self.masters = MasterList(config.master, shuffle=config.master_shuffle, rng=rng)
+        self._arrived = monotonic()  # when we moved to the current master
+        self._refused = False  # the current master offered a signing key that is not pinned
+        self._round_delay = 0.5  # the wait before a new round of masters, doubling
 
     def _metrics_server(self) -> MetricsServer:
         """The ``/metrics`` endpoint; only here is Prometheus imported (``metrics.address`` set)."""
@@ -147,7 +160,9 @@ class Agent:
             self.master_key = await self._obtain_master_key()
             if self.master_key is None:
                 return
-            self.conn = MasterConnection(self.ctx, self.config, self.keys, self.master_key)
+            self.conn = MasterConnection(
+                self.ctx, self.config, self.keys, self.master_key, self.masters.current
+            )
             self.delivery = self._delivery(self.master_key)
             await self.local.start()
             async with asyncio.TaskGroup() as tasks:
@@ -192,7 +207,7 @@ class Agent:
             loop.add_signal_handler(sig, self.stop_event.set)
         loop.add_signal_handler(signal.SIGHUP, reopen_log)
 
-    def _delivery(self, master_key: bytes) -> Delivery:
+    def _event_socket(self, master_key: bytes, host: str) -> zmq.asyncio.Socket:
         pub = curve_client_socket(self.ctx, zmq.PUB, self.keys, master_key, self.config.max_message_size)
         # Nothing queues for a connection that is not up (the outbox is the queue), and what
         # does queue is bounded: a little more than one window of batches.
@@ -200,10 +215,13 @@ class Agent:
         pub.setsockopt(
             zmq.SNDHWM, 2 * max(1, self.config.outbox.window // self.config.outbox.batch_events) + 2
         )
-        pub.connect(self.config.event_endpoint)
+        pub.connect(self.config.endpoint(host, self.config.event_port))
+        return pub
+
+    def _delivery(self, master_key: bytes) -> Delivery:
         return Delivery(
             self.outbox,
-            pub,
+            self._event_socket(master_key, self.masters.current),
             ready=lambda: self.status == "accepted",
             batch_events=self.config.outbox.batch_events,
             batch_bytes=self.config.max_message_size // 2,
@@ -244,7 +262,8 @@ class Agent:
             "id": self.config.id,
             "version": __version__,
             "uptime": self.clock() - self.started,
-            "master": self.config.master[0],
+            "master": self.masters.current,
+            "masters": list(self.masters.hosts),
             "status": self.status,
             "beacons": self.beacons.listing(),
             "outbox": {
@@ -275,31 +294,46 @@ class Agent:
     # -- master key ---------------------------------------------------------------------------
 
     async def _obtain_master_key(self) -> bytes | None:
+        """The pinned master key, or the first one a listed master offers that may be pinned."""
         pinned = pinning.load_pinned(self.config)
         if pinned is not None:
             return pinned
         delay = 0.5
         while not self.stop_event.is_set():
+            host = self.masters.current
             try:
-                offered = await pinning.fetch_master_key(self.ctx, self.config.key_endpoint, 2.0)
-                return pinning.pin(self.config, offered)
+                offered = await pinning.fetch_master_key(self.ctx, self._endpoint(self.config.key_port), 2.0)
+                source = f"the master at {host}" if self.masters.several else "the master"
+                return pinning.pin(self.config, offered, source=source)
             except MasterKeyError as exc:
-                log.warning("%s; retrying in %.1fs", exc, delay)
+                if not self.masters.several:
+                    log.warning("%s; retrying in %.1fs", exc, delay)
+                elif self.masters.advance():
+                    log.warning(
+                        "%s; trying %s (%s) in %.1fs", exc, self.masters.current, self.masters.position, delay
+                    )
+                else:
+                    log.warning("%s; trying %s (%s)", exc, self.masters.current, self.masters.position)
+                    continue
             await self._sleep(delay)
             delay = min(delay * 2, self.config.retry_max)
         return None
 
+    def _endpoint(self, port: int) -> str:
+        """One of the current master's ports."""
+        return self.config.endpoint(self.masters.current, port)
+
     async def _diagnose_master_key(self) -> None:
         """After the master stopped answering: is it another key on the other end?"""
         try:
-            offered = await pinning.fetch_master_key(self.ctx, self.config.key_endpoint, 1.0)
+            offered = await pinning.fetch_master_key(self.ctx, self._endpoint(self.config.key_port), 1.0)
         except MasterKeyError:
             return
         if offered != self.master_key:
             log.error(
                 "the master at %s offers key %s, not the pinned %s: refusing it (if the master "
                 "was re-keyed on purpose, remove %s)",
-                self.config.master[0],
+                self.masters.current,
                 fingerprint(offered),
                 fingerprint(self.master_key or b""),
                 pinning.pinned_key_path(self.config),
@@ -316,6 +350,7 @@ class Agent:
         assert self.conn is not None
         delay = 0.5
         unanswered = 0
+        self._arrived = self.monotonic()
         while not self.stop_event.is_set():
             if self.status != "accepted":
                 self._welcomed.clear()
@@ -323,9 +358,14 @@ class Agent:
                 if not await self._wait_welcome(delay):
                     unanswered += 1
                     if unanswered in (3, 10) or unanswered % 30 == 0:
-                        log.warning("no answer from the master at %s yet", self.config.command_endpoint)
+                        log.warning(
+                            "no answer from the master at %s yet", self._endpoint(self.config.command_port)
+                        )
                         await self._diagnose_master_key()
                     delay = min(delay * 2, self.config.retry_max)
+                    if self.masters.several and (self._refused or self._silence() > 3 * self.heartbeat):
+                        await self._fail_over()
+                        delay, unanswered = 0.5, 0
                     continue
                 unanswered = 0
                 if self.status == "accepted":
@@ -340,8 +380,47 @@ class Agent:
             await self.commands.resend_returns()
             await self._sleep(self.heartbeat)
             if self.monotonic() - self.last_answer > 3 * self.heartbeat and self.status == "accepted":
+                if self.masters.several:
+                    await self._fail_over()
+                    delay, unanswered = 0.5, 0
+                    continue
                 log.warning("the master stopped answering; saying hello again")
                 self.status = "connecting"
+
+    def _silence(self) -> float:
+        """How long the current master has said nothing (counted from our move to it)."""
+        return self.monotonic() - max(self.last_answer, self._arrived)
+
+    async def _fail_over(self) -> None:
+        """Leave the current master for the next one on the list (several masters only).
+
+        Both links move (a new socket each), the status goes back to connecting (the session
+        says hello there) and the delivery's in-flight window is reset: the new master gets
+        every event not acknowledged, from the first one. After a full round of masters
+        without a welcome, it waits first, as between two attempts (doubling to retry_max).
+        """
+        assert self.conn is not None and self.delivery is not None and self.master_key is not None
+        old, silence = self.masters.current, self._silence()
+        if self._refused:
+            why = "refused (its signing key is not the pinned one)"
+        else:
+            why = f"lost (no answer for {silence:.1f}s)"
+            if self.last_answer < self._arrived:  # it never answered: another key there?
+                await self._diagnose_master_key()
+        full_round = self.masters.advance()
+        new = self.masters.current
+        log.info("master %s %s; trying %s (%s)", old, why, new, self.masters.position)
+        self.status = "connecting"
+        self._refused = False
+        self.conn.move_to(new)
+        self.delivery.move_to(self._event_socket(self.master_key, new))
+        if full_round:
+            log.info(
+                "no master has answered in a full round; waiting %.1fs before %s", self._round_delay, new
+            )
+            await self._sleep(self._round_delay)
+            self._round_delay = min(self._round_delay * 2, self.config.retry_max)
+        self._arrived = self.monotonic()
 
     async def _wait_welcome(self, timeout: float) -> bool:
         try:
@@ -400,10 +479,13 @@ class Agent:
             except MasterKeyError as exc:
                 log.error("%s", exc)
                 self.status = "connecting"
+                self._refused = True  # with several masters, the session moves on
                 return
             self.heartbeat = max(0.05, welcome.heartbeat)
             if self.status != "accepted" and self.delivery is not None:
                 self.delivery.restart()
+            self.masters.settled()
+            self._round_delay = 0.5
         self.status = welcome.status
         if self.status != previous:
             level = logging.INFO if self.status in ("accepted", "pending") else logging.ERROR

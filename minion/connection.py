@@ -3,6 +3,7 @@ and the list of masters it may use, one at a time."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections.abc import Sequence
@@ -87,15 +88,43 @@ class MasterList:
 
 
 class MasterConnection:
+    """The DEALER to the master the minion is on; ``move_to`` puts it on another master."""
+
     def __init__(
-        self, ctx: zmq.asyncio.Context, config: MinionConfig, keys: CurveKeys, master_key: bytes
+        self,
+        ctx: zmq.asyncio.Context,
+        config: MinionConfig,
+        keys: CurveKeys,
+        master_key: bytes,
+        host: str | None = None,
     ) -> None:
-        self.socket = curve_client_socket(ctx, zmq.DEALER, keys, master_key, config.max_message_size)
+        self._ctx = ctx
+        self._config = config
+        self._keys = keys
+        self._master_key = master_key
+        self.host = host if host is not None else config.master[0]
+        self.socket = self._open(self.host)
+
+    def _open(self, host: str) -> zmq.asyncio.Socket:
+        sock = curve_client_socket(
+            self._ctx, zmq.DEALER, self._keys, self._master_key, self._config.max_message_size
+        )
         # A per-connection secret: the master routes by our authenticated key, and nobody
         # else can take over a routing id they cannot know.
-        self.socket.setsockopt(zmq.ROUTING_ID, os.urandom(16))
-        self.socket.setsockopt(zmq.SNDHWM, 10000)
-        self.socket.connect(config.command_endpoint)
+        sock.setsockopt(zmq.ROUTING_ID, os.urandom(16))
+        sock.setsockopt(zmq.SNDHWM, 10000)
+        sock.connect(self._config.endpoint(host, self._config.command_port))
+        return sock
+
+    def move_to(self, host: str) -> None:
+        """Leave the current master for ``host``: a new socket, with a new routing id.
+
+        The old socket is closed, not reconnected: nothing queued for the old master goes to
+        the new one, and nothing the old master still sends is read (a late welcome from it
+        would say we are accepted where we are not).
+        """
+        old, self.socket, self.host = self.socket, self._open(host), host
+        old.close(linger=0)  # cancels a pending recv on it; ``recv`` goes on with the new one
 
     async def send(self, message: Message) -> bool:
         return await self.send_raw(message.to_wire())
@@ -108,8 +137,18 @@ class MasterConnection:
         return True
 
     async def recv(self) -> bytes:
-        data: bytes = await self.socket.recv()
-        return data
+        """The next message from the current master (waiting across a ``move_to``)."""
+        while True:
+            sock = self.socket
+            try:
+                data: bytes = await sock.recv()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if sock is self.socket or (task is not None and task.cancelling()):
+                    raise  # the caller was cancelled, not the socket replaced
+                continue
+            if sock is self.socket:
+                return data
 
     def close(self) -> None:
         self.socket.close(linger=0)

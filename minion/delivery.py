@@ -66,6 +66,15 @@ class Delivery:
         self._backoff = RESEND_FIRST
         self._wakeup.set()
 
+    def move_to(self, socket: zmq.asyncio.Socket) -> None:
+        """Events now go to another master, through ``socket``: the old one is closed, and the
+        in-flight window is reset, so everything not acknowledged is sent again to the new
+        master (from the first unacknowledged event, once it has welcomed us)."""
+        old, self.socket = self.socket, socket
+        old.close(linger=0)
+        self.restart()
+        self._last_progress = self.monotonic()
+
     def on_ack(self, epoch: str, seq: int) -> None:
         if epoch != self.outbox.epoch or seq <= self.acked:
             return
@@ -122,10 +131,13 @@ class Delivery:
                 break
             batch.append((row.seq, row.tag, row.time, row.data, row.causation))
         frame = pack_event_batch(self.outbox.epoch, base, batch)
+        socket = self.socket
         try:
-            await self.socket.send(frame, flags=zmq.NOBLOCK)
+            await socket.send(frame, flags=zmq.NOBLOCK)
         except zmq.Again:
             return False
+        if socket is not self.socket:  # moved to another master meanwhile: it gets all again
+            return True
         if self.sent <= self.acked:
             self._last_progress = self.monotonic()
         self.sent = batch[-1][0]

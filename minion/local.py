@@ -6,7 +6,8 @@ events are in the durable outbox, and fails (code ``failed``, the CLI exits 1) w
 "cannot write <path>: disk full; nothing was queued" when the outbox cannot be written;
 ``call`` runs one function through the minion's executor, under the same
 ``functions.allow`` as a job from the master, and returns its return (nothing goes to the
-master but the events the function itself emits); ``status`` says how the minion is doing.
+master but the events the function itself emits); ``status`` says how the minion is doing,
+with the master it is on (``master``) and the list it fails over along (``masters``).
 """
 
 from __future__ import annotations

@@ -81,13 +81,16 @@ async def fetch_master_key(ctx: zmq.asyncio.Context, endpoint: str, timeout: flo
     return value[1]["key"]  # type: ignore[no-any-return]
 
 
-def pin(config: MinionConfig, offered: bytes) -> bytes:
-    """Check an offered key against ``master_finger`` (or trust it on first use) and pin it."""
+def pin(config: MinionConfig, offered: bytes, source: str = "the master") -> bytes:
+    """Check an offered key against ``master_finger`` (or trust it on first use) and pin it.
+
+    ``source`` names who offered it in the refusal (``the master at 10.0.0.2``).
+    """
     finger = fingerprint(offered)
     if config.master_finger:
         if finger != config.master_finger:
             raise MasterKeyError(
-                f"the master offers a key with fingerprint {finger}, but master_finger is "
+                f"{source} offers a key with fingerprint {finger}, but master_finger is "
                 f"{config.master_finger}: refusing it"
             )
         log.info("master key %s matches master_finger; pinned", finger)

@@ -1,7 +1,9 @@
-"""A minion's list of masters: ``master:`` as one host or a list, the shuffle, the rotation."""
+"""A minion's list of masters: ``master:`` as one host or a list, the shuffle, the rotation, and
+the delivery's move to another master."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -9,6 +11,9 @@ import pytest
 
 from minion.config import load_minion_config
 from minion.connection import MasterList
+from minion.delivery import Delivery
+from minion.outbox import Outbox
+from reactord.protocol import messages as m
 from reactord.protocol.errors import ConfigError
 
 
@@ -132,3 +137,40 @@ def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "minion.yaml"
     path.write_text("id: web01\n" + text)
     return path
+
+
+class _Socket:
+    """Stands in for a PUB socket: keeps what is sent, and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.frames: list[m.EventBatch] = []
+        self.closed = False
+
+    async def send(self, frame: bytes, flags: int = 0) -> None:
+        assert not self.closed
+        batch = m.decode(frame)
+        assert isinstance(batch, m.EventBatch)
+        self.frames.append(batch)
+
+    def close(self, linger: int | None = None) -> None:
+        self.closed = True
+
+
+def test_a_move_to_another_master_sends_again_from_the_first_unacknowledged_event(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db", "web01", max_events=1000, policy="drop_oldest")
+    old, new = _Socket(), _Socket()
+    delivery = Delivery(outbox, old, ready=lambda: True, batch_events=4)  # type: ignore[arg-type]
+    outbox.append([("load", {"n": n}) for n in range(1, 11)])
+    asyncio.run(delivery._send_batch())
+    asyncio.run(delivery._send_batch())
+    assert [[e[0] for e in f.events] for f in old.frames] == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    delivery.on_ack(outbox.epoch, 3)  # the old master acknowledged 1..3, then went away
+
+    delivery.move_to(new)  # type: ignore[arg-type]
+    assert old.closed and delivery.socket is new
+    assert (delivery.acked, delivery.sent) == (3, 3)  # the in-flight window is reset
+    asyncio.run(delivery._send_batch())
+    asyncio.run(delivery._send_batch())
+    assert [(f.base, [e[0] for e in f.events]) for f in new.frames] == [(4, [4, 5, 6, 7]), (4, [8, 9, 10])]
+    assert len(old.frames) == 2  # nothing more went to the old master
+    outbox.close()

@@ -48,7 +48,7 @@ from minion.state import MinionState
 from reactord.protocol import __version__
 from reactord.protocol import messages as m
 from reactord.protocol.errors import ConfigError, DecodeError, StorageDamaged
-from reactord.protocol.keys import CurveKeys, ensure_private_dir, fingerprint
+from reactord.protocol.keys import CurveKeys, ensure_private_dir
 from reactord.protocol.localsock import LocalServer
 from reactord.protocol.metricsserver import MetricsServer, Snapshot
 
@@ -294,30 +294,9 @@ class Agent:
     # -- master key ---------------------------------------------------------------------------
 
     async def _obtain_master_key(self) -> bytes | None:
-        """The pinned master key, or the first one a listed master offers that may be pinned."""
-        pinned = pinning.load_pinned(self.config)
-        if pinned is not None:
-            return pinned
-        delay = 0.5
-        while not self.stop_event.is_set():
-            host = self.masters.current
-            try:
-                offered = await pinning.fetch_master_key(self.ctx, self._endpoint(self.config.key_port), 2.0)
-                source = f"the master at {host}" if self.masters.several else "the master"
-                return pinning.pin(self.config, offered, source=source)
-            except MasterKeyError as exc:
-                if not self.masters.several:
-                    log.warning("%s; retrying in %.1fs", exc, delay)
-                elif self.masters.advance():
-                    log.warning(
-                        "%s; trying %s (%s) in %.1fs", exc, self.masters.current, self.masters.position, delay
-                    )
-                else:
-                    log.warning("%s; trying %s (%s)", exc, self.masters.current, self.masters.position)
-                    continue
-            await self._sleep(delay)
-            delay = min(delay * 2, self.config.retry_max)
-        return None
+        return await pinning.obtain_master_key(
+            self.ctx, self.config, self.masters, sleep=self._sleep, stopping=self.stop_event.is_set
+        )
 
     def _endpoint(self, port: int) -> str:
         """One of the current master's ports."""
@@ -325,19 +304,8 @@ class Agent:
 
     async def _diagnose_master_key(self) -> None:
         """After the master stopped answering: is it another key on the other end?"""
-        try:
-            offered = await pinning.fetch_master_key(self.ctx, self._endpoint(self.config.key_port), 1.0)
-        except MasterKeyError:
-            return
-        if offered != self.master_key:
-            log.error(
-                "the master at %s offers key %s, not the pinned %s: refusing it (if the master "
-                "was re-keyed on purpose, remove %s)",
-                self.masters.current,
-                fingerprint(offered),
-                fingerprint(self.master_key or b""),
-                pinning.pinned_key_path(self.config),
-            )
+        assert self.master_key is not None
+        await pinning.diagnose(self.ctx, self.config, self.masters.current, self.master_key)
 
     # -- the session: hello until accepted, then heartbeats -------------------------------------
 

@@ -3,18 +3,21 @@
 Order of trust for the CURVE key: a key already pinned in ``<pki_dir>/master.pub``; else
 the key the master's key service offers, checked against ``master_finger`` when set, or
 trusted on first use with a warning. A pinned key never changes by itself: a master that
-offers another one is refused until an operator removes the pinned file.
+offers another one is refused until an operator removes the pinned file. With several
+masters listed, one that offers another key is refused and passed over, never trusted.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import zmq
 import zmq.asyncio
 
 from minion.config import MinionConfig
+from minion.connection import MasterList
 from minion.errors import MasterKeyError
 from reactord.protocol import codec
 from reactord.protocol.errors import DecodeError, KeyFileError
@@ -79,6 +82,60 @@ async def fetch_master_key(ctx: zmq.asyncio.Context, endpoint: str, timeout: flo
     ):
         raise MasterKeyError(f"bad answer from the key service at {endpoint}")
     return value[1]["key"]  # type: ignore[no-any-return]
+
+
+async def obtain_master_key(
+    ctx: zmq.asyncio.Context,
+    config: MinionConfig,
+    masters: MasterList,
+    *,
+    sleep: Callable[[float], Awaitable[None]],
+    stopping: Callable[[], bool],
+) -> bytes | None:
+    """The pinned master key, or the first key a listed master offers that may be pinned.
+
+    Starts with ``masters.current``; a master that does not answer or offers a key that is
+    refused is passed over for the next (``masters`` then names the one whose key was
+    pinned). After a full round, or between two tries with one master, it waits 0.5s,
+    doubling up to ``retry_max``. None when ``stopping`` before a key was pinned.
+    """
+    pinned = load_pinned(config)
+    if pinned is not None:
+        return pinned
+    delay = 0.5
+    while not stopping():
+        host = masters.current
+        try:
+            offered = await fetch_master_key(ctx, config.endpoint(host, config.key_port), 2.0)
+            return pin(config, offered, source=f"the master at {host}" if masters.several else "the master")
+        except MasterKeyError as exc:
+            if not masters.several:
+                log.warning("%s; retrying in %.1fs", exc, delay)
+            elif masters.advance():
+                log.warning("%s; trying %s (%s) in %.1fs", exc, masters.current, masters.position, delay)
+            else:
+                log.warning("%s; trying %s (%s)", exc, masters.current, masters.position)
+                continue
+        await sleep(delay)
+        delay = min(delay * 2, config.retry_max)
+    return None
+
+
+async def diagnose(ctx: zmq.asyncio.Context, config: MinionConfig, host: str, pinned: bytes) -> None:
+    """After a master stopped answering: log it when it offers another key than the pinned one."""
+    try:
+        offered = await fetch_master_key(ctx, config.endpoint(host, config.key_port), 1.0)
+    except MasterKeyError:
+        return
+    if offered != pinned:
+        log.error(
+            "the master at %s offers key %s, not the pinned %s: refusing it (if the master "
+            "was re-keyed on purpose, remove %s)",
+            host,
+            fingerprint(offered),
+            fingerprint(pinned),
+            pinned_key_path(config),
+        )
 
 
 def pin(config: MinionConfig, offered: bytes, source: str = "the master") -> bytes:

@@ -230,40 +230,6 @@ class JobRunner:
         )
         return job
 
-    async def run(
-        self,
-        minions: list[str],
-        fun: str,
-        args: list[Any],
-        kwargs: dict[str, Any],
-        *,
-        timeout: float,
-        target: str,
-        target_type: str,
-        origin: str = "cli",
-        causation: str | None = None,
-        depth: int = 0,
-        action: str | None = None,
-        batch: Batch | None = None,
-        progress: Progress | None = None,
-    ) -> JobResult:
-        """``start`` then ``follow``: send ``fun`` to the minions and wait for their returns."""
-        job = self.start(
-            minions,
-            fun,
-            args,
-            kwargs,
-            timeout=timeout,
-            target=target,
-            target_type=target_type,
-            origin=origin,
-            causation=causation,
-            depth=depth,
-            action=action,
-            batch=batch,
-        )
-        return await self.follow(job, progress)
-
     def launch(self, job: JobRecord, progress: Progress | None = None) -> asyncio.Task[JobResult]:
         """Follow ``job`` in the background (``run --async``, or a CLI run whose client may go)."""
         task = asyncio.create_task(self.follow(job, progress), name=f"job-{job.jid}")

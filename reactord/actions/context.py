@@ -81,7 +81,7 @@ class Jobs(Protocol):
         """Wait for the returns a job started before the master stopped still misses."""
         ...
 
-    async def run(
+    def start(
         self,
         minions: list[str],
         fun: str,
@@ -96,7 +96,13 @@ class Jobs(Protocol):
         depth: int = ...,
         action: str | None = ...,
         batch: Batch | None = ...,
-    ) -> JobOutcome: ...
+    ) -> JobRecord:
+        """Record a job (``StorageFull``: not recorded, nothing sent)."""
+        ...
+
+    async def follow(self, job: JobRecord) -> JobOutcome:
+        """Send the job's commands and wait for its returns."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

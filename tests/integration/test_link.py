@@ -32,7 +32,8 @@ def test_commands_are_routed_by_authenticated_key_only(master_thread: MasterThre
         jobs = master_thread.master.jobs
 
         async def run_on(ids: list[str]) -> dict[str, object]:
-            result = await jobs.run(ids, "test.ping", [], {}, timeout=0.3, target="x", target_type="list")
+            job = jobs.start(ids, "test.ping", [], {}, timeout=0.3, target="x", target_type="list")
+            result = await jobs.follow(job)
             return result.returns
 
         returns = master_thread.call(run_on(["b"]))

@@ -46,12 +46,13 @@ def live(setup: Setup) -> Iterator[tuple[Setup, MasterThread, Daemon, list[m.Com
 
 
 def _echo(runner: MasterThread, text: str) -> dict[str, Any]:
-    result = runner.call(
-        runner.master.jobs.run(
-            ["web01"], "test.echo", [text], {}, timeout=5, target="web01", target_type="glob"
-        )
-    )
-    return result.returns["web01"]
+    jobs = runner.master.jobs
+
+    async def echo() -> Any:
+        job = jobs.start(["web01"], "test.echo", [text], {}, timeout=5, target="web01", target_type="glob")
+        return await jobs.follow(job)
+
+    return runner.call(echo()).returns["web01"]
 
 
 def _resend(runner: MasterThread, command: m.Command) -> None:

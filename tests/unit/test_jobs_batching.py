@@ -83,12 +83,14 @@ def dispatcher(tmp_path: Path, link: ScriptedLink) -> tuple[JobRunner, JobStore]
 IDS = ["m1", "m2", "m3", "m4", "m5"]
 
 
-def run(jobs: JobRunner, batch: Batch | None, timeout: float = 5.0, **kw: Any) -> Any:
-    return asyncio.run(
-        jobs.run(
-            IDS, "test.ping", [], {}, timeout=timeout, target="m*", target_type="glob", batch=batch, **kw
+def run(jobs: JobRunner, batch: Batch | None, timeout: float = 5.0, progress: Any = None) -> Any:
+    async def started_and_followed() -> Any:
+        job = jobs.start(
+            IDS, "test.ping", [], {}, timeout=timeout, target="m*", target_type="glob", batch=batch
         )
-    )
+        return await jobs.follow(job, progress)
+
+    return asyncio.run(started_and_followed())
 
 
 def test_a_batch_of_two_never_runs_more_than_two_and_starts_the_next_on_a_return(tmp_path: Path) -> None:

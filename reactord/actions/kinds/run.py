@@ -112,7 +112,7 @@ class Run(ActionKind[RunParams]):
             if closed:  # retried with backoff: waits for a healthy fleet
                 raise ActionFailed(f"gate closed: {closed}")
         try:
-            result = await jobs.run(
+            job = jobs.start(
                 minions,
                 params.fun,
                 params.args,
@@ -128,7 +128,7 @@ class Run(ActionKind[RunParams]):
             )
         except StorageFull as exc:
             raise ActionFailed(str(exc)) from None  # nothing was sent; tried again with backoff
-        return _outcome(result)
+        return _outcome(await jobs.follow(job))
 
 
 KIND = Run()

@@ -204,8 +204,19 @@ def _glob_text(pattern: str) -> Callable[[str], bool]:
     return lambda value: translated(value) is not None
 
 
-@lru_cache(maxsize=1024)
+#: Globs longer than this are compiled each time, not cached: a target rendered from an event
+#: may be up to MAX_TARGET characters, and the cache is bounded by bytes as well as by count.
+_CACHED_GLOB = 256
+
+
 def _translate(pattern: str) -> Callable[[str], Any]:
+    if len(pattern) > _CACHED_GLOB:
+        return re.compile(fnmatch.translate(pattern)).match
+    return _translate_cached(pattern)
+
+
+@lru_cache(maxsize=1024)  # at most 1,024 globs of at most 256 characters
+def _translate_cached(pattern: str) -> Callable[[str], Any]:
     return re.compile(fnmatch.translate(pattern)).match
 
 

@@ -29,7 +29,6 @@ from typing import Any, Protocol
 
 from reactord.base.batching import Batch
 from reactord.base.stats import Stats
-from reactord.link import CommandLink
 from reactord.protocol import messages as m
 from reactord.protocol.errors import ReactordError
 from reactord.protocol.ids import new_id
@@ -152,11 +151,17 @@ class _Following:
             self.stopped_by = minion_id
 
 
+class Sender(Protocol):
+    """Where commands go: the master's link (or, in cluster mode, the master holding the minion)."""
+
+    def send(self, minion_id: str, message: m.Message) -> bool: ...
+
+
 class JobRunner:
     def __init__(
         self,
         store: JobStore,
-        link: CommandLink,
+        link: Sender,
         signer: Signer,
         emit: Emit,
         *,

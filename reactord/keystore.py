@@ -9,7 +9,7 @@ revoking a key takes effect for the very next message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,8 @@ class KeyStore:
         self.max_pending = max_pending
         self._by_key: dict[bytes, KeyEntry] = {}
         self._by_id: dict[str, dict[str, list[bytes]]] = {}
+        #: Called with a minion id after its keys changed here (cluster mode shares them).
+        self.on_change: Callable[[str], None] | None = None
         for state in STATES:
             ensure_private_dir(self.root / state)
         self._load()
@@ -139,6 +141,7 @@ class KeyStore:
             self._by_key.pop(entry.key, None)
             (self.root / entry.state / minion_id).unlink(missing_ok=True)
         self._by_id.pop(minion_id, None)
+        self._changed(minion_id)
         return removed
 
     def preaccept(self, minion_id: str, key: bytes) -> None:
@@ -175,6 +178,7 @@ class KeyStore:
                 states[target] = [*before, key]
                 entry = KeyEntry(minion_id, target, key)
                 self._by_key[key] = entry
+                self._changed(minion_id)
                 return entry
         have = self.state_of(minion_id)
         if have is None:
@@ -186,6 +190,7 @@ class KeyStore:
         self._write(minion_id, state, keys)  # the file first: a failed write changes nothing
         self._by_id.setdefault(minion_id, {})[state] = keys
         self._by_key[key] = KeyEntry(minion_id, state, key)
+        self._changed(minion_id)
 
     def _write(self, minion_id: str, state: str, keys: list[bytes]) -> None:
         path = self.root / state / minion_id
@@ -193,6 +198,38 @@ class KeyStore:
             write_file_atomic(path, "".join(z85_encode(k) + "\n" for k in keys).encode())
         else:
             path.unlink(missing_ok=True)
+
+    def _changed(self, minion_id: str) -> None:
+        """Files and memory agree again: tell whoever shares the keys."""
+        if self.on_change is not None:
+            self.on_change(minion_id)
+
+    # -- cluster mode: the keys as every master shares them -----------------------------------------
+
+    def states(self, minion_id: str) -> dict[str, list[bytes]]:
+        """The keys of ``minion_id`` by state (the empty states left out)."""
+        return {state: list(keys) for state, keys in self._by_id.get(minion_id, {}).items() if keys}
+
+    def replace(self, minion_id: str, states: dict[str, list[bytes]]) -> list[KeyEntry]:
+        """Make the keys of ``minion_id`` what another master says they are (no ``on_change``);
+        the entries that were here and are gone or changed state."""
+        before = {entry.key: entry for entry in self.entries(minion_id)}
+        for state in STATES:
+            keys = [
+                k for k in states.get(state, []) if k not in self._by_key or self._by_key[k].id == minion_id
+            ]
+            if keys != self._by_id.get(minion_id, {}).get(state, []):
+                self._write(minion_id, state, keys)
+        for key in before:
+            self._by_key.pop(key, None)
+        self._by_id.pop(minion_id, None)
+        for state in STATES:
+            for key in states.get(state, []):
+                if key in self._by_key:
+                    continue
+                self._by_id.setdefault(minion_id, {}).setdefault(state, []).append(key)
+                self._by_key[key] = KeyEntry(minion_id, state, key)
+        return [e for k, e in before.items() if k not in self._by_key or self._by_key[k].state != e.state]
 
     def _load(self) -> None:
         for state in STATES:

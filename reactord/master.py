@@ -126,11 +126,12 @@ class Master:
         )
         self.fleet = Fleet(self.state_table, self.event_log, self.registry, config.state.ttl, clock)
         self.pipeline: EventPipeline  # made after the reactor, its decider; fire actions emit on it
+        audit, reactor_clock = self._audit_and_clock()
         self.reactor = Reactor(
             config,
             event_log=self.event_log,
             rule_store=SqliteRuleStore(self.db),
-            audit=AuditLog(self.db),
+            audit=audit,
             latest=self.state_table.previous,
             services=ActionServices(
                 max_depth=config.reactor.max_depth,
@@ -141,7 +142,7 @@ class Master:
                 check_gate=FleetGate(self.fleet, self.resolve_target),
             ),
             stats=self.stats,
-            clock=clock,
+            clock=reactor_clock,
         )
         self.reactor.load()
         self.pipeline = EventPipeline(
@@ -168,11 +169,45 @@ class Master:
             log.warning(
                 "the state table is empty: rebuilt %d rows from the event log", self.state_table.rebuild()
             )
+        self.cluster = self._cluster_node(audit, reactor_clock) if config.cluster.enabled else None
         control = self._control_parts()
         self.control = ControlServer(config.control_path, handlers(control), daemon="master")
         self.metrics = self._metrics_server(control.status) if config.metrics.address else None
         self.webhooks: WebhookServer | None = None
         self.stop_event = asyncio.Event()
+
+    # -- cluster mode (docs/cluster.md): only then is reactord.cluster (and nats) imported ---------
+
+    def _audit_and_clock(self) -> tuple[AuditLog, Callable[[], float]]:
+        """The outbox and the reactor's clock: in cluster mode, an outbox that tells the cluster
+        when an action ended, and the stream's clock while its records are applied."""
+        if not self.config.cluster.enabled:
+            return AuditLog(self.db), self.clock
+        from reactord.cluster.node import ReportingAuditLog, StreamClock
+
+        return ReportingAuditLog(self.db), StreamClock(self.clock)
+
+    def _cluster_node(self, audit: AuditLog, reactor_clock: Callable[[], float]) -> Any:
+        from reactord.cluster.node import ClusterNode, ReportingAuditLog, StreamClock
+
+        assert isinstance(audit, ReportingAuditLog) and isinstance(reactor_clock, StreamClock)
+        node = ClusterNode(
+            self.config.cluster,
+            self.config.member,
+            db=self.db,
+            pipeline=self.pipeline,
+            reactor=self.reactor,
+            audit=audit,
+            keystore=self.keystore,
+            nodes=self.nodes,
+            registry=self.registry,
+            link=self.link,
+            on_return=self.jobs.on_return,
+            stream_clock=reactor_clock,
+            stats=self.stats,
+        )
+        self.jobs.link = node
+        return node
 
     # -- what the control socket and the metrics endpoint reach ------------------------------------
 
@@ -194,6 +229,7 @@ class Master:
                 actions=reactor.dispatcher,
                 storage=self.pipeline,
                 budget_refused=self.budgets.refused,
+                cluster=self.cluster.status if self.cluster is not None else None,
             ),
             keys=KeyParts(keys=self.keystore, decisions=self.nodes, master_finger=self.keys.finger),
             fleet=FleetParts(
@@ -241,6 +277,9 @@ class Master:
         if isinstance(message, m.Heartbeat):
             return self.nodes.on_heartbeat(minion_id, message)
         if isinstance(message, m.Return):
+            if self.cluster is not None and self.job_store.get(message.jid) is None:
+                self.cluster.forward_return(minion_id, message)  # acknowledged once its master took it
+                return None
             return m.ReturnAck(jid=message.jid) if self.jobs.on_return(minion_id, message) else None
         self.stats.incr("drop.unexpected")
         return None
@@ -319,6 +358,8 @@ class Master:
     async def run(self) -> None:
         """Serve until ``stop_event`` is set; then close everything in reverse order."""
         try:
+            if self.cluster is not None:
+                await self.cluster.start()  # ClusterError (one line) before anything is bound
             self.checkpointer = self.db.checkpoint_in_background()
             self.bind()
             self._start_webhooks()
@@ -335,10 +376,14 @@ class Master:
             self.keys.finger,
             self.config.control_path,
         )
-        self.emit("reactor/master/start", {"version": __version__})
-        self.reactor.resume()
+        if self.cluster is None:
+            self.reactor.resume()  # in a cluster, each partition's owner resumes its own
         try:
             async with asyncio.TaskGroup() as tasks:
+                started: dict[str, Any] = {"version": __version__}
+                if self.cluster is not None:
+                    started["member"] = self.config.member
+                self.emit("reactor/master/start", started)
                 services = [
                     tasks.create_task(self.zap.serve(), name="zap"),
                     tasks.create_task(self.link.serve(), name="link"),
@@ -350,10 +395,14 @@ class Master:
                 ]
                 if self.key_service is not None:
                     services.append(tasks.create_task(self.key_service.serve(), name="keys"))
+                if self.cluster is not None:
+                    services.append(tasks.create_task(self.cluster.run(), name="cluster"))
                 await self.stop_event.wait()
                 for task in services:
                     task.cancel()
                 await self.reactor.close()
+                if self.cluster is not None:
+                    await self.cluster.close()
         except* StorageDamaged as group:
             damaged = group.exceptions[0]
             log.error("master stopped: %s", damaged)

@@ -130,6 +130,31 @@ class Nodes:
         self.emit(f"reactor/key/{minion_id}/deleted", {"id": minion_id, "key_state": "deleted"})
         return entries
 
+    # -- cluster mode: key changes another master made ------------------------------------------
+
+    def accepted_elsewhere(self, minion_id: str) -> None:
+        """Another master accepted this key: a minion waiting here is let in now."""
+        key = self.keystore.accepted_key(minion_id)
+        if key is None:
+            return
+        now = self.clock()
+        hello = self._pending_hello.pop(key, None)
+        if hello is not None:
+            self.registry.upsert_hello(minion_id, _grains(hello), hello.version, hello.functions, now)
+        if self.link is not None and self.link.send_to_key(key, self.welcome(ACCEPTED)) and hello is not None:
+            self.presence.seen(minion_id, now)
+
+    def removed_elsewhere(self, minion_id: str, keys: list[bytes]) -> None:
+        """Another master rejected or deleted keys of this minion: cut them off here too (that
+        master said so in the log; this one only forgets)."""
+        self.outbox_depth.pop(minion_id, None)
+        for key in keys:
+            self._pending_hello.pop(key, None)
+            if self.link is not None:
+                self.link.forget(key)
+        if self.keystore.accepted_key(minion_id) is None:
+            self.registry.remove(minion_id)
+
     def _cut_off(self, minion_id: str, keys: list[bytes]) -> None:
         self.outbox_depth.pop(minion_id, None)
         for key in keys:

@@ -82,6 +82,20 @@ class Decider(Protocol):
 AckSender = Callable[[str, str, int], None]
 
 
+class Forwarder(Protocol):
+    """Cluster mode: where events go instead of the local log (the engine's stream). They
+    come back, from every master, through ``apply``; minions are acknowledged by the
+    forwarder once the engine has stored their events."""
+
+    def send(self, events: list[Event], delivery: dict[tuple[str, str], int]) -> None: ...
+
+    def busy(self) -> bool:
+        """Whether ingest must wait (too much is on its way to the engine)."""
+        ...
+
+    async def wait(self) -> None: ...
+
+
 @dataclass(slots=True)
 class _Pending:
     events: list[Event] = field(default_factory=list)
@@ -118,6 +132,9 @@ class EventPipeline:
         self._held: deque[Event] = deque()
         self._held_bytes = 0
         self.health = WriteHealth(stats, clock=clock, monotonic=monotonic)
+        #: Cluster mode: events go to the engine, and come back through ``apply``.
+        self.forwarder: Forwarder | None = None
+        self._forwarded: dict[tuple[str, str], int] = {}  # sent to the engine, not yet applied
 
     # -- minion events ------------------------------------------------------------------------
 
@@ -130,8 +147,8 @@ class EventPipeline:
         """Events ingest may still take into this commit: the action queue's free places less
         the events already taken. An event may fire several rules, so the queue can pass its
         bound by one frame's firings; the master's own events never wait."""
-        if self.decider is None:
-            return 1 << 30
+        if self.decider is None or self.forwarder is not None:
+            return 1 << 30  # cluster mode: the forwarder's bound holds ingest (must_wait)
         return self.decider.room() - len(self._pending.events)
 
     @property
@@ -147,7 +164,11 @@ class EventPipeline:
         ids and packing, each a few lines in order.
         """
         key = (source, batch.epoch)
-        last = self._pending.delivery.get(key, self._last.get(key))
+        last = self._pending.delivery.get(key)
+        if last is None:
+            last = self._last.get(key)
+            if (forwarded := self._forwarded.get(key)) is not None and (last is None or forwarded > last):
+                last = forwarded
         if last is None:
             if not any(k[0] == source for k in (*self._last, *self._pending.delivery)):
                 log.info("first events from %s (outbox %s)", source, batch.epoch, extra={"source": source})
@@ -226,6 +247,10 @@ class EventPipeline:
         pending, self._pending = self._pending, _Pending()
         if not pending.delivery:
             return []
+        if self.forwarder is not None:
+            self._forwarded.update(pending.delivery)
+            self.forwarder.send(pending.events, pending.delivery)
+            return pending.events
         if self._held:
             self.flush_held()
         try:
@@ -336,6 +361,9 @@ class EventPipeline:
                     packed=blob,
                 )
             )
+        if self.forwarder is not None:
+            self.forwarder.send(events, {})  # written when the engine's stream brings it back
+            return events
         if self._held and not (hold and self.storage_error is not None):
             self.flush_held()
         if hold and self._held:
@@ -388,10 +416,43 @@ class EventPipeline:
         self._held_bytes = 0
         return len(events)
 
+    # -- cluster mode: what the engine's stream brings back ---------------------------------------
+
+    def unforward(self, source: str, epoch: str) -> None:
+        """The engine did not take events of (source, epoch): take them again when resent."""
+        self._forwarded.pop((source, epoch), None)
+
+    def fresh(self, events: list[Event], delivery: dict[tuple[str, str], int]) -> list[Event]:
+        """Of a minion batch from the stream, the events not applied yet (a batch is in the
+        stream more than once when a minion sent it again, to this master or another);
+        ``delivery`` (the state of the records before it, not applied yet) is advanced."""
+        out = []
+        for event in events:
+            key = (event.source, event.epoch)
+            last = delivery.get(key, self._last.get(key, 0))
+            if event.seq > last:
+                out.append(event)
+                delivery[key] = event.seq
+        return out
+
+    def apply(self, events: list[Event], delivery: dict[tuple[str, str], int], extra: Writes) -> None:
+        """Log, decide and republish events from the engine's stream (their edge master has
+        acknowledged them already). Raises, with nothing changed, when they cannot be written;
+        the caller tries again."""
+        self._write(events, delivery, extra, ack=False)
+        for key, seq in delivery.items():
+            if self._forwarded.get(key, seq + 1) <= seq:
+                del self._forwarded[key]
+
     # -- writing ---------------------------------------------------------------------------------
 
     def _write(
-        self, events: list[Event], delivery: dict[tuple[str, str], int], extra: Writes | None = None
+        self,
+        events: list[Event],
+        delivery: dict[tuple[str, str], int],
+        extra: Writes | None = None,
+        *,
+        ack: bool = True,
     ) -> None:
         """Decide and write ``events`` with the delivery state they advance (and ``extra``
         rows); on success acknowledge, republish and act; on failure undo what deciding
@@ -423,8 +484,9 @@ class EventPipeline:
         if events:
             self.stats.incr("events.accepted", len(events))
             self.stats.event_rate.add(len(events), self.clock())
-        for (source, epoch), seq in delivery.items():
-            self.send_ack(source, epoch, seq)
+        if ack:
+            for (source, epoch), seq in delivery.items():
+                self.send_ack(source, epoch, seq)
         self.bus.publish(events)
         if decided is not None and self.decider is not None:
             self.decider.committed(decided)
@@ -463,11 +525,16 @@ class EventPipeline:
     def must_wait(self) -> bool:
         """Whether ingest must wait (``ready``) before taking more: a write failed recently,
         or the reactor has no room. Checked without awaiting, on every turn of the loop."""
+        if self.forwarder is not None:
+            return self.forwarder.busy()
         return self.health.backing_off() or (self.decider is not None and self.decider.room() <= 0)
 
     async def ready(self) -> None:
         """Wait until a write may be tried (after a storage failure's backoff) and the reactor
         has room for more (its action queue): how ingest slows instead of refusing."""
+        if self.forwarder is not None:
+            await self.forwarder.wait()
+            return
         wait = self.health.wait()
         if wait > 0:
             await asyncio.sleep(wait)

@@ -41,10 +41,14 @@ class PresenceTracker:
         self.monotonic = monotonic
         self._grace_until = started + config.suspect_after
         self._last_tick: float | None = None
+        #: Cluster mode: this master's name; minions another master holds are its to judge.
+        self.member = ""
 
     def seen(self, minion_id: str, now: float) -> None:
         """Record that a minion was heard from, and bring it up if it was not."""
         self.registry.touch(minion_id, now)
+        if self.member:
+            self.registry.set_master(minion_id, self.member)
         record = self.registry.get(minion_id)
         if record is not None and record.presence != UP:
             self._transition(minion_id, record.presence, UP, now)
@@ -70,7 +74,7 @@ class PresenceTracker:
             )
         self._last_tick = ticked
         for record in self.registry.all():
-            if record.presence == DOWN:
+            if record.presence == DOWN or (record.master and record.master != self.member):
                 continue
             state = self.state_for(record.last_seen, now)
             if state != record.presence:

@@ -90,6 +90,8 @@ class Reactor:
         self.stats = stats
         self.clock = clock
         self.watch_rules = limits.watch_rules
+        #: Cluster mode: whether this master runs the actions of an event (owns its partition).
+        self.owns: Callable[[Event], bool] | None = None
         self.rule_files = RuleFiles(config.rules, config.path.parent, config.nodegroups, kinds)
         state = RuleState(limits.state_limit, limits.hold_bytes)
         state.load_rows(rule_store.rows())
@@ -172,8 +174,11 @@ class Reactor:
         return decided
 
     def committed(self, decided: Decided) -> None:
-        """The batch is written: run what fired."""
+        """The batch is written: run what fired (in cluster mode, what fired on this master's
+        partitions; the actions of the others wait in the outbox for their owner's word)."""
         for firing in decided.firings:
+            if self.owns is not None and not self.owns(firing.event):
+                continue
             self._announce(firing.rule, firing.event)
             self.dispatcher.enqueue(firing)
 
@@ -256,14 +261,19 @@ class Reactor:
             self.rolled_back(Decided(changed=changed, fired=[d for d in due if d.fired]))
             raise
         for firing in firings:
+            if self.owns is not None and not self.owns(firing.event):
+                continue
             self._announce(firing.rule, firing.event)
             self.dispatcher.enqueue(firing)
         return len(firings)
 
-    def resume(self) -> int:
+    def resume(self, keep: Callable[[Event], bool] | None = None) -> int:
         """Queue again the actions the last run of the master left unfinished; how many firings
-        (``actions.resume`` says which can be; the others are marked ``interrupted``)."""
-        firings, lost = unfinished(self.audit, self.engine.rules.by_name(), self.event_log.get, self.clock)
+        (``actions.resume`` says which can be; the others are marked ``interrupted``). With
+        ``keep``, only those of the events it keeps (cluster mode: a partition taken over)."""
+        firings, lost = unfinished(
+            self.audit, self.engine.rules.by_name(), self.event_log.get, self.clock, keep
+        )
         for firing in firings:
             self.dispatcher.enqueue(firing)
         if firings or lost:

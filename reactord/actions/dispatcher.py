@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from reactord.actions.context import ActionServices
@@ -68,6 +68,8 @@ class ActionDispatcher:
             max_pending=max_pending,
             max_pending_bytes=max_pending_bytes,
         )
+        #: Cluster mode: asked before an action runs; False leaves it to another master.
+        self.claim: Callable[[Rendered], Awaitable[bool]] | None = None
 
     # -- the queue, as ingest and the status see it --------------------------------------------
 
@@ -148,6 +150,8 @@ class ActionDispatcher:
                 key=idempotency_key(event.id, rule.name, spec.index, firing.replay),
                 resuming=firing.resumed and position == firing.start,
             )
+            if self.claim is not None and not await self.claim(action):
+                return  # cluster mode: another master runs it (or has); the rest wait with it
             async with self.locks.hold(lock_key):
                 error, attempts = await self.tries.run(action)
             if error is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from reactord.protocol.events import Event
-from reactord.protocol.ids import new_id
+from reactord.protocol.ids import derived_id
 from reactord.reactor.rules import Rule
 from reactord.store.audit import action_row
 
@@ -20,8 +20,13 @@ def idempotency_key(event_id: str, rule: str, index: int, replay: str | None = N
 def action_rows(
     rule: Rule, event: Event, now: float, replay: str | None = None
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """New action ids for a firing, and their ``actions`` rows (``ADD_ACTION``)."""
-    ids = [new_id(now) for _ in rule.do]
+    """New action ids for a firing, and their ``actions`` rows (``ADD_ACTION``).
+
+    An id is derived from the action's idempotency key and its event's arrival: every master
+    of a cluster, deciding the same event, names its actions alike (their done records and
+    the events a ``fire`` made find them on every master)."""
+    when = event.received or now
+    ids = [derived_id(when, idempotency_key(event.id, rule.name, spec.index, replay)) for spec in rule.do]
     rows = [
         action_row(
             action_id,

@@ -22,21 +22,29 @@ def unfinished(
     rules: Mapping[str, Rule],
     find_event: Callable[[str], Event | None],
     clock: Callable[[], float],
+    keep: Callable[[Event], bool] | None = None,
 ) -> tuple[list[Firing], int]:
     """The firings to queue again, and how many unfinished firings could not be resumed (their
-    actions are marked ``interrupted``)."""
+    actions are marked ``interrupted``). With ``keep``, only the firings of the events it
+    keeps are looked at."""
     groups: dict[tuple[str, str, str | None], list[dict[str, Any]]] = {}
     for row in audit.unfinished():
         groups.setdefault((row["event_id"], row["rule"], row["replay"]), []).append(row)
     firings = []
+    skipped = 0
     for (event_id, rule_name, replay), rows in groups.items():
+        if keep is not None:
+            event = find_event(event_id)
+            if event is not None and not keep(event):
+                skipped += 1
+                continue
         firing, why = _resumable(audit, find_event, event_id, rules.get(rule_name), replay, rows)
         if firing is None:
             for row in rows:
                 audit.update_action(row["id"], status="interrupted", finished=clock(), error=why)
             continue
         firings.append(firing)
-    return firings, len(groups) - len(firings)
+    return firings, len(groups) - len(firings) - skipped
 
 
 def _resumable(

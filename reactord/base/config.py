@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,50 @@ class WebhooksConfig:
     endpoints: dict[str, EndpointConfig] = cf.option({}, _endpoints, "name -> {kind, secret|token}")
 
 
+def _nats_urls(value: Any, where: cf.Where) -> list[str]:
+    urls = cf.as_str_list(value, where)
+    for url in urls:
+        if not re.fullmatch(r"(nats|tls)://[^\s/]+:\d{1,5}", url):
+            raise ConfigError(where.path, where.key, f"{url!r} is not nats://host:port (or tls://host:port)")
+    return urls
+
+
+def _member_name(value: Any, where: cf.Where) -> str:
+    text = cf.as_str(value, where)
+    if text and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        raise ConfigError(where.path, where.key, "letters, digits, - and _ only, at most 64 of them")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Cluster mode (docs/cluster.md): off while ``servers`` is empty."""
+
+    servers: list[str] = cf.option([], _nats_urls, "the NATS servers (nats://host:port); empty: no cluster")
+    name: str = cf.option("", _member_name, "this master's name in the cluster (default: host-commandport)")
+    token: str | None = cf.option(None, _secret, "the engine's auth token")
+    token_file: Path | None = cf.option(None, cf.as_optional_path, "a file holding the token")
+    credentials: Path | None = cf.option(None, cf.as_optional_path, "a NATS credentials file (.creds)")
+    partitions: int = cf.option(64, cf.as_int(1, 1024), "partitions by source, fixed when the stream is made")
+    lease_ttl: float = cf.option(10.0, cf.as_duration(1.0), "a partition's owner must renew within this")
+    replicas: int = cf.option(1, cf.as_int(1, 5), "copies of each stream and bucket (3 in production)")
+    duplicate_window: float = cf.option(120.0, cf.as_duration(2.0), "the engine's dedupe window")
+    connect_timeout: float = cf.option(5.0, cf.as_duration(0.1), "how long a start waits for the engine")
+    watchdog: float = cf.option(
+        30.0, cf.as_duration(1.0), "a consumer with pending messages silent this long is recreated"
+    )
+
+    def __post_init__(self) -> None:
+        if self.token and self.token_file:
+            raise ValueError("cluster: token or token_file, not both")
+        if self.duplicate_window <= self.lease_ttl:
+            raise ValueError("cluster: duplicate_window must exceed lease_ttl")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.servers)
+
+
 def _nodegroups(value: Any, where: cf.Where) -> dict[str, str]:
     from reactord.base.errors import TargetError
     from reactord.base.targeting import check_nodegroups
@@ -149,6 +194,7 @@ class MasterConfig:
     limits: LimitsConfig = cf.option({}, cf.section(LimitsConfig))
     metrics: MetricsConfig = cf.option({}, cf.section(MetricsConfig))
     webhooks: WebhooksConfig = cf.option({}, cf.section(WebhooksConfig))
+    cluster: ClusterConfig = cf.option({}, cf.section(ClusterConfig))
     nodegroups: dict[str, str] = cf.option({}, _nodegroups, "name -> compound target (or list of ids)")
     job_timeout: float = cf.option(10.0, cf.as_duration(0.01))
     command_ttl: float = cf.option(300.0, cf.as_duration(1.0))
@@ -168,6 +214,14 @@ class MasterConfig:
     @property
     def database(self) -> Path:
         return self.state_dir / "master.db"
+
+    @property
+    def member(self) -> str:
+        """This master's name in a cluster."""
+        if self.cluster.name:
+            return self.cluster.name
+        host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:48] or "master"
+        return f"{host}-{self.command_port}"
 
 
 def load_master_config(explicit: str | None) -> MasterConfig:

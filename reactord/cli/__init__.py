@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from reactord import __version__
-from reactord.cli import call, daemons, event_commands, fleet, jobs, keys, rules, status
+from reactord.cli import call, cluster, daemons, event_commands, fleet, jobs, keys, rules, status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,6 +27,7 @@ for command in (
     *rules.COMMANDS,
     *fleet.COMMANDS,
     *status.COMMANDS,
+    *cluster.COMMANDS,
 ):
     cli.add_command(command)
 

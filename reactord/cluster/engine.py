@@ -21,9 +21,10 @@ What it creates, and refuses when it finds it made otherwise:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,23 @@ from pathlib import Path
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType, StreamConfig, StreamInfo
-from nats.js.kv import KeyValue
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType, StreamConfig, StreamInfo
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from reactord.base.errors import ClusterError
-from reactord.cluster.subjects import EVENTS_STREAM, EVENTS_SUBJECTS, LEASES_BUCKET, PARTITIONS_KEY
+from reactord.cluster.subjects import (
+    ACTIONS_STREAM,
+    ACTIONS_SUBJECTS,
+    EVENTS_STREAM,
+    EVENTS_SUBJECTS,
+    KEYS_BUCKET,
+    LEASES_BUCKET,
+    PARTITIONS_KEY,
+    PRESENCE_BUCKET,
+    STATE_BUCKET,
+)
 
 log = logging.getLogger("reactord.cluster")
 
@@ -225,6 +238,40 @@ class Engine:
         ``layout`` (see the module docstring); one ClusterError line if not."""
         await self._ensure_events(layout)
         await self._ensure_leases(layout)
+        await self._ensure_actions(layout)
+        for name in (KEYS_BUCKET, PRESENCE_BUCKET, STATE_BUCKET):
+            await self._ensure_bucket(name, layout)
+
+    async def _ensure_actions(self, layout: Layout) -> None:
+        """The action intents: kept a day, deduplicated by action id over the dedupe window."""
+        if await self._stream_info(ACTIONS_STREAM) is not None:
+            return
+        config = StreamConfig(
+            name=ACTIONS_STREAM,
+            description="reactord action intents",
+            subjects=[ACTIONS_SUBJECTS],
+            storage=StorageType.FILE,
+            num_replicas=layout.replicas,
+            duplicate_window=layout.duplicate_window,
+            max_age=max(86400.0, layout.duplicate_window),
+        )
+        with _engine_call(f"cannot create the stream {ACTIONS_STREAM}"):
+            try:
+                await self._js.add_stream(config)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code != _STREAM_NAME_IN_USE:
+                    raise
+
+    async def _ensure_bucket(self, name: str, layout: Layout) -> None:
+        if await self._bucket(name) is not None:
+            return
+        config = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, replicas=layout.replicas)
+        with _engine_call(f"cannot create the bucket {name}"):
+            try:
+                await self._js.create_key_value(config)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code != _STREAM_NAME_IN_USE:
+                    raise
 
     async def _ensure_events(self, layout: Layout) -> None:
         config = StreamConfig(
@@ -314,17 +361,104 @@ class Engine:
 
     async def leases(self) -> KvBucket:
         """The lease bucket (made by ``ensure_streams``), as leases.LeaseStore wants it."""
-        kv = await self._bucket(LEASES_BUCKET)
+        return await self.bucket(LEASES_BUCKET)
+
+    async def bucket(self, name: str) -> KvBucket:
+        """One of the buckets ``ensure_streams`` made."""
+        kv = await self._bucket(name)
         if kv is None:
-            raise ClusterError(f"the bucket {LEASES_BUCKET} does not exist (ensure_streams makes it)")
+            raise ClusterError(f"the bucket {name} does not exist (ensure_streams makes it)")
         return KvBucket(kv)
 
-    async def publish(self, subject: str, data: bytes, msg_id: str) -> Published:
-        """Store one event in the event stream, deduplicated by ``msg_id``; returns after the
+    async def publish(
+        self, subject: str, data: bytes, msg_id: str, *, stream: str = EVENTS_STREAM
+    ) -> Published:
+        """Store one message in ``stream``, deduplicated by ``msg_id``; returns after the
         engine's acknowledgement (replicated to a quorum)."""
         with _engine_call(f"the engine did not store {subject}"):
-            ack = await self._js.publish(subject, data, stream=EVENTS_STREAM, headers={MSG_ID: msg_id})
+            ack = await self._js.publish(subject, data, stream=stream, headers={MSG_ID: msg_id})
         return Published(ack.seq, bool(ack.duplicate))
+
+    async def follow(
+        self, start: int, handler: Callable[[int, bytes], Awaitable[None]], *, subject: str = EVENTS_SUBJECTS
+    ) -> Following:
+        """Deliver the event stream from sequence ``start`` on, in order, to ``handler``
+        (sequence, payload): an ordered consumer, which the client recreates on a gap."""
+
+        async def deliver(msg: Msg) -> None:
+            await handler(msg.metadata.sequence.stream, msg.data or b"")
+
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(1, start))
+        with _engine_call(f"cannot follow {EVENTS_STREAM}"):
+            sub = await self._js.subscribe(
+                subject,
+                stream=EVENTS_STREAM,
+                cb=deliver,
+                ordered_consumer=True,
+                config=config,
+                idle_heartbeat=2.0,
+                pending_msgs_limit=4096,
+                pending_bytes_limit=64 << 20,
+            )
+        return Following(sub)
+
+    async def last_seq(self, stream: str = EVENTS_STREAM) -> int:
+        """The stream's last sequence (0 when empty)."""
+        info = await self._stream_info(stream)
+        return 0 if info is None else info.state.last_seq
+
+    async def health(self, stream: str) -> dict[str, object]:
+        """What the engine says of ``stream``: messages, bytes, last sequence, leader, replicas."""
+        info = await self._stream_info(stream)
+        if info is None:
+            return {"stream": stream, "exists": False}
+        cluster = info.cluster
+        replicas = [
+            {"name": r.name, "current": bool(r.current), "lag": r.lag or 0, "offline": bool(r.offline)}
+            for r in (cluster.replicas or [] if cluster is not None else [])
+        ]
+        return {
+            "stream": stream,
+            "exists": True,
+            "messages": info.state.messages,
+            "bytes": info.state.bytes,
+            "last_seq": info.state.last_seq,
+            "leader": cluster.leader if cluster is not None else None,
+            "replicas": replicas,
+        }
+
+    @property
+    def server(self) -> EngineInfo:
+        url = self._client.connected_url
+        where = f"{url.hostname}:{url.port}" if url is not None else ""
+        info = self._client._server_info or {}
+        return EngineInfo(where, str(info.get("version", "")))
+
+    async def serve(self, subject: str, handler: Callable[[bytes], Awaitable[bytes | None]]) -> Subscription:
+        """Answer requests on a core subject: ``handler``'s bytes are the reply (None: none)."""
+
+        async def answer(msg: Msg) -> None:
+            try:
+                reply = await handler(msg.data or b"")
+            except Exception:  # one bad message must not end the subscription
+                log.exception("cluster: a message on %s could not be handled", subject)
+                return
+            if reply is not None and msg.reply:
+                with contextlib.suppress(*_ENGINE_ERRORS):
+                    await msg.respond(reply)
+
+        with _engine_call(f"cannot subscribe to {subject}"):
+            return await self._client.subscribe(subject, cb=answer, pending_bytes_limit=64 << 20)
+
+    async def request(self, subject: str, data: bytes, timeout: float) -> bytes | None:
+        """A request on a core subject: the first reply, None if nobody answers in time."""
+        try:
+            msg = await self._client.request(subject, data, timeout=timeout)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, TimeoutError):
+            return None
+        except _ENGINE_ERRORS as exc:
+            raise ClusterError(f"no answer on {subject}: {_describe(exc)}") from exc
+        return msg.data
 
     async def read(self, seq: int) -> Stored:
         """The event stored at ``seq`` in the event stream."""
@@ -337,6 +471,17 @@ class Engine:
         """How many events the event stream holds."""
         info = await self._stream_info(EVENTS_STREAM)
         return 0 if info is None else info.state.messages
+
+
+class Following:
+    """A running ordered consumer (``Engine.follow``)."""
+
+    def __init__(self, sub: Subscription) -> None:
+        self._sub = sub
+
+    async def stop(self) -> None:
+        with contextlib.suppress(*_ENGINE_ERRORS, nats.errors.BadSubscriptionError):
+            await self._sub.unsubscribe()
 
 
 class KvBucket:
@@ -381,3 +526,50 @@ class KvBucket:
             except nats.js.errors.KeyNotFoundError:
                 return None
         return entry.value or b"", entry.revision or 0
+
+    async def put(self, key: str, value: bytes) -> int:
+        with _engine_call(f"cannot write {key}"):
+            return await self._kv.put(key, value)
+
+    async def remove(self, key: str) -> None:
+        with _engine_call(f"cannot delete {key}"):
+            await self._kv.delete(key)
+
+    async def items(self) -> dict[str, bytes]:
+        """Every key's value now."""
+        found: dict[str, bytes] = {}
+        with _engine_call("cannot list the bucket"):
+            try:
+                names = await self._kv.keys()
+            except nats.js.errors.NoKeysError:
+                return found
+            for name in names:
+                try:
+                    entry = await self._kv.get(name)
+                except nats.js.errors.KeyNotFoundError:
+                    continue
+                found[name] = entry.value or b""
+        return found
+
+    async def watch(self, handler: Callable[[str, bytes | None], Awaitable[None]]) -> asyncio.Task[None]:
+        """Call ``handler(key, value)`` for every key now and every change after (value None:
+        deleted or expired), in order, until the task is cancelled."""
+        with _engine_call("cannot watch the bucket"):
+            watcher = await self._kv.watchall()
+
+        async def loop() -> None:
+            try:
+                while True:
+                    entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
+                    if entry is None:
+                        continue  # "the keys there were are all delivered"
+                    gone = entry.operation in (KV_DEL, KV_PURGE)
+                    try:
+                        await handler(entry.key, None if gone else (entry.value or b""))
+                    except Exception:
+                        log.exception("cluster: a change of %s could not be applied", entry.key)
+            finally:
+                with contextlib.suppress(*_ENGINE_ERRORS, nats.errors.BadSubscriptionError):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
+
+        return asyncio.create_task(loop(), name="kv-watch")

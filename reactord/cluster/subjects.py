@@ -19,6 +19,16 @@ from reactord.base.errors import ClusterError
 EVENTS_STREAM = "RDEV"
 EVENTS_SUBJECTS = "rd.ev.>"
 LEASES_BUCKET = "rd_leases"
+#: Action intents: ``rd.act.<p>``, deduplicated by the action's id (``Nats-Msg-Id``).
+ACTIONS_STREAM = "RDACT"
+ACTIONS_SUBJECTS = "rd.act.>"
+#: Shared minion keys, presence, and each partition's fence (owner and applied sequence).
+KEYS_BUCKET = "rd_keys"
+PRESENCE_BUCKET = "rd_presence"
+STATE_BUCKET = "rd_state"
+#: Core subjects: commands for the minions a master holds, returns looking for their job.
+COMMANDS = "rd.cmd.{member}"
+RETURNS = "rd.ret"
 
 #: The stream's metadata key holding its partition count (compared at every start).
 PARTITIONS_KEY = "reactord.partitions"
@@ -56,3 +66,28 @@ def event_subject(source: str, partitions: int) -> str:
 def partition_filter(partition: int) -> str:
     """The subject filter of one partition's events, for its owner's consumer."""
     return f"rd.ev.{partition}.*"
+
+
+def action_subject(partition: int) -> str:
+    return f"rd.act.{partition}"
+
+
+def kv_key(name: str) -> str:
+    """A minion id (or any name) as a KV key: the subject token encoding, ``%`` as ``=``
+    (KV keys allow letters, digits, ``-_=./``; ``.`` would split it in two)."""
+    return source_token(name).replace("%", "=")
+
+
+def kv_name(key: str) -> str:
+    """The name ``kv_key`` made ``key`` from."""
+    raw = key.replace("=", "%").encode()
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i : i + 1] == b"%" and i + 3 <= len(raw):
+            out.append(int(raw[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(raw[i])
+            i += 1
+    return out.decode(errors="replace")

@@ -43,6 +43,7 @@ def handlers(parts: Parts) -> dict[str, Handler]:
     return {
         "ping": _bind(status_ops.ping, parts.status),
         "status": _bind(status_ops.status, parts.status),
+        "cluster.status": _bind(status_ops.cluster_status, parts.status),
         "key.list": _bind(keys_ops.key_list, parts.keys),
         "key.accept": _bind(keys_ops.key_accept, parts.keys),
         "key.reject": _bind(keys_ops.key_reject, parts.keys),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reactord import __version__
+from reactord.base.errors import ControlError
 from reactord.control.args import Args
 from reactord.control.interfaces import Clock
 
@@ -65,10 +66,22 @@ class StatusParts:
     actions: ActionQueue
     storage: StorageHealth
     budget_refused: Mapping[str, int]
+    #: Cluster mode: what ``cluster status`` shows (None on a single master).
+    cluster: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
 
 async def ping(parts: StatusParts, args: Args) -> Any:
     return {"version": __version__, "uptime": parts.clock() - parts.started}
+
+
+async def cluster_status(parts: StatusParts, args: Args) -> Any:
+    """Members, partition owners, lag, the engine's version and its streams' health."""
+    if parts.cluster is None:
+        raise ControlError(
+            "this master is not in a cluster (cluster: servers: in master.yaml; docs/cluster.md)",
+            "not_clustered",
+        )
+    return await parts.cluster()
 
 
 async def status(parts: StatusParts, args: Args) -> Any:

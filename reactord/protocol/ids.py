@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -43,6 +44,14 @@ def new_ids(count: int, now: float | None = None) -> list[str]:
         ids.extend([head + _PAIRS[low + n] for n in range(run)])
         rand += run
     return ids
+
+
+def derived_id(when: float, *parts: str) -> str:
+    """An id in ``new_id``'s layout whose 80 low bits hash ``parts``: the same in every
+    process for the same inputs (a cluster's masters name one action alike)."""
+    ms = max(0, min((1 << 48) - 1, int(when * 1000))) if math.isfinite(when) else 0
+    digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=10).digest()
+    return _encode(ms, 10) + _encode(int.from_bytes(digest, "big"), 16)
 
 
 _RAND_MASK = (1 << 80) - 1

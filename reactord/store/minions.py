@@ -19,15 +19,20 @@ class MinionRecord:
     presence: str = "down"
     last_seen: float = 0.0
     first_seen: float = 0.0
+    #: Cluster mode: the master holding its connection ("" on a single master).
+    master: str = ""
 
     def public(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "presence": self.presence,
             "last_seen": self.last_seen,
             "version": self.version,
             "grains": self.grains,
         }
+        if self.master:
+            out["master"] = self.master
+        return out
 
 
 class MinionRegistry:
@@ -76,10 +81,24 @@ class MinionRegistry:
             presence=old.presence if old else "down",
             last_seen=old.last_seen if old else 0.0,
             first_seen=old.first_seen if old and old.first_seen else now,
+            master=old.master if old else "",
         )
         self._records[minion_id] = record
         self._write_row(minion_id)
         return record
+
+    def mirror(self, record: MinionRecord) -> None:
+        """Cluster mode: a minion as the master holding it says it is."""
+        old = self._records.get(record.id)
+        self._records[record.id] = replace(
+            record, first_seen=old.first_seen if old and old.first_seen else record.first_seen
+        )
+        self._write_row(record.id)
+
+    def set_master(self, minion_id: str, master: str) -> None:
+        record = self._records.get(minion_id)
+        if record is not None and record.master != master:
+            self._records[minion_id] = replace(record, master=master)
 
     def _write_row(self, minion_id: str) -> None:
         """Write (or delete) one minion's row now; on a full disk, at the next ``flush``."""

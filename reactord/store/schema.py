@@ -213,3 +213,14 @@ MIGRATIONS.append(
     ALTER TABLE jobs ADD COLUMN summary TEXT
     """
 )
+
+MIGRATIONS.append(
+    # 9: cluster mode: how far this master has applied each of the engine's streams, written
+    # in the transaction of what it applied (a restart follows on from the next sequence)
+    """
+    CREATE TABLE cluster_applied (
+        stream TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """
+)

@@ -1,0 +1,863 @@
+"""A master in cluster mode: the parts that share its fleet with the other masters through the
+engine (docs/cluster.md, DESIGN.md §9).
+
+- **Edge** (``Publisher``): minion batches and the master's own events go to the event
+  stream instead of the local log; a minion is acknowledged once the engine has stored its
+  batch. One source's batches are published one after another (never two in flight), so a
+  source's events are in the stream in order, each batch as one record.
+- **Replica** (``_apply``): every master applies the whole stream, in order, to its own
+  database, through the same pipeline as a single master (log, state table, rule state,
+  decisions), with the stream's arrival times as the reactor's clock: every master holds the
+  same log, fleet state and rule state, and `event list`, `state`, `rules explain` answer
+  alike on each. The sequence applied is written with what it applied.
+- **Owner** (``Ownership``): partitions of sources are leased (CAS, TTL), assigned by
+  rendezvous over the live members; only a partition's owner runs the actions its events
+  fired, each claimed first as an intent in RDACT under the action's id (deduplicated by
+  the engine: a second claim is refused), and each partition's fence in ``rd_state`` is
+  written with CAS stamped with the sequence applied: a paused owner whose successor took
+  over is refused there and drops the partition. An action that ended is recorded in the
+  stream (a done record) so the next owner does not run it again.
+- **Fleet**: accepted keys (``rd_keys``) and presence (``rd_presence``) are shared buckets
+  every master watches; commands reach a minion through the master holding it
+  (``rd.cmd.<member>``), returns find their job's master (``rd.ret``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactord.actions.tries import Rendered
+from reactord.base.config import ClusterConfig
+from reactord.base.errors import ClusterError
+from reactord.base.stats import Stats
+from reactord.cluster import records
+from reactord.cluster.engine import Engine, Following, KvBucket, Layout, connect
+from reactord.cluster.leases import PartitionLeases, rendezvous
+from reactord.cluster.subjects import (
+    ACTIONS_STREAM,
+    COMMANDS,
+    KEYS_BUCKET,
+    LEASES_BUCKET,
+    PRESENCE_BUCKET,
+    RETURNS,
+    STATE_BUCKET,
+    action_subject,
+    event_subject,
+    kv_key,
+    kv_name,
+    partition_of,
+)
+from reactord.keystore import KeyStore
+from reactord.link import CommandLink
+from reactord.nodes import Nodes
+from reactord.pipeline import EventPipeline
+from reactord.protocol import codec
+from reactord.protocol import messages as m
+from reactord.protocol.errors import DecodeError, StorageDamaged, StorageFull
+from reactord.protocol.events import Event
+from reactord.protocol.keys import z85_decode, z85_encode
+from reactord.protocol.tags import is_valid_minion_id
+from reactord.reactions import Reactor
+from reactord.store.audit import AuditLog
+from reactord.store.clusterstate import AppliedSequence
+from reactord.store.database import Database
+from reactord.store.minions import MinionRecord, MinionRegistry
+
+log = logging.getLogger("reactord.cluster")
+
+#: Bytes on their way to the engine past which ingest waits.
+MAX_FORWARD_BYTES = 32 << 20
+#: Records applied in one transaction at most.
+APPLY_BATCH = 256
+_MASTER_LANE = "\0master"
+_ENDED = ("done", "failed", "dead", "skipped", "interrupted")
+
+
+class StreamClock:
+    """The reactor's clock: while a batch from the stream is applied, the arrival time of its
+    events (the same on every master, so throttles and windows decide alike); otherwise the
+    wall clock (ticks, holds)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.at: float | None = None
+
+    def __call__(self) -> float:
+        return self.clock() if self.at is None else self.at
+
+
+class ReportingAuditLog(AuditLog):
+    """The outbox, telling the cluster when an action has ended on this master."""
+
+    on_end: Callable[[str, str], None] | None = None
+
+    def update_action(self, action_id: str, **fields: Any) -> None:
+        super().update_action(action_id, **fields)
+        status = fields.get("status")
+        if status in _ENDED and self.on_end is not None:
+            self.on_end(action_id, status)
+
+
+@dataclass
+class _Item:
+    subject: str
+    payload: bytes | None  # None: nothing to store, only acknowledgements to send
+    msg_id: str
+    delivery: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.payload or b"") + 64
+
+
+class Publisher:
+    """The pipeline's forwarder in cluster mode (see the module docstring)."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+        self.lanes: dict[str, deque[_Item]] = {}
+        self.bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def send(self, events: list[Event], delivery: dict[tuple[str, str], int]) -> None:
+        partitions = self.node.config.partitions
+        if not delivery:  # the master's own events: one source, published once, never lost
+            first = events[0]
+            msg_id = f"act:{first.action}" if first.action and len(events) == 1 else f"ev:{first.id}"
+            payload = records.pack_events(events, tracked=False)
+            self._queue(_MASTER_LANE, _Item(event_subject(first.source, partitions), payload, msg_id))
+            return
+        by_source: dict[str, list[Event]] = {}
+        for event in events:
+            by_source.setdefault(event.source, []).append(event)
+        for (source, epoch), seq in delivery.items():
+            mine = [e for e in by_source.get(source, []) if e.epoch == epoch]
+            packed = records.pack_events(mine, tracked=True) if mine else None
+            msg_id = f"{source}:{epoch}:{mine[0].seq}:{mine[-1].seq}" if mine else ""
+            item = _Item(event_subject(source, partitions), packed, msg_id, {(source, epoch): seq})
+            self._queue(source, item)
+
+    def publish_done(self, source: str, action_id: str, status: str) -> None:
+        p = partition_of(source, self.node.config.partitions)
+        item = _Item(f"rd.ev.{p}.=done", records.pack_done(action_id, status), f"done:{action_id}:{status}")
+        self._queue(_MASTER_LANE, item)
+
+    def _queue(self, lane: str, item: _Item) -> None:
+        queue = self.lanes.get(lane)
+        self.bytes += item.size
+        if self.bytes > MAX_FORWARD_BYTES:
+            self._room.clear()
+        if queue is not None:
+            queue.append(item)
+            return
+        self.lanes[lane] = deque([item])
+        task = asyncio.get_running_loop().create_task(self._drain(lane), name=f"publish-{lane[:32]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _done(self, item: _Item) -> None:
+        self.bytes -= item.size
+        if self.bytes <= MAX_FORWARD_BYTES // 2:
+            self._room.set()
+
+    async def _drain(self, lane: str) -> None:
+        """Publish a lane's items one after another (order per source)."""
+        queue = self.lanes[lane]
+        backoff = 0.05
+        try:
+            while queue:
+                item = queue[0]
+                try:
+                    if item.payload is not None:
+                        await self.node.engine.publish(item.subject, item.payload, item.msg_id)
+                except ClusterError as exc:
+                    if lane != _MASTER_LANE:
+                        self._give_up(lane, queue, exc)
+                        return
+                    self.node.stats.incr("cluster.publish_retries")
+                    log.warning("cluster: could not publish the master's events (%s); trying again", exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                backoff = 0.05
+                queue.popleft()
+                self._done(item)
+                for (source, epoch), seq in item.delivery.items():
+                    self.node.pipeline.send_ack(source, epoch, seq)
+        finally:
+            if not queue:
+                self.lanes.pop(lane, None)
+
+    def _give_up(self, lane: str, queue: deque[_Item], exc: ClusterError) -> None:
+        """A minion's batch was not stored: drop what follows it (not acknowledged: the minion
+        sends it all again) and take it again when it does."""
+        self.node.stats.incr("cluster.publish_failed", len(queue))
+        log.warning("cluster: could not publish events of %s (%s); it will send them again", lane, exc)
+        while queue:
+            item = queue.popleft()
+            self._done(item)
+            for source, epoch in item.delivery:
+                self.node.pipeline.unforward(source, epoch)
+        self.lanes.pop(lane, None)
+
+    def busy(self) -> bool:
+        return not self._room.is_set()
+
+    async def wait(self) -> None:
+        await self._room.wait()
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until everything queued is published."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.lanes:
+                    await asyncio.sleep(0.02)
+
+
+class Ownership:
+    """This member's partitions: leases kept by CAS, assigned by rendezvous, and each
+    partition's fence in ``rd_state`` (see the module docstring)."""
+
+    def __init__(self, node: ClusterNode, leases: KvBucket, fences: KvBucket) -> None:
+        self.node = node
+        self.member = node.member
+        self.kv = leases
+        self.fences = fences
+        self.leases = PartitionLeases(leases, node.member)
+        self.ttl = node.config.lease_ttl
+        self.owned: dict[int, int] = {}  # partition -> lease revision
+        self.valid_until: dict[int, float] = {}  # partition -> monotonic time
+        self.fence_rev: dict[int, int] = {}  # partition -> revision of our last fence write
+        self.fenced_seq: dict[int, int] = {}  # partition -> the applied sequence last written
+        self.members: dict[str, float] = {}  # live members (from the bucket's watch)
+        self.holders: dict[int, str] = {}
+
+    def owns(self, partition: int) -> bool:
+        return partition in self.owned and time.monotonic() < self.valid_until.get(partition, 0.0)
+
+    async def on_change(self, key: str, value: bytes | None) -> None:
+        if key.startswith("m."):
+            name = key[2:]
+            if value is None:
+                self.members.pop(name, None)
+            else:
+                self.members[name] = time.monotonic()
+        elif key.startswith("p") and key[1:].isdigit():
+            if value is None:
+                self.holders.pop(int(key[1:]), None)
+            else:
+                self.holders[int(key[1:])] = value.decode(errors="replace")
+
+    async def run(self) -> None:
+        """Every quarter TTL: say we live, keep or let go what we hold, take what is ours."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self.round(started)
+            except ClusterError as exc:
+                self.node.stats.incr("cluster.engine_errors")
+                log.warning("cluster: ownership round failed: %s", exc)
+            await asyncio.sleep(max(0.05, self.ttl / 4 - (time.monotonic() - started)))
+
+    async def round(self, started: float) -> None:
+        await self.kv.put(f"m.{self.member}", self.member.encode())
+        live = set(self.members) | {self.member}
+        partitions = self.node.config.partitions
+        want = {p for p in range(partitions) if rendezvous(p, live) == self.member}
+        for p in sorted(self.owned):
+            if p not in want:
+                revision = self.owned[p]
+                self.drop(p, "handed over to " + rendezvous(p, live))
+                await self.leases.release(p, revision)
+                continue
+            lease = await self.leases.renew(p, self.owned[p])
+            if lease is None:
+                self.node.stats.incr("cluster.leases_lost")
+                self.drop(p, "its lease moved on (this master was paused or cut off)")
+                continue
+            self.owned[p] = lease.revision
+            self.valid_until[p] = started + self.ttl * 0.75
+        for p in sorted(want - set(self.owned)):
+            lease = await self.leases.acquire(p)
+            if lease is None:
+                continue
+            if not await self._fence(p, initial=True):
+                await self.leases.release(p, lease.revision)
+                continue
+            self.owned[p] = lease.revision
+            self.valid_until[p] = started + self.ttl * 0.75
+            self.node.take_over(p)
+        for p in sorted(self.owned):
+            if self.fenced_seq.get(p) != self.node.applied and not await self._fence(p):
+                self.drop(p, "its fence was written by another master")
+
+    async def _fence(self, p: int, *, initial: bool = False) -> bool:
+        """Write partition ``p``'s fence (owner, sequence applied) with CAS: taking it over
+        (``initial``: from whatever it was) or going on from our last write. False: refused."""
+        key = f"p{p}"
+        value = codec.pack({"owner": self.member, "applied": self.node.applied, "at": time.time()})
+        if initial:
+            found = await self.fences.get(key)
+            revision = (
+                await self.fences.create(key, value)
+                if found is None
+                else await self.fences.update(key, value, found[1])
+            )
+        else:
+            revision = await self.fences.update(key, value, self.fence_rev.get(p, 0))
+        if revision is None:
+            self.node.stats.incr("cluster.fenced_writes")
+            log.warning("cluster: the fence of partition %d refused this master's write", p)
+            return False
+        self.fence_rev[p] = revision
+        self.fenced_seq[p] = self.node.applied
+        return True
+
+    def drop(self, p: int, why: str) -> None:
+        self.owned.pop(p, None)
+        self.valid_until.pop(p, None)
+        self.fence_rev.pop(p, None)
+        self.fenced_seq.pop(p, None)
+        log.warning("cluster: dropped partition %d: %s", p, why)
+
+    async def release_all(self) -> None:
+        for p, revision in list(self.owned.items()):
+            with contextlib.suppress(ClusterError):
+                await self.leases.release(p, revision)
+        self.owned.clear()
+        with contextlib.suppress(ClusterError):
+            found = await self.kv.get(f"m.{self.member}")
+            if found is not None:
+                await self.kv.delete(f"m.{self.member}", found[1])
+
+
+class ClusterNode:
+    """Cluster mode for one master (see the module docstring); made and started by the master."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        member: str,
+        *,
+        db: Database,
+        pipeline: EventPipeline,
+        reactor: Reactor,
+        audit: ReportingAuditLog,
+        keystore: KeyStore,
+        nodes: Nodes,
+        registry: MinionRegistry,
+        link: CommandLink,
+        on_return: Callable[[str, m.Return], bool],
+        stream_clock: StreamClock,
+        stats: Stats,
+    ) -> None:
+        self.config = config
+        self.member = member
+        self.pipeline = pipeline
+        self.reactor = reactor
+        self.audit = audit
+        self.keystore = keystore
+        self.nodes = nodes
+        self.registry = registry
+        self.link = link
+        self.on_return = on_return
+        self.stream_clock = stream_clock
+        self.stats = stats
+        self.applied_seq = AppliedSequence(db, "RDEV")
+        self.applied = self.applied_seq.read()
+        self.engine: Engine
+        self.publisher = Publisher(self)
+        self.ownership: Ownership
+        self._inbox: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(maxsize=4096)
+        self._following: Following | None = None
+        self._last_delivery = time.monotonic()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._keys: KvBucket
+        self._presence: KvBucket
+        self._published_keys: dict[str, bytes] = {}
+        self._published_presence: dict[str, tuple[Any, ...]] = {}
+        self._remote_presence: dict[str, bytes] = {}
+        self._subs: list[Any] = []
+
+    # -- start and stop ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, check the engine, make or check its streams and buckets; ClusterError (one
+        line) when any of it fails."""
+        token = self.config.token
+        if self.config.token_file is not None:
+            try:
+                token = self.config.token_file.read_text().strip()
+            except OSError as exc:
+                raise ClusterError(
+                    f"cannot read the cluster token file {self.config.token_file}: {exc.strerror}"
+                ) from exc
+        self.engine = await connect(
+            self.config.servers,
+            token=token,
+            credentials=self.config.credentials,
+            timeout=self.config.connect_timeout,
+            name=f"reactord-{self.member}",
+        )
+        try:
+            info = await self.engine.check_engine()
+            layout = Layout(
+                self.config.partitions,
+                self.config.lease_ttl,
+                self.config.replicas,
+                self.config.duplicate_window,
+            )
+            await self.engine.ensure_streams(layout)
+            leases = await self.engine.leases()
+            self.ownership = Ownership(self, leases, await self.engine.bucket(STATE_BUCKET))
+            self._keys = await self.engine.bucket(KEYS_BUCKET)
+            self._presence = await self.engine.bucket(PRESENCE_BUCKET)
+        except BaseException:
+            await self.engine.close()
+            raise
+        self._hook()
+        log.info(
+            "cluster: %s joined through nats-server %s at %s (%d partitions, lease %gs)",
+            self.member,
+            info.version,
+            info.address,
+            self.config.partitions,
+            self.config.lease_ttl,
+        )
+
+    def _hook(self) -> None:
+        """From now on the master's parts go through the cluster."""
+        self.pipeline.forwarder = self.publisher
+        self.reactor.owns = self.owns_event
+        self.reactor.dispatcher.claim = self.claim
+        self.audit.on_end = self._ended
+        self.keystore.on_change = self._key_changed
+        self.nodes.presence.member = self.member
+
+    async def run(self) -> None:
+        """The cluster's long-lived tasks, until cancelled."""
+        await self._share_keys()
+        self._tasks = [
+            await self._keys.watch(self._on_key),
+            await self._presence.watch(self._on_presence),
+            await self.ownership.kv.watch(self.ownership.on_change),
+            asyncio.create_task(self._apply_loop(), name="cluster-apply"),
+            asyncio.create_task(self.ownership.run(), name="cluster-ownership"),
+            asyncio.create_task(self._watchdog(), name="cluster-watchdog"),
+            asyncio.create_task(self._presence_loop(), name="cluster-presence"),
+        ]
+        self._subs = [
+            await self.engine.serve(COMMANDS.format(member=self.member), self._on_command),
+            await self.engine.serve(RETURNS, self._on_forwarded_return),
+        ]
+        await self._follow()
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+
+    async def close(self) -> None:
+        await self.publisher.flush(2.0)
+        if self._following is not None:
+            await self._following.stop()
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(ClusterError):
+            await self.ownership.release_all()
+        await self.engine.close()
+
+    # -- the replica: apply the stream ------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        if self._following is not None:
+            await self._following.stop()
+        self._following = await self.engine.follow(self.applied + 1, self._on_record)
+        self._last_delivery = time.monotonic()
+
+    async def _on_record(self, seq: int, payload: bytes) -> None:
+        self._last_delivery = time.monotonic()
+        await self._inbox.put((seq, payload))
+
+    async def _apply_loop(self) -> None:
+        while True:
+            batch = [await self._inbox.get()]
+            while not self._inbox.empty() and len(batch) < APPLY_BATCH:
+                batch.append(self._inbox.get_nowait())
+            await self._apply(batch)
+            await asyncio.sleep(0)
+
+    async def _apply(self, batch: list[tuple[int, bytes]]) -> None:
+        """Apply records in stream order, in one transaction with the sequence reached; on a
+        full disk, the same records again after a pause (nothing skipped)."""
+        events: list[Event] = []
+        delivery: dict[tuple[str, str], int] = {}
+        ended: list[records.Done] = []
+        last = None
+        for seq, payload in batch:
+            if seq <= self.applied:
+                continue  # a consumer recreated from an older sequence
+            last = seq
+            try:
+                record = records.unpack(payload)
+            except DecodeError as exc:
+                self.stats.incr("cluster.bad_records")
+                log.error("cluster: skipped record %d of the event stream: %s", seq, exc)
+                continue
+            if isinstance(record, records.Done):
+                ended.append(record)
+            elif record.tracked:
+                events += self.pipeline.fresh(record.events, delivery)
+            else:
+                events += record.events
+        if last is None:
+            return
+        while True:
+            self.stream_clock.at = max((e.received for e in events), default=None)
+            try:
+                self.pipeline.apply(events, delivery, self.applied_seq.writes(last))
+                break
+            except StorageFull:
+                await asyncio.sleep(1.0)  # the pipeline reports it; the same records again
+            except StorageDamaged:
+                raise
+            except Exception as exc:  # a value the database refuses: write the others
+                log.error("cluster: records up to %d could not be applied together (%r)", last, exc)
+                self._apply_each(events, delivery, last)
+                break
+            finally:
+                self.stream_clock.at = None
+        self.applied = last
+        for done in ended:
+            AuditLog.update_action(self.audit, done.action_id, status=done.status)
+        self.stats.incr("cluster.records_applied", len(batch))
+
+    def _apply_each(self, events: list[Event], delivery: dict[tuple[str, str], int], last: int) -> None:
+        for event in events:
+            self.stream_clock.at = event.received
+            key = (event.source, event.epoch)
+            one = {key: event.seq} if key in delivery else {}
+            try:
+                self.pipeline.apply([event], one, [])
+            except (StorageFull, StorageDamaged):
+                raise
+            except Exception as exc:
+                self.stats.incr("drop.unstorable")
+                log.error(
+                    "cluster: dropped event %s (%s): the database refused it: %r", event.id, event.tag, exc
+                )
+                if one:
+                    self.pipeline.apply([], one, [])
+        self.pipeline.apply([], {}, self.applied_seq.writes(last))
+
+    async def _watchdog(self) -> None:
+        """A consumer with messages pending that delivers nothing for ``watchdog`` seconds is
+        recreated (nats-server #5576, #6290: stalled consumers)."""
+        limit = self.config.watchdog
+        while True:
+            await asyncio.sleep(min(5.0, limit / 3))
+            if time.monotonic() - self._last_delivery < limit or not self._inbox.empty():
+                continue
+            try:
+                last = await self.engine.last_seq()
+                if last > self.applied:
+                    self.stats.incr("cluster.consumer_recreated")
+                    log.warning(
+                        "cluster: the event consumer delivered nothing for %gs with %d records pending;"
+                        " recreating it",
+                        limit,
+                        last - self.applied,
+                    )
+                    await self._follow()
+                else:
+                    self._last_delivery = time.monotonic()
+            except ClusterError as exc:
+                log.warning("cluster: watchdog could not check the consumer: %s", exc)
+
+    async def lag(self) -> int:
+        return max(0, await self.engine.last_seq() - self.applied)
+
+    # -- the owner: actions --------------------------------------------------------------------
+
+    def partition(self, source: str) -> int:
+        return partition_of(source, self.config.partitions)
+
+    def owns_event(self, event: Event) -> bool:
+        return self.ownership.owns(self.partition(event.source))
+
+    def take_over(self, p: int) -> None:
+        """Partition ``p`` is ours now: run what its previous owner left unfinished."""
+        resumed = self.reactor.resume(keep=lambda event: self.partition(event.source) == p)
+        log.info("cluster: took partition %d (%d unfinished firings resumed)", p, resumed)
+
+    async def claim(self, action: Rendered) -> bool:
+        """Before an action runs: this master must own its partition, and its intent must be new
+        to the engine (a duplicate means another master claimed it first)."""
+        p = self.partition(action.event.source)
+        if not self.ownership.owns(p):
+            self.stats.incr("cluster.fenced_actions")
+            return False
+        intent = codec.pack(
+            {"member": self.member, "event": action.event.id, "rule": action.rule, "key": action.key}
+        )
+        for attempt in range(5):
+            try:
+                published = await self.engine.publish(
+                    action_subject(p), intent, f"intent:{action.action_id}", stream=ACTIONS_STREAM
+                )
+                break
+            except ClusterError as exc:
+                log.warning("cluster: could not claim %s (%s)", action.action_id, exc)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        else:
+            return False
+        if published.duplicate and not action.resuming:
+            self.stats.incr("cluster.intents_refused")
+            return False
+        if not self.ownership.owns(p):  # lost while the claim was on its way
+            self.stats.incr("cluster.fenced_actions")
+            return False
+        return True
+
+    def _ended(self, action_id: str, status: str) -> None:
+        event_id = self.audit.action_event(action_id)
+        event = self.reactor.event_log.get(event_id) if event_id else None
+        if event is not None:
+            self.publisher.publish_done(event.source, action_id, status)
+
+    # -- keys --------------------------------------------------------------------------------------
+
+    def _key_value(self, minion_id: str) -> bytes:
+        states = self.keystore.states(minion_id)
+        return codec.pack({state: [z85_encode(k) for k in keys] for state, keys in sorted(states.items())})
+
+    def _key_changed(self, minion_id: str) -> None:
+        value = self._key_value(minion_id)
+        if self._published_keys.get(minion_id) == value:
+            return
+        self._published_keys[minion_id] = value
+        task = asyncio.get_running_loop().create_task(self._put_key(minion_id, value))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _put_key(self, minion_id: str, value: bytes) -> None:
+        log.debug("cluster: sharing the keys of %s", minion_id)
+        try:
+            if value == codec.pack({}):
+                await self._keys.remove(kv_key(minion_id))
+            else:
+                await self._keys.put(kv_key(minion_id), value)
+        except ClusterError as exc:
+            self._published_keys.pop(minion_id, None)
+            log.error("cluster: could not share the keys of %s: %s", minion_id, exc)
+
+    async def _share_keys(self) -> None:
+        """At start: keys this master has that the cluster has not (``cluster import``)."""
+        shared = await self._keys.items()
+        for minion_id in self.keystore.listing().get("accepted", []):
+            if kv_key(minion_id) not in shared:
+                await self._put_key(minion_id, self._key_value(minion_id))
+
+    async def _on_key(self, key: str, value: bytes | None) -> None:
+        minion_id = kv_name(key)
+        log.debug("cluster: the keys of %s changed in the engine", minion_id)
+        if not is_valid_minion_id(minion_id):
+            return
+        states: dict[str, list[bytes]] = {}
+        if value is not None:
+            try:
+                raw = codec.unpack(value, max_size=1 << 20)
+                states = {str(s): [z85_decode(k) for k in keys] for s, keys in raw.items()}
+            except (DecodeError, ValueError, AttributeError, TypeError) as exc:
+                log.error("cluster: ignored the keys of %s from the engine: %r", minion_id, exc)
+                return
+        if self._key_value(minion_id) == (value or codec.pack({})):
+            return
+        self._published_keys[minion_id] = value or codec.pack({})
+        was_accepted = self.keystore.accepted_key(minion_id) is not None
+        gone = self.keystore.replace(minion_id, states)
+        if gone:
+            self.nodes.removed_elsewhere(minion_id, [e.key for e in gone])
+        if self.keystore.accepted_key(minion_id) is not None and not was_accepted:
+            log.info("cluster: the key of %s was accepted on another master", minion_id)
+            self.nodes.accepted_elsewhere(minion_id)
+
+    # -- presence ----------------------------------------------------------------------------------
+
+    def _presence_value(self, record: MinionRecord) -> tuple[Any, ...]:
+        return (record.presence, record.version, tuple(record.functions), codec.pack(record.grains))
+
+    async def _presence_loop(self) -> None:
+        """Once a second: the minions this master holds, as the cluster should see them."""
+        refreshed = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            refresh = now - refreshed > 10
+            for record in self.registry.all():
+                if record.master != self.member:
+                    continue
+                value = self._presence_value(record)
+                if not refresh and self._published_presence.get(record.id) == value:
+                    continue
+                if record.presence != "up" and not self.link.connected(record.id):
+                    if self._remote_holder(record.id) not in ("", self.member):
+                        continue  # another master holds it now: not ours to judge
+                payload = codec.pack(
+                    {
+                        "master": self.member,
+                        "presence": record.presence,
+                        "last_seen": record.last_seen,
+                        "first_seen": record.first_seen,
+                        "version": record.version,
+                        "functions": record.functions,
+                        "grains": record.grains,
+                    }
+                )
+                try:
+                    await self._presence.put(kv_key(record.id), payload)
+                except ClusterError as exc:
+                    log.warning("cluster: could not share the presence of %s: %s", record.id, exc)
+                    continue
+                self._published_presence[record.id] = value
+            if refresh:
+                refreshed = now
+
+    def _remote_holder(self, minion_id: str) -> str:
+        raw = self._remote_presence.get(minion_id)
+        if raw is None:
+            return ""
+        with contextlib.suppress(DecodeError, AttributeError):
+            return str(codec.unpack(raw, max_size=1 << 20).get("master", ""))
+        return ""
+
+    async def _on_presence(self, key: str, value: bytes | None) -> None:
+        minion_id = kv_name(key)
+        if not is_valid_minion_id(minion_id):
+            return
+        if value is None:
+            self._remote_presence.pop(minion_id, None)
+            return
+        self._remote_presence[minion_id] = value
+        try:
+            raw = codec.unpack(value, max_size=1 << 20)
+            master = str(raw["master"])
+            if master == self.member:
+                return
+            record = MinionRecord(
+                id=minion_id,
+                grains=dict(raw.get("grains") or {}),
+                version=str(raw.get("version", "")),
+                functions=[str(f) for f in raw.get("functions") or []],
+                presence=str(raw.get("presence", "down")),
+                last_seen=_finite(raw.get("last_seen")),
+                first_seen=_finite(raw.get("first_seen")),
+                master=master,
+            )
+        except (DecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.error("cluster: ignored the presence of %s from the engine: %r", minion_id, exc)
+            return
+        if self.keystore.accepted_key(minion_id) is None:
+            return
+        if self.link.connected(minion_id) and record.presence != "up":
+            return  # it is here now; the other master's word is older than ours
+        self.registry.mirror(record)
+        self._published_presence.pop(minion_id, None)
+
+    # -- commands and returns across masters -------------------------------------------------------
+
+    def send(self, minion_id: str, message: m.Message) -> bool:
+        """A message for a minion: through this master's link when it holds the minion, else
+        through the master that does (as the shared presence says)."""
+        if self.link.connected(minion_id):
+            return self.link.send(minion_id, message)
+        record = self.registry.get(minion_id)
+        if record is None or not record.master or record.master == self.member:
+            return False
+        data = codec.pack([minion_id, message.to_wire()])
+        task = asyncio.get_running_loop().create_task(self._route(record.master, data))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+        return True
+
+    async def _route(self, master: str, data: bytes) -> None:
+        try:
+            await self.engine.request(COMMANDS.format(member=master), data, timeout=2.0)
+        except ClusterError as exc:
+            log.warning("cluster: could not route a command through %s: %s", master, exc)
+
+    async def _on_command(self, data: bytes) -> bytes | None:
+        minion_id, wire = codec.unpack(data, max_size=8 << 20)
+        message = m.decode(wire)
+        return b"sent" if self.link.send(str(minion_id), message) else b"not here"
+
+    def forward_return(self, minion_id: str, ret: m.Return) -> None:
+        """A return for a job this master did not start: to the master that did; the minion is
+        acknowledged once that master took it."""
+        data = codec.pack([minion_id, ret.to_wire()])
+
+        async def forward() -> None:
+            try:
+                reply = await self.engine.request(RETURNS, data, timeout=5.0)
+            except ClusterError as exc:
+                log.warning("cluster: could not forward a return of %s: %s", minion_id, exc)
+                return
+            if reply == b"ok":
+                self.link.send(minion_id, m.ReturnAck(jid=ret.jid))
+
+        task = asyncio.get_running_loop().create_task(forward())
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _on_forwarded_return(self, data: bytes) -> bytes | None:
+        minion_id, wire = codec.unpack(data, max_size=8 << 20)
+        message = m.decode(wire)
+        if not isinstance(message, m.Return):
+            return None
+        return b"ok" if self.on_return(str(minion_id), message) else None
+
+    # -- what `cluster status` shows ---------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        members = sorted(set(self.ownership.members) | {self.member})
+        owners: dict[str, list[int]] = {name: [] for name in members}
+        for p, holder in sorted(self.ownership.holders.items()):
+            owners.setdefault(holder, []).append(p)
+        out: dict[str, Any] = {
+            "member": self.member,
+            "members": members,
+            "partitions": self.config.partitions,
+            "owned": sorted(self.ownership.owned),
+            "owners": owners,
+            "unowned": [p for p in range(self.config.partitions) if p not in self.ownership.holders],
+            "applied": self.applied,
+            "engine": {"connected": self.engine.connected, **vars_of(self.engine.server)},
+        }
+        try:
+            out["lag"] = await self.lag()
+            out["streams"] = [await self.engine.health("RDEV"), await self.engine.health(ACTIONS_STREAM)]
+        except ClusterError as exc:
+            out["error"] = str(exc)
+        return out
+
+
+def vars_of(info: Any) -> dict[str, Any]:
+    return {"address": info.address, "version": info.version}
+
+
+def _finite(value: Any) -> float:
+    number = float(value or 0.0)
+    return number if math.isfinite(number) else 0.0
+
+
+__all__ = ["LEASES_BUCKET", "ClusterNode", "ReportingAuditLog", "StreamClock"]

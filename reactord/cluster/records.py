@@ -1,0 +1,133 @@
+"""What cluster mode stores in the event stream: records, packed with msgpack.
+
+A record is a list whose first item says its kind:
+
+- ``["E", [event, ...], tracked]``: events, each ``[id, tag, source, time, data, seq, epoch,
+  causation, depth, received, action]`` with ``data`` packed already (the bytes the log
+  stores). A minion batch is one record (its events, in order, from one source, ``tracked``
+  true: applied once per (source, epoch, seq), whichever master published it, however
+  often); so is a group of the master's own events (``tracked`` false: they are published
+  once, under a message id the engine deduplicates).
+- ``["D", action_id, status]``: an action ended (done, failed, dead, skipped, interrupted)
+  on its partition's owner; every master marks it so in its own outbox, so the next owner
+  does not run it again.
+
+The engine is ours, but its bytes are read like any other: a record that does not decode
+into exactly these shapes raises ``DecodeError`` and is skipped (counted), never applied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from reactord.protocol import codec
+from reactord.protocol.errors import DecodeError
+from reactord.protocol.events import Event
+
+EVENTS = "E"
+DONE = "D"
+#: A record's largest size: the engine's default max payload.
+MAX_RECORD = 8 << 20
+_MAX_TEXT = 4096
+_ENDED = frozenset({"done", "failed", "dead", "skipped", "interrupted", "elsewhere"})
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    action_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    events: list[Event]
+    tracked: bool
+
+
+def pack_events(events: list[Event], tracked: bool) -> bytes:
+    return codec.pack(
+        [
+            EVENTS,
+            [
+                [
+                    e.id,
+                    e.tag,
+                    e.source,
+                    e.time,
+                    e.packed_data(),
+                    e.seq,
+                    e.epoch,
+                    e.causation,
+                    e.depth,
+                    e.received,
+                    e.action,
+                ]
+                for e in events
+            ],
+            tracked,
+        ]
+    )
+
+
+def pack_done(action_id: str, status: str) -> bytes:
+    return codec.pack([DONE, action_id, status])
+
+
+def unpack(payload: bytes) -> Events | Done:
+    """A record from the stream (see the module docstring); DecodeError if it is not one."""
+    record = codec.unpack(payload, max_size=MAX_RECORD)
+    if not isinstance(record, list) or not record:
+        raise DecodeError("a cluster record is a non-empty list")
+    if record[0] == DONE and len(record) == 3:
+        action_id, status = _text(record[1]), _text(record[2])
+        if status not in _ENDED:
+            raise DecodeError(f"an action cannot end as {status!r}")
+        return Done(action_id, status)
+    if record[0] != EVENTS or len(record) != 3 or not isinstance(record[1], list):
+        raise DecodeError("unknown cluster record")
+    return Events([_event(item) for item in record[1]], record[2] is True)
+
+
+def _event(item: Any) -> Event:
+    if not isinstance(item, list) or len(item) != 11:
+        raise DecodeError("an event record has 11 fields")
+    event_id, tag, source, when, packed, seq, epoch, causation, depth, received, action = item
+    if not isinstance(packed, bytes):
+        raise DecodeError("an event's data is packed bytes")
+    data = codec.unpack(packed, max_size=MAX_RECORD)
+    if not isinstance(data, dict):
+        raise DecodeError("an event's data is a mapping")
+    return Event(
+        id=_text(event_id),
+        tag=_text(tag),
+        source=_text(source),
+        time=_number(when),
+        data=data,
+        seq=_count(seq),
+        epoch=_text(epoch, empty=True),
+        causation=None if causation is None else _text(causation),
+        depth=_count(depth),
+        received=_number(received),
+        action=None if action is None else _text(action),
+        packed=packed,
+    )
+
+
+def _text(value: Any, *, empty: bool = False) -> str:
+    if not isinstance(value, str) or len(value) > _MAX_TEXT or (not value and not empty):
+        raise DecodeError("a text field of a cluster record is wrong")
+    return value
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DecodeError("a time of a cluster record is not a finite number")
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
+        raise DecodeError("a count of a cluster record is out of range")
+    return value

@@ -203,6 +203,7 @@ class Master:
             registry=self.registry,
             link=self.link,
             on_return=self.jobs.on_return,
+            job_store=self.job_store,
             stream_clock=reactor_clock,
             stats=self.stats,
         )
@@ -277,7 +278,7 @@ class Master:
         if isinstance(message, m.Heartbeat):
             return self.nodes.on_heartbeat(minion_id, message)
         if isinstance(message, m.Return):
-            if self.cluster is not None and self.job_store.get(message.jid) is None:
+            if self.cluster is not None and self.cluster.foreign(message.jid):
                 self.cluster.forward_return(minion_id, message)  # acknowledged once its master took it
                 return None
             return m.ReturnAck(jid=message.jid) if self.jobs.on_return(minion_id, message) else None

@@ -48,9 +48,8 @@ def _stream_line(stream: dict[str, Any]) -> str:
         f"{r['name']} {'offline' if r['offline'] else 'current' if r['current'] else 'lag ' + str(r['lag'])}"
         for r in stream["replicas"]
     )
-    return (
-        f"stream {stream['stream']}: {stream['messages']} messages, leader {stream['leader']}"
-        + (f", replicas {replicas}" if replicas else "")
+    return f"stream {stream['stream']}: {stream['messages']} messages, leader {stream['leader']}" + (
+        f", replicas {replicas}" if replicas else ""
     )
 
 

@@ -232,15 +232,24 @@ def jobs_show(
 @json_option
 @handle_errors
 def minions(config_path: str | None, as_json: bool) -> None:
-    """List accepted minions with their presence (up, suspect, down) and grains."""
+    """List accepted minions with their presence (up, suspect, down) and grains; in a
+    cluster, also the master each is connected to."""
     listing = ControlClient(load_config(config_path).control_path).call("minions")
     if as_json:
         print_json(listing)
         return
+    clustered = any("master" in m for m in listing)
     print_table(
-        ["id", "presence", "last seen", "os", "version"],
+        ["id", "presence", "last seen", *(["master"] if clustered else []), "os", "version"],
         [
-            [m["id"], m["presence"], ago(m["last_seen"]), m["grains"].get("osfullname", ""), m["version"]]
+            [
+                m["id"],
+                m["presence"],
+                ago(m["last_seen"]),
+                *([m.get("master", "")] if clustered else []),
+                m["grains"].get("osfullname", ""),
+                m["version"],
+            ]
             for m in listing
         ],
     )

@@ -69,6 +69,7 @@ from reactord.reactions import Reactor
 from reactord.store.audit import AuditLog
 from reactord.store.clusterstate import AppliedSequence
 from reactord.store.database import Database
+from reactord.store.jobstore import JobRecord, JobStore
 from reactord.store.minions import MinionRecord, MinionRegistry
 
 log = logging.getLogger("reactord.cluster")
@@ -78,6 +79,8 @@ MAX_FORWARD_BYTES = 32 << 20
 #: Records applied in one transaction at most.
 APPLY_BATCH = 256
 _MASTER_LANE = "\0master"
+#: Jobs of other masters remembered as theirs (their returns are forwarded to them).
+MAX_FOREIGN_JOBS = 100_000
 _ENDED = ("done", "failed", "dead", "skipped", "interrupted")
 
 
@@ -112,10 +115,11 @@ class _Item:
     payload: bytes | None  # None: nothing to store, only acknowledgements to send
     msg_id: str
     delivery: dict[tuple[str, str], int] = field(default_factory=dict)
+    ended: list[tuple[str, str]] | None = None  # a done record still taking more
+    weight: int = 0  # what it counts for in the publisher's bound
 
-    @property
-    def size(self) -> int:
-        return len(self.payload or b"") + 64
+    def __post_init__(self) -> None:
+        self.weight = len(self.payload or b"") + 64 + 48 * len(self.ended or ())
 
 
 class Publisher:
@@ -148,13 +152,22 @@ class Publisher:
             self._queue(source, item)
 
     def publish_done(self, source: str, action_id: str, status: str) -> None:
-        p = partition_of(source, self.node.config.partitions)
-        item = _Item(f"rd.ev.{p}.=done", records.pack_done(action_id, status), f"done:{action_id}:{status}")
-        self._queue(_MASTER_LANE, item)
+        """An action ended: said in a done record of its partition, several to a record while
+        the lane is busy."""
+        subject = f"rd.ev.{partition_of(source, self.node.config.partitions)}.=done"
+        queue = self.lanes.get(_MASTER_LANE)
+        if queue:
+            for item in reversed(queue):
+                if item.ended is not None and item.subject == subject and len(item.ended) < 1000:
+                    item.ended.append((action_id, status))
+                    item.weight += 48
+                    self.bytes += 48
+                    return
+        self._queue(_MASTER_LANE, _Item(subject, None, "", ended=[(action_id, status)]))
 
     def _queue(self, lane: str, item: _Item) -> None:
         queue = self.lanes.get(lane)
-        self.bytes += item.size
+        self.bytes += item.weight
         if self.bytes > MAX_FORWARD_BYTES:
             self._room.clear()
         if queue is not None:
@@ -166,14 +179,17 @@ class Publisher:
         task.add_done_callback(self._tasks.discard)
 
     def _done(self, item: _Item) -> None:
-        self.bytes -= item.size
+        self.bytes -= item.weight
         if self.bytes <= MAX_FORWARD_BYTES // 2:
             self._room.set()
 
     async def _drain(self, lane: str) -> None:
-        """Publish a lane's items one after another (order per source)."""
+        """Publish a lane's items: a minion's one after another (order per source), the
+        master's many at once (``_drain_master``)."""
+        if lane == _MASTER_LANE:
+            await self._drain_master()
+            return
         queue = self.lanes[lane]
-        backoff = 0.05
         try:
             while queue:
                 item = queue[0]
@@ -181,15 +197,8 @@ class Publisher:
                     if item.payload is not None:
                         await self.node.engine.publish(item.subject, item.payload, item.msg_id)
                 except ClusterError as exc:
-                    if lane != _MASTER_LANE:
-                        self._give_up(lane, queue, exc)
-                        return
-                    self.node.stats.incr("cluster.publish_retries")
-                    log.warning("cluster: could not publish the master's events (%s); trying again", exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                    continue
-                backoff = 0.05
+                    self._give_up(lane, queue, exc)
+                    return
                 queue.popleft()
                 self._done(item)
                 for (source, epoch), seq in item.delivery.items():
@@ -197,6 +206,42 @@ class Publisher:
         finally:
             if not queue:
                 self.lanes.pop(lane, None)
+
+    async def _drain_master(self) -> None:
+        """The master's own events and done records, up to 64 in flight; what the engine did
+        not take is published again, under the same message id, until it does."""
+        queue = self.lanes[_MASTER_LANE]
+        backoff = 0.05
+        try:
+            while queue:
+                items = [queue.popleft() for _ in range(min(64, len(queue)))]
+                for item in items:
+                    if item.ended is not None:
+                        item.payload = records.pack_done(item.ended)
+                        item.msg_id = f"done:{item.ended[0][0]}:{len(item.ended)}"
+                        item.ended = None
+                results = await asyncio.gather(
+                    *(self.node.engine.publish(i.subject, i.payload or b"", i.msg_id) for i in items),
+                    return_exceptions=True,
+                )
+                failed = [i for i, r in zip(items, results, strict=True) if isinstance(r, BaseException)]
+                for item, result in zip(items, results, strict=True):
+                    if not isinstance(result, BaseException):
+                        self._done(item)
+                if failed:
+                    error = next(r for r in results if isinstance(r, BaseException))
+                    if not isinstance(error, ClusterError):
+                        raise error
+                    self.node.stats.incr("cluster.publish_retries", len(failed))
+                    log.warning("cluster: could not publish the master's events (%s); trying again", error)
+                    queue.extendleft(reversed(failed))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                else:
+                    backoff = 0.05
+        finally:
+            if not queue:
+                self.lanes.pop(_MASTER_LANE, None)
 
     def _give_up(self, lane: str, queue: deque[_Item], exc: ClusterError) -> None:
         """A minion's batch was not stored: drop what follows it (not acknowledged: the minion
@@ -358,6 +403,7 @@ class ClusterNode:
         registry: MinionRegistry,
         link: CommandLink,
         on_return: Callable[[str, m.Return], bool],
+        job_store: JobStore,
         stream_clock: StreamClock,
         stats: Stats,
     ) -> None:
@@ -371,6 +417,8 @@ class ClusterNode:
         self.registry = registry
         self.link = link
         self.on_return = on_return
+        self.job_store = job_store
+        self._foreign: dict[str, None] = {}  # jobs other masters started (oldest first, bounded)
         self.stream_clock = stream_clock
         self.stats = stats
         self.applied_seq = AppliedSequence(db, "RDEV")
@@ -538,9 +586,31 @@ class ClusterNode:
             finally:
                 self.stream_clock.at = None
         self.applied = last
+        self._jobs_seen(events)
         for done in ended:
-            AuditLog.update_action(self.audit, done.action_id, status=done.status)
+            for action_id, status in done.ended:
+                AuditLog.update_action(self.audit, action_id, status=status)
         self.stats.incr("cluster.records_applied", len(batch))
+
+    def _jobs_seen(self, events: list[Event]) -> None:
+        """Jobs another master started, and their returns, as they pass in the stream: every
+        master's ``jobs`` shows them (the job's own master stored them already)."""
+        for event in events:
+            if event.source != "master" or not event.tag.startswith("reactor/job/"):
+                continue
+            parts = event.tag.split("/")
+            try:
+                if len(parts) == 4 and parts[3] == "new" and self.job_store.get(parts[2]) is None:
+                    self.job_store.add(_job_from(event))
+                    self._foreign[parts[2]] = None
+                    while len(self._foreign) > MAX_FOREIGN_JOBS:
+                        del self._foreign[next(iter(self._foreign))]
+                elif len(parts) == 5 and parts[3] == "ret" and self.job_store.get(parts[2]) is not None:
+                    self.job_store.add_return(_return_from(event, parts[4]), event.received)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("cluster: could not record job event %s: %r", event.tag, exc)
+            except StorageFull:
+                log.warning("cluster: the disk is full: job event %s not recorded", event.tag)
 
     def _apply_each(self, events: list[Event], delivery: dict[tuple[str, str], int], last: int) -> None:
         for event in events:
@@ -801,9 +871,14 @@ class ClusterNode:
         message = m.decode(wire)
         return b"sent" if self.link.send(str(minion_id), message) else b"not here"
 
+    def foreign(self, jid: str) -> bool:
+        """Whether another master started this job (or none here knows it yet)."""
+        return jid in self._foreign or self.job_store.get(jid) is None
+
     def forward_return(self, minion_id: str, ret: m.Return) -> None:
         """A return for a job this master did not start: to the master that did; the minion is
-        acknowledged once that master took it."""
+        acknowledged once that master took it. When that master does not answer (it is gone)
+        and the job is known here, it is stored here: the return is not lost."""
         data = codec.pack([minion_id, ret.to_wire()])
 
         async def forward() -> None:
@@ -812,7 +887,9 @@ class ClusterNode:
             except ClusterError as exc:
                 log.warning("cluster: could not forward a return of %s: %s", minion_id, exc)
                 return
-            if reply == b"ok":
+            if reply == b"ok" or (
+                reply is None and self.job_store.get(ret.jid) and self.on_return(minion_id, ret)
+            ):
                 self.link.send(minion_id, m.ReturnAck(jid=ret.jid))
 
         task = asyncio.get_running_loop().create_task(forward())
@@ -822,7 +899,7 @@ class ClusterNode:
     async def _on_forwarded_return(self, data: bytes) -> bytes | None:
         minion_id, wire = codec.unpack(data, max_size=8 << 20)
         message = m.decode(wire)
-        if not isinstance(message, m.Return):
+        if not isinstance(message, m.Return) or self.foreign(message.jid):
             return None
         return b"ok" if self.on_return(str(minion_id), message) else None
 
@@ -849,6 +926,40 @@ class ClusterNode:
         except ClusterError as exc:
             out["error"] = str(exc)
         return out
+
+
+def _job_from(event: Event) -> JobRecord:
+    data = event.data
+    return JobRecord(
+        jid=str(data["jid"]),
+        fun=str(data["fun"]),
+        args=list(data.get("args") or []),
+        kwargs=dict(data.get("kwargs") or {}),
+        target=str(data.get("target", "")),
+        target_type=str(data.get("tgt_type", "glob")),
+        minions=[str(x) for x in data["minions"]],
+        created=event.time,
+        timeout=_finite(data.get("timeout")),
+        origin=str(data.get("origin", "")),
+        causation=event.causation,
+        depth=event.depth,
+        action=None,
+        batch=data.get("batch") if isinstance(data.get("batch"), dict) else None,
+    )
+
+
+def _return_from(event: Event, minion_id: str) -> m.Return:
+    data = event.data
+    return m.Return(
+        jid=str(data["jid"]),
+        id=minion_id,
+        success=bool(data["success"]),
+        retcode=int(data.get("retcode", 0)),
+        ret=data.get("return"),
+        error=data.get("error"),
+        started=_finite(data.get("started")),
+        finished=_finite(data.get("finished")),
+    )
 
 
 def vars_of(info: Any) -> dict[str, Any]:

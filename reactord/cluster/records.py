@@ -8,9 +8,9 @@ A record is a list whose first item says its kind:
   true: applied once per (source, epoch, seq), whichever master published it, however
   often); so is a group of the master's own events (``tracked`` false: they are published
   once, under a message id the engine deduplicates).
-- ``["D", action_id, status]``: an action ended (done, failed, dead, skipped, interrupted)
-  on its partition's owner; every master marks it so in its own outbox, so the next owner
-  does not run it again.
+- ``["D", [[action_id, status], ...]]``: actions ended (done, failed, dead, skipped,
+  interrupted) on their partition's owner; every master marks them so in its own outbox, so
+  the next owner does not run them again.
 
 The engine is ours, but its bytes are read like any other: a record that does not decode
 into exactly these shapes raises ``DecodeError`` and is skipped (counted), never applied.
@@ -36,8 +36,7 @@ _ENDED = frozenset({"done", "failed", "dead", "skipped", "interrupted", "elsewhe
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    action_id: str
-    status: str
+    ended: list[tuple[str, str]]  # (action id, status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +70,8 @@ def pack_events(events: list[Event], tracked: bool) -> bytes:
     )
 
 
-def pack_done(action_id: str, status: str) -> bytes:
-    return codec.pack([DONE, action_id, status])
+def pack_done(ended: list[tuple[str, str]]) -> bytes:
+    return codec.pack([DONE, [list(pair) for pair in ended]])
 
 
 def unpack(payload: bytes) -> Events | Done:
@@ -80,11 +79,16 @@ def unpack(payload: bytes) -> Events | Done:
     record = codec.unpack(payload, max_size=MAX_RECORD)
     if not isinstance(record, list) or not record:
         raise DecodeError("a cluster record is a non-empty list")
-    if record[0] == DONE and len(record) == 3:
-        action_id, status = _text(record[1]), _text(record[2])
-        if status not in _ENDED:
-            raise DecodeError(f"an action cannot end as {status!r}")
-        return Done(action_id, status)
+    if record[0] == DONE and len(record) == 2 and isinstance(record[1], list):
+        ended = []
+        for pair in record[1]:
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise DecodeError("a done record holds [action id, status] pairs")
+            action_id, status = _text(pair[0]), _text(pair[1])
+            if status not in _ENDED:
+                raise DecodeError(f"an action cannot end as {status!r}")
+            ended.append((action_id, status))
+        return Done(ended)
     if record[0] != EVENTS or len(record) != 3 or not isinstance(record[1], list):
         raise DecodeError("unknown cluster record")
     return Events([_event(item) for item in record[1]], record[2] is True)

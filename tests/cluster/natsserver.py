@@ -41,6 +41,19 @@ def find_binary() -> tuple[Path | None, str]:
     return Path(found), match[0]
 
 
+def find_old_binary() -> tuple[Path | None, str]:
+    """Debian's nats-server (2.9), which `make test` unpacks beside the venv: the engine a
+    master must refuse. None and why when it is not there or not older than 2.11."""
+    found = Path(sys.executable).parent.parent / "old-nats" / "usr" / "sbin" / "nats-server"
+    if not found.exists():
+        return None, f"no Debian nats-server at {found} (make test unpacks it)"
+    out = subprocess.run([str(found), "--version"], capture_output=True, text=True, timeout=10).stdout
+    match = re.search(r"v(\d+)\.(\d+)\.(\d+)", out)
+    if match is None or (int(match[1]), int(match[2])) >= MIN_VERSION:
+        return None, f"{found} is not older than 2.11: {out!r}"
+    return found, match[0]
+
+
 def _conf_value(value: Any) -> str:
     """A value in nats-server's config syntax (JSON is a subset of it)."""
     if isinstance(value, dict):

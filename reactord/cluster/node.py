@@ -284,24 +284,44 @@ class Ownership:
         self.valid_until: dict[int, float] = {}  # partition -> monotonic time
         self.fence_rev: dict[int, int] = {}  # partition -> revision of our last fence write
         self.fenced_seq: dict[int, int] = {}  # partition -> the applied sequence last written
-        self.members: dict[str, float] = {}  # live members (from the bucket's watch)
-        self.holders: dict[int, str] = {}
+        # what the bucket's watch said, and when (monotonic): a key that expires says nothing
+        # (no delete marker), so a member or holder not heard from for a TTL is gone
+        self._members: dict[str, float] = {}
+        self._holders: dict[int, tuple[str, float]] = {}
+
+    @property
+    def members(self) -> list[str]:
+        """The live members: renewed within the TTL (each renews four times a TTL)."""
+        now = time.monotonic()
+        return sorted(name for name, seen in self._members.items() if now - seen < self.ttl)
+
+    @property
+    def holders(self) -> dict[int, str]:
+        """Each partition's holder, as far as this member can tell."""
+        now = time.monotonic()
+        return {p: name for p, (name, seen) in self._holders.items() if now - seen < self.ttl}
+
+    def holds(self, partition: int) -> bool:
+        """Whether this member thinks it owns ``partition`` (it may have been paused since)."""
+        return partition in self.owned
 
     def owns(self, partition: int) -> bool:
+        """Whether it owns ``partition`` for sure: held, and renewed recently enough that no
+        successor can have taken it (the monotonic clock counts a pause too)."""
         return partition in self.owned and time.monotonic() < self.valid_until.get(partition, 0.0)
 
     async def on_change(self, key: str, value: bytes | None) -> None:
         if key.startswith("m."):
             name = key[2:]
             if value is None:
-                self.members.pop(name, None)
+                self._members.pop(name, None)
             else:
-                self.members[name] = time.monotonic()
+                self._members[name] = time.monotonic()
         elif key.startswith("p") and key[1:].isdigit():
             if value is None:
-                self.holders.pop(int(key[1:]), None)
+                self._holders.pop(int(key[1:]), None)
             else:
-                self.holders[int(key[1:])] = value.decode(errors="replace")
+                self._holders[int(key[1:])] = (value.decode(errors="replace"), time.monotonic())
 
     async def run(self) -> None:
         """Every quarter TTL: say we live, keep or let go what we hold, take what is ours."""
@@ -325,6 +345,11 @@ class Ownership:
                 self.drop(p, "handed over to " + rendezvous(p, live))
                 await self.leases.release(p, revision)
                 continue
+            # the fence first: a member that was paused past its lease learns it here, its
+            # write refused by the engine, before it renews or runs anything more
+            if not await self._fence(p):
+                self.drop(p, "its fence was written by another master (this one was paused or cut off)")
+                continue
             lease = await self.leases.renew(p, self.owned[p])
             if lease is None:
                 self.node.stats.incr("cluster.leases_lost")
@@ -342,9 +367,6 @@ class Ownership:
             self.owned[p] = lease.revision
             self.valid_until[p] = started + self.ttl * 0.75
             self.node.take_over(p)
-        for p in sorted(self.owned):
-            if self.fenced_seq.get(p) != self.node.applied and not await self._fence(p):
-                self.drop(p, "its fence was written by another master")
 
     async def _fence(self, p: int, *, initial: bool = False) -> bool:
         """Write partition ``p``'s fence (owner, sequence applied) with CAS: taking it over
@@ -419,6 +441,7 @@ class ClusterNode:
         self.on_return = on_return
         self.job_store = job_store
         self._foreign: dict[str, None] = {}  # jobs other masters started (oldest first, bounded)
+        self._forced: dict[str, None] = {}  # actions to run though claimed (their claimer died)
         self.stream_clock = stream_clock
         self.stats = stats
         self.applied_seq = AppliedSequence(db, "RDEV")
@@ -663,7 +686,8 @@ class ClusterNode:
         return partition_of(source, self.config.partitions)
 
     def owns_event(self, event: Event) -> bool:
-        return self.ownership.owns(self.partition(event.source))
+        """Whether this master queues the actions of ``event`` (each is claimed before it runs)."""
+        return self.ownership.holds(self.partition(event.source))
 
     def take_over(self, p: int) -> None:
         """Partition ``p`` is ours now: run what its previous owner left unfinished."""
@@ -672,10 +696,12 @@ class ClusterNode:
 
     async def claim(self, action: Rendered) -> bool:
         """Before an action runs: this master must own its partition, and its intent must be new
-        to the engine (a duplicate means another master claimed it first)."""
+        to the engine. A duplicate means another master claimed it first: a live owner leaves
+        it; a successor resuming it waits for that master's done record and runs it only when
+        none came (that master died while it ran: at least once)."""
         p = self.partition(action.event.source)
         if not self.ownership.owns(p):
-            self.stats.incr("cluster.fenced_actions")
+            self._refused(action, "this master no longer owns its partition")
             return False
         intent = codec.pack(
             {"member": self.member, "event": action.event.id, "rule": action.rule, "key": action.key}
@@ -691,13 +717,36 @@ class ClusterNode:
                 await asyncio.sleep(0.2 * (attempt + 1))
         else:
             return False
-        if published.duplicate and not action.resuming:
-            self.stats.incr("cluster.intents_refused")
+        if published.duplicate and self._forced.pop(action.action_id, None) is None:
+            self._refused(action, "another master claimed it first")
+            if action.resuming:
+                delay = 2 * self.config.lease_ttl + action.timeout
+                asyncio.get_running_loop().call_later(delay, self._recheck, action.action_id, action.event.id)
             return False
         if not self.ownership.owns(p):  # lost while the claim was on its way
-            self.stats.incr("cluster.fenced_actions")
+            self._refused(action, "this master lost its partition meanwhile")
             return False
         return True
+
+    def _refused(self, action: Rendered, why: str) -> None:
+        self.stats.incr("cluster.intents_refused")
+        log.info(
+            "cluster: did not run %s (%s of %s): %s", action.action_id, action.rule, action.event.id, why
+        )
+
+    def _recheck(self, action_id: str, event_id: str) -> None:
+        """A resumed action another master had claimed: if it has still not ended, that master
+        died while it ran, so it runs here (once more); the actions after it in its firing go
+        on either way (the claimer stopped, or was stopped, before them). Only while this
+        master still owns the partition."""
+        left = [r["id"] for r in self.audit.unfinished() if r["event_id"] == event_id]
+        event = self.reactor.event_log.get(event_id)
+        if not left or event is None or not self.ownership.owns(self.partition(event.source)):
+            return
+        if action_id in left:
+            log.warning("cluster: %s was claimed by a master that never ended it: running it here", action_id)
+            self._forced[action_id] = None
+        self.reactor.resume(keep=lambda e: e.id == event_id)
 
     def _ended(self, action_id: str, status: str) -> None:
         event_id = self.audit.action_event(action_id)

@@ -29,9 +29,7 @@ class Cluster:
     daemons: dict[int, Daemon] = field(default_factory=dict)
 
     @classmethod
-    def create(
-        cls, root: Path, servers: list[NatsServer], count: int = 3, **cluster: Any
-    ) -> Cluster:
+    def create(cls, root: Path, servers: list[NatsServer], count: int = 3, **cluster: Any) -> Cluster:
         first = Setup.create(root / "m0", "web01")
         settings = {
             "servers": [s.url for s in servers],
@@ -82,7 +80,9 @@ class Cluster:
     def minion_status(self, minion_id: str) -> dict[str, Any]:
         from tests.support import minion_cli
 
-        result = minion_cli("status", "-c", str(self.masters[0].root / f"minion-{minion_id}.yaml"), timeout=30)
+        result = minion_cli(
+            "status", "-c", str(self.masters[0].root / f"minion-{minion_id}.yaml"), timeout=30
+        )
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -92,7 +92,9 @@ class Cluster:
         def settled() -> bool:
             live = [i for i, d in self.daemons.items() if d.alive()]
             views = [self.status(i) for i in live]
-            return all(not v["unowned"] and sorted(v["members"]) == sorted(f"m{i}" for i in live) for v in views)
+            return all(
+                not v["unowned"] and sorted(v["members"]) == sorted(f"m{i}" for i in live) for v in views
+            )
 
         wait_until(settled, timeout, "every partition owned")
 

@@ -58,7 +58,9 @@ def test_six_minions_on_three_masters_answer_any_master_and_every_master_reads_a
         cluster.start_minion(minion_id, order)
     on_c = [m for m, order in MINIONS.items() if order[0] == 2]
     wait_until(lambda: set(on_c) <= set(c.cli_json("key", "list")["pending"]), 30, "C's minions pending on C")
-    wait_until(lambda: set(MINIONS) <= set(a.cli_json("key", "list")["pending"]), 30, "every key pending on A")
+    wait_until(
+        lambda: set(MINIONS) <= set(a.cli_json("key", "list")["pending"]), 30, "every key pending on A"
+    )
 
     # accepted on A: the minions connected to C are let in on C, within a second or so
     accepted = a.cli("key", "accept", "web0*", "-y", "--json")
@@ -66,9 +68,10 @@ def test_six_minions_on_three_masters_answer_any_master_and_every_master_reads_a
     wait_until(lambda: all(c.key_state(m) == "accepted" for m in on_c), 5, "C to see the accepts")
     for master in cluster.masters:
         wait_until(
-            lambda master=master: sorted(
-                m["id"] for m in master.cli_json("minions") if m["presence"] == "up"
-            ) == sorted(MINIONS),
+            lambda master=master: (
+                sorted(m["id"] for m in master.cli_json("minions") if m["presence"] == "up")
+                == sorted(MINIONS)
+            ),
             30,
             f"all six up on {master.root.name}",
         )
@@ -99,7 +102,9 @@ def test_six_minions_on_three_masters_answer_any_master_and_every_master_reads_a
         assert a.send(minion_id, "app/load", "--count", "20").returncode == 0
     log = _same_everywhere(cluster, lambda m: [(e["id"], e["tag"]) for e in m.events()], "the event log")
     for minion_id in MINIONS:
-        assert [t for _, t in log if t == f"minion/{minion_id}/app/load"] == [f"minion/{minion_id}/app/load"] * 20
+        assert [t for _, t in log if t == f"minion/{minion_id}/app/load"] == [
+            f"minion/{minion_id}/app/load"
+        ] * 20
     assert {t for _, t in log} >= {f"reactor/job/{jid}/new" for jid in jids}
     state = _same_everywhere(
         cluster,

@@ -12,7 +12,7 @@ from reactord.control.registry import handlers
 
 #: The operations the CLI and the bus watcher call, by their names on the socket.
 WIRE_NAMES = {
-    "ping", "status",
+    "ping", "status", "cluster.status",
     "key.list", "key.accept", "key.reject", "key.delete", "key.finger",
     "minions", "state.list", "gate.check",
     "run", "jobs.list", "jobs.show",

@@ -7,7 +7,6 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -16,7 +15,7 @@ import zmq.asyncio
 from reactord import __version__
 from reactord.actions.context import ActionServices
 from reactord.actions.gate import FleetGate
-from reactord.base.config import MasterConfig
+from reactord.base.config import MasterConfig, read_secret
 from reactord.base.stats import Stats
 from reactord.base.targeting import resolve
 from reactord.budget import Budgets
@@ -40,7 +39,7 @@ from reactord.nodes import Nodes
 from reactord.pipeline import EventPipeline
 from reactord.presence import PresenceTracker
 from reactord.protocol import messages as m
-from reactord.protocol.errors import ConfigError, StorageDamaged, StorageFull
+from reactord.protocol.errors import StorageDamaged, StorageFull
 from reactord.protocol.events import Event
 from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
 from reactord.protocol.metricsserver import MetricsServer, Snapshot
@@ -191,8 +190,14 @@ class Master:
         from reactord.cluster.node import ClusterNode, ReportingAuditLog, StreamClock
 
         assert isinstance(audit, ReportingAuditLog) and isinstance(reactor_clock, StreamClock)
+        settings = self.config.cluster
+        token = (
+            read_secret(settings.token, settings.token_file, "token")
+            if settings.token or settings.token_file
+            else None
+        )
         node = ClusterNode(
-            self.config.cluster,
+            settings,
             self.config.member,
             db=self.db,
             pipeline=self.pipeline,
@@ -204,6 +209,7 @@ class Master:
             link=self.link,
             on_return=self.jobs.on_return,
             job_store=self.job_store,
+            token=token,
             stream_clock=reactor_clock,
             stats=self.stats,
         )
@@ -329,12 +335,12 @@ class Master:
         endpoints = {}
         for name, spec in hooks.endpoints.items():
             secret = (
-                _read_secret(spec.secret, spec.secret_file, "secret")
+                read_secret(spec.secret, spec.secret_file, "secret")
                 if spec.secret or spec.secret_file
                 else None
             )
             token = (
-                _read_secret(spec.token, spec.token_file, "token") if spec.token or spec.token_file else None
+                read_secret(spec.token, spec.token_file, "token") if spec.token or spec.token_file else None
             )
             endpoints[name] = Endpoint(name, spec.kind, secret.encode() if secret else None, token)
 
@@ -494,22 +500,3 @@ class Master:
         self.db.close()
         if self._own_ctx:
             self.ctx.term()
-
-
-def _read_secret(value: str | None, path: Path | None, what: str) -> str:
-    """A webhook secret or token, inline or from an owner-only file."""
-    if value:
-        return value
-    assert path is not None
-    try:
-        mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise ConfigError(
-                str(path), what, f"mode {mode:04o} gives access to others: make it owner-only (chmod 600)"
-            )
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(str(path), what, f"cannot read: {exc.strerror}") from exc
-    if not text:
-        raise ConfigError(str(path), what, "the file is empty")
-    return text

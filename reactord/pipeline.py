@@ -435,11 +435,14 @@ class EventPipeline:
                 delivery[key] = event.seq
         return out
 
-    def apply(self, events: list[Event], delivery: dict[tuple[str, str], int], extra: Writes) -> None:
+    def apply(
+        self, events: list[Event], delivery: dict[tuple[str, str], int], extra: Writes, *, decide: bool = True
+    ) -> None:
         """Log, decide and republish events from the engine's stream (their edge master has
-        acknowledged them already). Raises, with nothing changed, when they cannot be written;
-        the caller tries again."""
-        self._write(events, delivery, extra, ack=False)
+        acknowledged them already; ``decide`` False: events imported from a single master,
+        decided there). Raises, with nothing changed, when they cannot be written; the caller
+        tries again."""
+        self._write(events, delivery, extra, ack=False, decide=decide)
         for key, seq in delivery.items():
             if self._forwarded.get(key, seq + 1) <= seq:
                 del self._forwarded[key]
@@ -453,13 +456,14 @@ class EventPipeline:
         extra: Writes | None = None,
         *,
         ack: bool = True,
+        decide: bool = True,
     ) -> None:
         """Decide and write ``events`` with the delivery state they advance (and ``extra``
         rows); on success acknowledge, republish and act; on failure undo what deciding
         changed, and raise."""
         new_epochs = [k for k in delivery if k not in self._last]
         pairs, state_rows = self.state.advance(events)
-        decided = self.decider.decide(pairs) if self.decider is not None else None
+        decided = self.decider.decide(pairs) if self.decider is not None and decide else None
         writes: Writes = list(decided.writes) if decided is not None else []
         if cleared_rows := cleared(events):  # a resolved alert's row goes
             writes.append((StateTable.CLEAR, cleared_rows))

@@ -227,3 +227,22 @@ class MasterConfig:
 def load_master_config(explicit: str | None) -> MasterConfig:
     """Find and read master.yaml (``-c``, ``$REACTORD_CONFIG``, ``./``, ``/etc/reactord/``)."""
     return cf.load(MasterConfig, explicit, "master.yaml")
+
+
+def read_secret(value: str | None, path: Path | None, what: str) -> str:
+    """A secret or token (a webhook's, the cluster engine's), inline or from an owner-only file."""
+    if value:
+        return value
+    assert path is not None
+    try:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise ConfigError(
+                str(path), what, f"mode {mode:04o} gives access to others: make it owner-only (chmod 600)"
+            )
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(str(path), what, f"cannot read: {exc.strerror}") from exc
+    if not text:
+        raise ConfigError(str(path), what, "the file is empty")
+    return text

@@ -41,6 +41,58 @@ def cluster_status(config_path: str | None, as_json: bool) -> None:
         click.echo(f"error:      {info['error']}")
 
 
+@cluster.command("import")
+@click.option(
+    "--from",
+    "source_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="the single master's master.yaml (its pki_dir and database are read)",
+)
+@click.option(
+    "--since",
+    default="1d",
+    show_default=True,
+    help="events received this long ago or later are copied (besides the fleet state's)",
+)
+@config_option
+@json_option
+@handle_errors
+def cluster_import(source_path: str, since: str, config_path: str | None, as_json: bool) -> None:
+    """Copy a single master's state into a fresh cluster: minion keys (all states), the fleet
+    state and recent events (logged on every master, not decided again), and the rule state
+    (throttles, windows, holds).
+
+    -c names a master.yaml with the cluster: section; the import talks to the engine
+    directly, masters may run or not. Stop the single master first. Refused (exit 2) when the
+    cluster's event stream already holds records."""
+    import asyncio
+    import time
+
+    from reactord.base.config import load_master_config, read_secret
+    from reactord.cluster.importer import import_single
+    from reactord.protocol.durations import parse_duration
+
+    target = load_master_config(config_path)
+    if not target.cluster.enabled:
+        raise click.UsageError(f"{target.path} has no cluster: servers: to import into")
+    source = load_master_config(source_path)
+    settings = target.cluster
+    token = (
+        read_secret(settings.token, settings.token_file, "token")
+        if settings.token or settings.token_file
+        else None
+    )
+    done = asyncio.run(import_single(source, target, time.time() - parse_duration(since), token))
+    if as_json:
+        print_json(done.public())
+        return
+    click.echo(
+        f"imported {done.keys} minion keys, {done.events} events and {done.rule_rows} rule state rows"
+        f" from {source.database}"
+    )
+
+
 def _stream_line(stream: dict[str, Any]) -> str:
     if not stream.get("exists"):
         return f"stream {stream['stream']}: missing"

@@ -428,6 +428,7 @@ class ClusterNode:
         job_store: JobStore,
         stream_clock: StreamClock,
         stats: Stats,
+        token: str | None = None,
     ) -> None:
         self.config = config
         self.member = member
@@ -444,6 +445,7 @@ class ClusterNode:
         self._forced: dict[str, None] = {}  # actions to run though claimed (their claimer died)
         self.stream_clock = stream_clock
         self.stats = stats
+        self.token = token
         self.applied_seq = AppliedSequence(db, "RDEV")
         self.applied = self.applied_seq.read()
         self.engine: Engine
@@ -465,17 +467,9 @@ class ClusterNode:
     async def start(self) -> None:
         """Connect, check the engine, make or check its streams and buckets; ClusterError (one
         line) when any of it fails."""
-        token = self.config.token
-        if self.config.token_file is not None:
-            try:
-                token = self.config.token_file.read_text().strip()
-            except OSError as exc:
-                raise ClusterError(
-                    f"cannot read the cluster token file {self.config.token_file}: {exc.strerror}"
-                ) from exc
         self.engine = await connect(
             self.config.servers,
-            token=token,
+            token=self.token,
             credentials=self.config.credentials,
             timeout=self.config.connect_timeout,
             name=f"reactord-{self.member}",
@@ -569,34 +563,56 @@ class ClusterNode:
             await asyncio.sleep(0)
 
     async def _apply(self, batch: list[tuple[int, bytes]]) -> None:
-        """Apply records in stream order, in one transaction with the sequence reached; on a
-        full disk, the same records again after a pause (nothing skipped)."""
-        events: list[Event] = []
-        delivery: dict[tuple[str, str], int] = {}
-        ended: list[records.Done] = []
-        last = None
+        """Apply records in stream order: each run of records of one kind in one transaction
+        with the sequence reached (see ``_apply_run``)."""
+        runs: list[tuple[str, list[tuple[int, Any]]]] = []
         for seq, payload in batch:
             if seq <= self.applied:
                 continue  # a consumer recreated from an older sequence
-            last = seq
             try:
-                record = records.unpack(payload)
+                record: Any = records.unpack(payload)
             except DecodeError as exc:
                 self.stats.incr("cluster.bad_records")
                 log.error("cluster: skipped record %d of the event stream: %s", seq, exc)
-                continue
+                record = None
+            kind = (
+                "rows"
+                if isinstance(record, records.RuleRows)
+                else "import"
+                if isinstance(record, records.Events) and record.imported
+                else "live"
+            )
+            if runs and runs[-1][0] == kind and kind != "rows":
+                runs[-1][1].append((seq, record))
+            else:
+                runs.append((kind, [(seq, record)]))
+        for kind, run in runs:
+            await self._apply_run(kind, run)
+        if batch:
+            self.stats.incr("cluster.records_applied", len(batch))
+
+    async def _apply_run(self, kind: str, run: list[tuple[int, Any]]) -> None:
+        """One transaction: the events (decided, unless imported), the rule state rows of an
+        import, and the sequence reached; on a full disk the same again after a pause."""
+        events: list[Event] = []
+        delivery: dict[tuple[str, str], int] = {}
+        ended: list[records.Done] = []
+        rows: list[tuple[str, str, str, Any]] = []
+        for _, record in run:
             if isinstance(record, records.Done):
                 ended.append(record)
-            elif record.tracked:
-                events += self.pipeline.fresh(record.events, delivery)
-            else:
-                events += record.events
-        if last is None:
-            return
+            elif isinstance(record, records.RuleRows):
+                rows += record.rows
+            elif isinstance(record, records.Events):
+                events += self.pipeline.fresh(record.events, delivery) if record.tracked else record.events
+        last = run[-1][0]
+        extra = self.applied_seq.writes(last)
+        if rows:
+            extra = self.reactor.rule_store.writes(rows) + extra
         while True:
             self.stream_clock.at = max((e.received for e in events), default=None)
             try:
-                self.pipeline.apply(events, delivery, self.applied_seq.writes(last))
+                self.pipeline.apply(events, delivery, extra, decide=kind == "live")
                 break
             except StorageFull:
                 await asyncio.sleep(1.0)  # the pipeline reports it; the same records again
@@ -604,16 +620,17 @@ class ClusterNode:
                 raise
             except Exception as exc:  # a value the database refuses: write the others
                 log.error("cluster: records up to %d could not be applied together (%r)", last, exc)
-                self._apply_each(events, delivery, last)
+                self._apply_each(events, delivery, last, decide=kind == "live")
                 break
             finally:
                 self.stream_clock.at = None
         self.applied = last
+        if rows:
+            self.reactor.engine.state.load_rows(rows)
         self._jobs_seen(events)
         for done in ended:
             for action_id, status in done.ended:
                 AuditLog.update_action(self.audit, action_id, status=status)
-        self.stats.incr("cluster.records_applied", len(batch))
 
     def _jobs_seen(self, events: list[Event]) -> None:
         """Jobs another master started, and their returns, as they pass in the stream: every
@@ -635,13 +652,15 @@ class ClusterNode:
             except StorageFull:
                 log.warning("cluster: the disk is full: job event %s not recorded", event.tag)
 
-    def _apply_each(self, events: list[Event], delivery: dict[tuple[str, str], int], last: int) -> None:
+    def _apply_each(
+        self, events: list[Event], delivery: dict[tuple[str, str], int], last: int, *, decide: bool
+    ) -> None:
         for event in events:
             self.stream_clock.at = event.received
             key = (event.source, event.epoch)
             one = {key: event.seq} if key in delivery else {}
             try:
-                self.pipeline.apply([event], one, [])
+                self.pipeline.apply([event], one, [], decide=decide)
             except (StorageFull, StorageDamaged):
                 raise
             except Exception as exc:
@@ -757,8 +776,7 @@ class ClusterNode:
     # -- keys --------------------------------------------------------------------------------------
 
     def _key_value(self, minion_id: str) -> bytes:
-        states = self.keystore.states(minion_id)
-        return codec.pack({state: [z85_encode(k) for k in keys] for state, keys in sorted(states.items())})
+        return key_value(self.keystore.states(minion_id))
 
     def _key_changed(self, minion_id: str) -> None:
         value = self._key_value(minion_id)
@@ -975,6 +993,11 @@ class ClusterNode:
         except ClusterError as exc:
             out["error"] = str(exc)
         return out
+
+
+def key_value(states: dict[str, list[bytes]]) -> bytes:
+    """A minion's keys by state, as ``rd_keys`` holds them."""
+    return codec.pack({state: [z85_encode(k) for k in keys] for state, keys in sorted(states.items())})
 
 
 def _job_from(event: Event) -> JobRecord:

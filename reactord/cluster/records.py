@@ -7,7 +7,10 @@ A record is a list whose first item says its kind:
   stores). A minion batch is one record (its events, in order, from one source, ``tracked``
   true: applied once per (source, epoch, seq), whichever master published it, however
   often); so is a group of the master's own events (``tracked`` false: they are published
-  once, under a message id the engine deduplicates).
+  once, under a message id the engine deduplicates). A fourth item, true, marks events
+  copied from a single master by ``reactord cluster import``: logged (and the fleet state
+  built from them), never decided again.
+- ``["R", [[kind, rule, key, value], ...]]``: rule state rows copied by ``cluster import``.
 - ``["D", [[action_id, status], ...]]``: actions ended (done, failed, dead, skipped,
   interrupted) on their partition's owner; every master marks them so in its own outbox, so
   the next owner does not run them again.
@@ -28,6 +31,8 @@ from reactord.protocol.events import Event
 
 EVENTS = "E"
 DONE = "D"
+RULE_STATE = "R"
+_KINDS = frozenset({"throttle", "window", "hold"})
 #: A record's largest size: the engine's default max payload.
 MAX_RECORD = 8 << 20
 _MAX_TEXT = 4096
@@ -43,9 +48,15 @@ class Done:
 class Events:
     events: list[Event]
     tracked: bool
+    imported: bool = False
 
 
-def pack_events(events: list[Event], tracked: bool) -> bytes:
+@dataclass(frozen=True, slots=True)
+class RuleRows:
+    rows: list[tuple[str, str, str, Any]]
+
+
+def pack_events(events: list[Event], tracked: bool, imported: bool = False) -> bytes:
     return codec.pack(
         [
             EVENTS,
@@ -66,6 +77,7 @@ def pack_events(events: list[Event], tracked: bool) -> bytes:
                 for e in events
             ],
             tracked,
+            *([True] if imported else []),
         ]
     )
 
@@ -74,7 +86,11 @@ def pack_done(ended: list[tuple[str, str]]) -> bytes:
     return codec.pack([DONE, [list(pair) for pair in ended]])
 
 
-def unpack(payload: bytes) -> Events | Done:
+def pack_rule_rows(rows: list[tuple[str, str, str, Any]]) -> bytes:
+    return codec.pack([RULE_STATE, [list(row) for row in rows]])
+
+
+def unpack(payload: bytes) -> Events | Done | RuleRows:
     """A record from the stream (see the module docstring); DecodeError if it is not one."""
     record = codec.unpack(payload, max_size=MAX_RECORD)
     if not isinstance(record, list) or not record:
@@ -89,9 +105,18 @@ def unpack(payload: bytes) -> Events | Done:
                 raise DecodeError(f"an action cannot end as {status!r}")
             ended.append((action_id, status))
         return Done(ended)
-    if record[0] != EVENTS or len(record) != 3 or not isinstance(record[1], list):
+    if record[0] == RULE_STATE and len(record) == 2 and isinstance(record[1], list):
+        rows = []
+        for row in record[1]:
+            if not isinstance(row, list) or len(row) != 4 or row[0] not in _KINDS:
+                raise DecodeError("a rule state row is [kind, rule, key, value]")
+            rows.append((row[0], _text(row[1]), _text(row[2], empty=True), row[3]))
+        return RuleRows(rows)
+    if record[0] != EVENTS or len(record) not in (3, 4) or not isinstance(record[1], list):
         raise DecodeError("unknown cluster record")
-    return Events([_event(item) for item in record[1]], record[2] is True)
+    return Events(
+        [_event(item) for item in record[1]], record[2] is True, record[-1] is True and len(record) == 4
+    )
 
 
 def _event(item: Any) -> Event:

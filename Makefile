@@ -36,7 +36,7 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check reactord minion tests $(wildcard bench examples)
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench
 
 clean:

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="runs per throughput scenario (median reported)")
     parser.add_argument("--quick", action="store_true", help="smaller loads, one run (a smoke test)")
+    parser.add_argument("--no-cluster", action="store_true", help="leave out the cluster scenarios (f, g)")
     args = parser.parse_args(argv)
     runs = 1 if args.quick else args.runs
     events = 100_000 if args.quick else 300_000
@@ -86,6 +87,19 @@ def main(argv: list[str] | None = None) -> int:
         _print_row(rows[-1])
         rows.append(scenarios.idle_minion(root / "idle", seconds=10 if args.quick else 30))
         _print_row(rows[-1])
+        if not args.no_cluster:
+            from bench import cluster  # needs the cluster extra and nats-server (make bench)
+
+            for count in (1, 2, 3):
+                go(
+                    f"f{count}",
+                    "acked_per_s",
+                    lambda d, count=count: cluster.ingest(
+                        d, count=count, events=30_000 if args.quick else 60_000
+                    ),
+                )
+            rows.append(cluster.failover(root / "g"))
+            _print_row(rows[-1])
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},

@@ -90,11 +90,24 @@ class MasterProcess:
 
 @contextmanager
 def master(
-    root: Path, ids: list[str], keys: dict[str, CurveKeys], rules: str | None = None, **config: Any
+    root: Path,
+    ids: list[str],
+    keys: dict[str, CurveKeys],
+    rules: str | None = None,
+    *,
+    ports: tuple[int, int] | None = None,
+    master_keys_from: Path | None = None,
+    **config: Any,
 ) -> Iterator[MasterProcess]:
-    """A master on free ports with ``ids`` pre-accepted and ``rules`` loaded."""
+    """A master on free ports (or ``ports``) with ``ids`` pre-accepted and ``rules`` loaded;
+    with ``master_keys_from``, presenting that master's key pair (a cluster's masters)."""
     root.mkdir(parents=True, exist_ok=True)
-    event_port, command_port = free_port(), free_port()
+    event_port, command_port = ports or (free_port(), free_port())
+    if master_keys_from is not None:
+        (root / "pki").mkdir(mode=0o700, exist_ok=True)
+        for key in master_keys_from.glob("master*"):
+            (root / "pki" / key.name).write_bytes(key.read_bytes())
+            (root / "pki" / key.name).chmod(key.stat().st_mode & 0o777)
     (root / "reactor.d").mkdir(exist_ok=True)
     if rules:
         (root / "reactor.d" / "bench.yaml").write_text(rules)
@@ -174,7 +187,10 @@ class Fleet:
         window: int = 20_000,
         payload: dict[str, Any] | None = None,
         tag: str = "beacon/load",
+        hosts: list[str] | None = None,
     ) -> None:
+        """``hosts``: the masters' addresses (the same ports on each); minion i is on
+        ``hosts[i % len(hosts)]`` (127.0.0.1 by default)."""
         self.ctx = zmq.Context()
         self.ctx.set(zmq.MAX_SOCKETS, 8 * len(ids) + 64)
         self.batch, self.window = batch, window
@@ -182,14 +198,16 @@ class Fleet:
         self.by_socket: dict[Any, SimMinion] = {}
         self.poller = zmq.Poller()
         data = codec.pack(payload or {"load1": 0.42, "load5": 0.31, "load15": 0.2, "cpus": 2, "over": False})
-        for minion_id in ids:
+        hosts = hosts or ["127.0.0.1"]
+        for index, minion_id in enumerate(ids):
             k = keys[minion_id]
+            host = hosts[index % len(hosts)]
             dealer = self._socket(zmq.DEALER, k, master.master_key)
             dealer.setsockopt(zmq.ROUTING_ID, os.urandom(16))
-            dealer.connect(f"tcp://127.0.0.1:{master.ports[1]}")
+            dealer.connect(f"tcp://{host}:{master.ports[1]}")
             pub = self._socket(zmq.PUB, k, master.master_key)
             pub.setsockopt(zmq.SNDHWM, 1000)
-            pub.connect(f"tcp://127.0.0.1:{master.ports[0]}")
+            pub.connect(f"tcp://{host}:{master.ports[0]}")
             sim = SimMinion(minion_id, k, dealer, pub, os.urandom(8).hex(), data, f"minion/{minion_id}/{tag}")
             self.minions.append(sim)
             self.by_socket[dealer] = sim

@@ -66,7 +66,7 @@ from reactord.protocol.events import Event
 from reactord.protocol.keys import z85_decode, z85_encode
 from reactord.protocol.tags import is_valid_minion_id
 from reactord.reactions import Reactor
-from reactord.store.audit import AuditLog
+from reactord.store.audit import AuditLog, DeadLetter
 from reactord.store.clusterstate import AppliedSequence
 from reactord.store.database import Database
 from reactord.store.jobstore import JobRecord, JobStore
@@ -98,15 +98,28 @@ class StreamClock:
 
 
 class ReportingAuditLog(AuditLog):
-    """The outbox, telling the cluster when an action has ended on this master."""
+    """The outbox, telling the cluster when an action has ended on this master, and its dead
+    letters as they are made or retried."""
 
     on_end: Callable[[str, str], None] | None = None
+    on_dead: Callable[[DeadLetter], None] | None = None
 
     def update_action(self, action_id: str, **fields: Any) -> None:
         super().update_action(action_id, **fields)
         status = fields.get("status")
         if status in _ENDED and self.on_end is not None:
             self.on_end(action_id, status)
+
+    def add_dead(self, letter: DeadLetter) -> None:
+        super().add_dead(letter)
+        if self.on_dead is not None:
+            self.on_dead(letter)
+
+    def update_dead(self, letter_id: str, *, status: str, error: str, attempts: int, now: float) -> None:
+        super().update_dead(letter_id, status=status, error=error, attempts=attempts, now=now)
+        letter = self.dead_letter(letter_id)
+        if letter is not None and self.on_dead is not None:
+            self.on_dead(letter)
 
 
 @dataclass
@@ -150,6 +163,11 @@ class Publisher:
             msg_id = f"{source}:{epoch}:{mine[0].seq}:{mine[-1].seq}" if mine else ""
             item = _Item(event_subject(source, partitions), packed, msg_id, {(source, epoch): seq})
             self._queue(source, item)
+
+    def publish_dead(self, source: str, letter: DeadLetter) -> None:
+        subject = f"rd.ev.{partition_of(source, self.node.config.partitions)}.=dead"
+        msg_id = f"dead:{letter.id}:{letter.status}:{letter.attempts}:{letter.updated}"
+        self._queue(_MASTER_LANE, _Item(subject, records.pack_dead(letter), msg_id))
 
     def publish_done(self, source: str, action_id: str, status: str) -> None:
         """An action ended: said in a done record of its partition, several to a record while
@@ -506,6 +524,7 @@ class ClusterNode:
         self.reactor.owns = self.owns_event
         self.reactor.dispatcher.claim = self.claim
         self.audit.on_end = self._ended
+        self.audit.on_dead = self._dead
         self.keystore.on_change = self._key_changed
         self.nodes.presence.member = self.member
 
@@ -597,10 +616,13 @@ class ClusterNode:
         events: list[Event] = []
         delivery: dict[tuple[str, str], int] = {}
         ended: list[records.Done] = []
+        letters: list[DeadLetter] = []
         rows: list[tuple[str, str, str, Any]] = []
         for _, record in run:
             if isinstance(record, records.Done):
                 ended.append(record)
+            elif isinstance(record, DeadLetter):
+                letters.append(record)
             elif isinstance(record, records.RuleRows):
                 rows += record.rows
             elif isinstance(record, records.Events):
@@ -631,6 +653,25 @@ class ClusterNode:
         for done in ended:
             for action_id, status in done.ended:
                 AuditLog.update_action(self.audit, action_id, status=status)
+        for letter in letters:
+            self._dead_seen(letter)
+
+    def _dead_seen(self, letter: DeadLetter) -> None:
+        """A dead letter from the stream (ours too): the same on every master."""
+        try:
+            if self.audit.dead_letter(letter.id) is None:
+                AuditLog.add_dead(self.audit, letter)
+            else:
+                AuditLog.update_dead(
+                    self.audit,
+                    letter.id,
+                    status=letter.status,
+                    error=letter.error,
+                    attempts=letter.attempts,
+                    now=letter.updated,
+                )
+        except StorageFull:
+            log.warning("cluster: the disk is full: dead letter %s not recorded", letter.id)
 
     def _jobs_seen(self, events: list[Event]) -> None:
         """Jobs another master started, and their returns, as they pass in the stream: every
@@ -766,6 +807,10 @@ class ClusterNode:
             log.warning("cluster: %s was claimed by a master that never ended it: running it here", action_id)
             self._forced[action_id] = None
         self.reactor.resume(keep=lambda e: e.id == event_id)
+
+    def _dead(self, letter: DeadLetter) -> None:
+        event = self.reactor.event_log.get(letter.event_id)
+        self.publisher.publish_dead(event.source if event is not None else "", letter)
 
     def _ended(self, action_id: str, status: str) -> None:
         event_id = self.audit.action_event(action_id)

@@ -11,6 +11,8 @@ A record is a list whose first item says its kind:
   copied from a single master by ``reactord cluster import``: logged (and the fleet state
   built from them), never decided again.
 - ``["R", [[kind, rule, key, value], ...]]``: rule state rows copied by ``cluster import``.
+- ``["L", {dead letter}]``: a dead letter as its master wrote it (new, or retried): every
+  master's ``deadletters`` lists it.
 - ``["D", [[action_id, status], ...]]``: actions ended (done, failed, dead, skipped,
   interrupted) on their partition's owner; every master marks them so in its own outbox, so
   the next owner does not run them again.
@@ -21,6 +23,7 @@ into exactly these shapes raises ``DecodeError`` and is skipped (counted), never
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -28,10 +31,12 @@ from typing import Any
 from reactord.protocol import codec
 from reactord.protocol.errors import DecodeError
 from reactord.protocol.events import Event
+from reactord.store.audit import DeadLetter
 
 EVENTS = "E"
 DONE = "D"
 RULE_STATE = "R"
+DEAD = "L"
 _KINDS = frozenset({"throttle", "window", "hold"})
 #: A record's largest size: the engine's default max payload.
 MAX_RECORD = 8 << 20
@@ -90,7 +95,29 @@ def pack_rule_rows(rows: list[tuple[str, str, str, Any]]) -> bytes:
     return codec.pack([RULE_STATE, [list(row) for row in rows]])
 
 
-def unpack(payload: bytes) -> Events | Done | RuleRows:
+def pack_dead(letter: DeadLetter) -> bytes:
+    return codec.pack([DEAD, dataclasses.asdict(letter)])
+
+
+def _dead(value: Any) -> DeadLetter:
+    if not isinstance(value, dict):
+        raise DecodeError("a dead letter record holds a mapping")
+    try:
+        letter = DeadLetter(**value)
+    except TypeError as exc:
+        raise DecodeError(f"a dead letter record is wrong: {exc}") from exc
+    for name in ("id", "action_id", "event_id", "rule", "kind", "label", "status"):
+        _text(getattr(letter, name))
+    _text(letter.error, empty=True)
+    for name in ("timeout", "created", "updated"):
+        _number(getattr(letter, name))
+    _count(letter.attempts)
+    if not isinstance(letter.retry, dict) or not (letter.params is None or isinstance(letter.params, dict)):
+        raise DecodeError("a dead letter's retry and params are mappings")
+    return letter
+
+
+def unpack(payload: bytes) -> Events | Done | RuleRows | DeadLetter:
     """A record from the stream (see the module docstring); DecodeError if it is not one."""
     record = codec.unpack(payload, max_size=MAX_RECORD)
     if not isinstance(record, list) or not record:
@@ -105,6 +132,8 @@ def unpack(payload: bytes) -> Events | Done | RuleRows:
                 raise DecodeError(f"an action cannot end as {status!r}")
             ended.append((action_id, status))
         return Done(ended)
+    if record[0] == DEAD and len(record) == 2:
+        return _dead(record[1])
     if record[0] == RULE_STATE and len(record) == 2 and isinstance(record[1], list):
         rows = []
         for row in record[1]:

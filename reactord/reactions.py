@@ -92,6 +92,9 @@ class Reactor:
         self.watch_rules = limits.watch_rules
         #: Cluster mode: whether this master runs the actions of an event (owns its partition).
         self.owns: Callable[[Event], bool] | None = None
+        #: Cluster mode: each event is decided at its arrival time, not at the time of the
+        #: write, so that every master, applying the stream in batches of its own, decides alike.
+        self.event_time = False
         self.rule_files = RuleFiles(config.rules, config.path.parent, config.nodegroups, kinds)
         state = RuleState(limits.state_limit, limits.hold_bytes)
         state.load_rows(rule_store.rows())
@@ -155,7 +158,8 @@ class Reactor:
         actions: list[tuple[Any, ...]] = []
         errors = self.engine.errors
         for event, previous in pairs:
-            decisions = self.engine.evaluate(event, previous, now, explain=False)
+            at = event.received if self.event_time and event.received else now
+            decisions = self.engine.evaluate(event, previous, at, explain=False)
             if not decisions:
                 continue
             decided.decisions[event.id] = codec.pack([[d.rule.name, d.fired, d.reason] for d in decisions])

@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -472,7 +472,8 @@ class ClusterNode:
         self._inbox: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(maxsize=4096)
         self._following: Following | None = None
         self._last_delivery = time.monotonic()
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: list[asyncio.Task[Any]] = []  # the long-lived ones (run)
+        self._background: set[asyncio.Task[Any]] = set()  # one-off writes and requests
         self._keys: KvBucket
         self._presence: KvBucket
         self._published_keys: dict[str, bytes] = {}
@@ -522,6 +523,7 @@ class ClusterNode:
         """From now on the master's parts go through the cluster."""
         self.pipeline.forwarder = self.publisher
         self.reactor.owns = self.owns_event
+        self.reactor.event_time = True
         self.reactor.dispatcher.claim = self.claim
         self.audit.on_end = self._ended
         self.audit.on_dead = self._dead
@@ -555,11 +557,17 @@ class ClusterNode:
         await self.publisher.flush(2.0)
         if self._following is not None:
             await self._following.stop()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._background):
             task.cancel()
         with contextlib.suppress(ClusterError):
             await self.ownership.release_all()
         await self.engine.close()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """A one-off task (a write, a request), kept until it ends."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- the replica: apply the stream ------------------------------------------------------------
 
@@ -828,9 +836,7 @@ class ClusterNode:
         if self._published_keys.get(minion_id) == value:
             return
         self._published_keys[minion_id] = value
-        task = asyncio.get_running_loop().create_task(self._put_key(minion_id, value))
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+        self._spawn(self._put_key(minion_id, value))
 
     async def _put_key(self, minion_id: str, value: bytes) -> None:
         log.debug("cluster: sharing the keys of %s", minion_id)
@@ -967,9 +973,7 @@ class ClusterNode:
         if record is None or not record.master or record.master == self.member:
             return False
         data = codec.pack([minion_id, message.to_wire()])
-        task = asyncio.get_running_loop().create_task(self._route(record.master, data))
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+        self._spawn(self._route(record.master, data))
         return True
 
     async def _route(self, master: str, data: bytes) -> None:
@@ -1004,9 +1008,7 @@ class ClusterNode:
             ):
                 self.link.send(minion_id, m.ReturnAck(jid=ret.jid))
 
-        task = asyncio.get_running_loop().create_task(forward())
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+        self._spawn(forward())
 
     async def _on_forwarded_return(self, data: bytes) -> bytes | None:
         minion_id, wire = codec.unpack(data, max_size=8 << 20)

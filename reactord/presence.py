@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reactord.base.config import PresenceConfig
-from reactord.store.minions import MinionRegistry
+from reactord.store.minions import MinionRecord, MinionRegistry
 
 log = logging.getLogger("reactord.presence")
 
@@ -41,8 +41,10 @@ class PresenceTracker:
         self.monotonic = monotonic
         self._grace_until = started + config.suspect_after
         self._last_tick: float | None = None
-        #: Cluster mode: this master's name; minions another master holds are its to judge.
+        #: Cluster mode: this master's name (the minions it hears from are its own), and which
+        #: minions another master judges (the one holding them, or their partition's owner).
         self.member = ""
+        self.judged_elsewhere: Callable[[MinionRecord], bool] | None = None
 
     def seen(self, minion_id: str, now: float) -> None:
         """Record that a minion was heard from, and bring it up if it was not."""
@@ -74,7 +76,9 @@ class PresenceTracker:
             )
         self._last_tick = ticked
         for record in self.registry.all():
-            if record.presence == DOWN or (record.master and record.master != self.member):
+            if record.presence == DOWN or (
+                self.judged_elsewhere is not None and self.judged_elsewhere(record)
+            ):
                 continue
             state = self.state_for(record.last_seen, now)
             if state != record.presence:

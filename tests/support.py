@@ -152,11 +152,11 @@ class Setup:
         self.daemons.append(daemon)
         return daemon
 
-    def start_master(self, level: str = "debug") -> Daemon:
+    def start_master(self, level: str = "debug", timeout: float = 15) -> Daemon:
         daemon = self._spawn("master", ["reactord", "master", "-c", str(self.master_yaml), "-l", level])
         wait_until(
             lambda: self.cli("key", "list").returncode == 0 or not daemon.alive(),
-            15,
+            timeout,
             "the master's control socket",
         )
         assert daemon.alive(), daemon.output()

@@ -64,7 +64,8 @@ def cluster_import(source_path: str, since: str, config_path: str | None, as_jso
     (throttles, windows, holds).
 
     -c names a master.yaml with the cluster: section; the import talks to the engine
-    directly, masters may run or not. Stop the single master first. Refused (exit 2) when the
+    directly. Run it before any master of the cluster has started (a started master logs its
+    start in the stream) and after the single master has stopped. Refused (exit 1) when the
     cluster's event stream already holds records."""
     import asyncio
     import time
@@ -73,6 +74,10 @@ def cluster_import(source_path: str, since: str, config_path: str | None, as_jso
     from reactord.cluster.importer import import_single
     from reactord.protocol.durations import parse_duration
 
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
     target = load_master_config(config_path)
     if not target.cluster.enabled:
         raise click.UsageError(f"{target.path} has no cluster: servers: to import into")
@@ -83,7 +88,7 @@ def cluster_import(source_path: str, since: str, config_path: str | None, as_jso
         if settings.token or settings.token_file
         else None
     )
-    done = asyncio.run(import_single(source, target, time.time() - parse_duration(since), token))
+    done = asyncio.run(import_single(source, target, time.time() - window, token))
     if as_json:
         print_json(done.public())
         return

@@ -28,13 +28,22 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType, StreamConfig, StreamInfo
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from reactord.base.errors import ClusterError
@@ -128,6 +137,12 @@ def _engine_call(what: str) -> Iterator[None]:
         yield
     except _ENGINE_ERRORS as exc:
         raise ClusterError(f"{what}: {_describe(exc)}") from exc
+
+
+def transient(exc: ClusterError) -> bool:
+    """Whether a failure may pass by itself: the engine timed out or had no one to answer (a
+    JetStream leader election after a node restarted), not a refusal."""
+    return isinstance(exc.__cause__, (nats.errors.TimeoutError, nats.errors.NoRespondersError, TimeoutError))
 
 
 def require_version(version: str) -> None:
@@ -383,24 +398,39 @@ class Engine:
         self, start: int, handler: Callable[[int, bytes], Awaitable[None]], *, subject: str = EVENTS_SUBJECTS
     ) -> Following:
         """Deliver the event stream from sequence ``start`` on, in order, to ``handler``
-        (sequence, payload): an ordered consumer, which the client recreates on a gap."""
-
-        async def deliver(msg: Msg) -> None:
-            await handler(msg.metadata.sequence.stream, msg.data or b"")
-
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(1, start))
+        (sequence, payload), a batch at a time as the handler takes them: a pull consumer of
+        this connection's own (in memory, one copy, gone a minute after its last fetch), so a
+        slow handler slows the reading, never drops a record."""
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=max(1, start),
+            ack_policy=AckPolicy.ALL,
+            ack_wait=600.0,
+            max_ack_pending=-1,
+            inactive_threshold=60.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
         with _engine_call(f"cannot follow {EVENTS_STREAM}"):
-            sub = await self._js.subscribe(
-                subject,
-                stream=EVENTS_STREAM,
-                cb=deliver,
-                ordered_consumer=True,
-                config=config,
-                idle_heartbeat=2.0,
-                pending_msgs_limit=4096,
-                pending_bytes_limit=64 << 20,
-            )
-        return Following(sub)
+            sub = await self._js.pull_subscribe(subject, durable=None, stream=EVENTS_STREAM, config=config)
+
+        async def pull() -> None:
+            while True:
+                try:
+                    msgs = await sub.fetch(256, timeout=1.0)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                except _ENGINE_ERRORS as exc:
+                    log.warning("cluster: reading %s: %s", EVENTS_STREAM, _describe(exc))
+                    await asyncio.sleep(0.5)
+                    continue
+                for msg in msgs:
+                    await handler(msg.metadata.sequence.stream, msg.data or b"")
+                if msgs:
+                    with contextlib.suppress(*_ENGINE_ERRORS):
+                        await msgs[-1].ack()  # AckAll: everything up to it
+
+        return Following(sub, asyncio.create_task(pull(), name="cluster-follow"))
 
     async def last_seq(self, stream: str = EVENTS_STREAM) -> int:
         """The stream's last sequence (0 when empty)."""
@@ -474,12 +504,16 @@ class Engine:
 
 
 class Following:
-    """A running ordered consumer (``Engine.follow``)."""
+    """A running consumer of the event stream (``Engine.follow``) and the task reading it."""
 
-    def __init__(self, sub: Subscription) -> None:
+    def __init__(self, sub: Any, task: asyncio.Task[None]) -> None:
         self._sub = sub
+        self._task = task
 
     async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
         with contextlib.suppress(*_ENGINE_ERRORS, nats.errors.BadSubscriptionError):
             await self._sub.unsubscribe()
 

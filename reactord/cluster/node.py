@@ -39,7 +39,7 @@ from reactord.base.config import ClusterConfig
 from reactord.base.errors import ClusterError
 from reactord.base.stats import Stats
 from reactord.cluster import records
-from reactord.cluster.engine import Engine, Following, KvBucket, Layout, connect
+from reactord.cluster.engine import Engine, EngineInfo, Following, KvBucket, Layout, connect, transient
 from reactord.cluster.leases import PartitionLeases, rendezvous
 from reactord.cluster.subjects import (
     ACTIONS_STREAM,
@@ -81,7 +81,8 @@ APPLY_BATCH = 256
 _MASTER_LANE = "\0master"
 #: Jobs of other masters remembered as theirs (their returns are forwarded to them).
 MAX_FOREIGN_JOBS = 100_000
-_ENDED = ("done", "failed", "dead", "skipped", "interrupted")
+#: An action's statuses once it has ended ("failed" is between two tries: not ended).
+_ENDED = ("ok", "dead", "skipped", "interrupted")
 
 
 class StreamClock:
@@ -232,7 +233,7 @@ class Publisher:
         backoff = 0.05
         try:
             while queue:
-                items = [queue.popleft() for _ in range(min(64, len(queue)))]
+                items = self._next_batch(queue)
                 for item in items:
                     if item.ended is not None:
                         item.payload = records.pack_done(item.ended)
@@ -260,6 +261,19 @@ class Publisher:
         finally:
             if not queue:
                 self.lanes.pop(_MASTER_LANE, None)
+
+    @staticmethod
+    def _next_batch(queue: deque[_Item]) -> list[_Item]:
+        """Up to 64 items to publish at once; a done record only once everything queued before
+        it is stored (an action's event must never be lost behind its done record)."""
+        items: list[_Item] = []
+        while queue and len(items) < 64:
+            if queue[0].ended is not None and items:
+                break
+            items.append(queue.popleft())
+            if items[-1].ended is not None:
+                break
+        return items
 
     def _give_up(self, lane: str, queue: deque[_Item], exc: ClusterError) -> None:
         """A minion's batch was not stored: drop what follows it (not acknowledged: the minion
@@ -460,7 +474,8 @@ class ClusterNode:
         self.on_return = on_return
         self.job_store = job_store
         self._foreign: dict[str, None] = {}  # jobs other masters started (oldest first, bounded)
-        self._forced: dict[str, None] = {}  # actions to run though claimed (their claimer died)
+        self._forced: set[str] = set()  # actions to run though claimed (their claimer died)
+        self._doubts: dict[str, tuple[str, float]] = {}  # action -> (event, when to look again)
         self.stream_clock = stream_clock
         self.stats = stats
         self.token = token
@@ -494,18 +509,7 @@ class ClusterNode:
             name=f"reactord-{self.member}",
         )
         try:
-            info = await self.engine.check_engine()
-            layout = Layout(
-                self.config.partitions,
-                self.config.lease_ttl,
-                self.config.replicas,
-                self.config.duplicate_window,
-            )
-            await self.engine.ensure_streams(layout)
-            leases = await self.engine.leases()
-            self.ownership = Ownership(self, leases, await self.engine.bucket(STATE_BUCKET))
-            self._keys = await self.engine.bucket(KEYS_BUCKET)
-            self._presence = await self.engine.bucket(PRESENCE_BUCKET)
+            info = await self._prepare()
         except BaseException:
             await self.engine.close()
             raise
@@ -519,6 +523,33 @@ class ClusterNode:
             self.config.lease_ttl,
         )
 
+    async def _prepare(self) -> EngineInfo:
+        """Check the engine, make or check the streams and buckets. A timeout (the engine
+        electing leaders after a node restarted) is tried again for up to six connect
+        timeouts (at least 30s); a refusal is not."""
+        deadline = time.monotonic() + max(30.0, 6 * self.config.connect_timeout)
+        while True:
+            try:
+                info = await self.engine.check_engine()
+                layout = Layout(
+                    self.config.partitions,
+                    self.config.lease_ttl,
+                    self.config.replicas,
+                    self.config.duplicate_window,
+                )
+                await self.engine.ensure_streams(layout)
+                self.ownership = Ownership(
+                    self, await self.engine.leases(), await self.engine.bucket(STATE_BUCKET)
+                )
+                self._keys = await self.engine.bucket(KEYS_BUCKET)
+                self._presence = await self.engine.bucket(PRESENCE_BUCKET)
+                return info
+            except ClusterError as exc:
+                if not transient(exc) or time.monotonic() > deadline:
+                    raise
+                log.warning("cluster: the engine is not ready (%s); trying again", exc)
+                await asyncio.sleep(1.0)
+
     def _hook(self) -> None:
         """From now on the master's parts go through the cluster."""
         self.pipeline.forwarder = self.publisher
@@ -529,6 +560,7 @@ class ClusterNode:
         self.audit.on_dead = self._dead
         self.keystore.on_change = self._key_changed
         self.nodes.presence.member = self.member
+        self.nodes.presence.judged_elsewhere = self._judged_elsewhere
 
     async def run(self) -> None:
         """The cluster's long-lived tasks, until cancelled."""
@@ -541,6 +573,7 @@ class ClusterNode:
             asyncio.create_task(self.ownership.run(), name="cluster-ownership"),
             asyncio.create_task(self._watchdog(), name="cluster-watchdog"),
             asyncio.create_task(self._presence_loop(), name="cluster-presence"),
+            asyncio.create_task(self._rechecks(), name="cluster-rechecks"),
         ]
         self._subs = [
             await self.engine.serve(COMMANDS.format(member=self.member), self._on_command),
@@ -583,6 +616,8 @@ class ClusterNode:
 
     async def _apply_loop(self) -> None:
         while True:
+            if self.reactor.dispatcher.saturated:
+                await self.reactor.wait_room()  # the firings this master runs are at their bound
             batch = [await self._inbox.get()]
             while not self._inbox.empty() and len(batch) < APPLY_BATCH:
                 batch.append(self._inbox.get_nowait())
@@ -774,22 +809,28 @@ class ClusterNode:
         intent = codec.pack(
             {"member": self.member, "event": action.event.id, "rule": action.rule, "key": action.key}
         )
-        for attempt in range(5):
+        backoff = 0.1
+        while True:  # the engine may be electing a leader: try until it answers or p is lost
             try:
                 published = await self.engine.publish(
                     action_subject(p), intent, f"intent:{action.action_id}", stream=ACTIONS_STREAM
                 )
                 break
             except ClusterError as exc:
-                log.warning("cluster: could not claim %s (%s)", action.action_id, exc)
-                await asyncio.sleep(0.2 * (attempt + 1))
-        else:
-            return False
-        if published.duplicate and self._forced.pop(action.action_id, None) is None:
+                self.stats.incr("cluster.claim_retries")
+                log.warning("cluster: could not claim %s (%s); trying again", action.action_id, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(2 * backoff, 2.0)
+            if not self.ownership.owns(p):
+                self._refused(action, "this master lost its partition while the engine did not answer")
+                return False
+        forced = action.action_id in self._forced
+        self._forced.discard(action.action_id)
+        if published.duplicate and not forced:
             self._refused(action, "another master claimed it first")
-            if action.resuming:
-                delay = 2 * self.config.lease_ttl + action.timeout
-                asyncio.get_running_loop().call_later(delay, self._recheck, action.action_id, action.event.id)
+            # that master runs it and says so (a done record); if none comes, it did not
+            due = time.monotonic() + 2 * self.config.lease_ttl + action.timeout
+            self._doubts[action.action_id] = (action.event.id, due)
             return False
         if not self.ownership.owns(p):  # lost while the claim was on its way
             self._refused(action, "this master lost its partition meanwhile")
@@ -802,19 +843,36 @@ class ClusterNode:
             "cluster: did not run %s (%s of %s): %s", action.action_id, action.rule, action.event.id, why
         )
 
-    def _recheck(self, action_id: str, event_id: str) -> None:
-        """A resumed action another master had claimed: if it has still not ended, that master
-        died while it ran, so it runs here (once more); the actions after it in its firing go
-        on either way (the claimer stopped, or was stopped, before them). Only while this
-        master still owns the partition."""
-        left = [r["id"] for r in self.audit.unfinished() if r["event_id"] == event_id]
-        event = self.reactor.event_log.get(event_id)
-        if not left or event is None or not self.ownership.owns(self.partition(event.source)):
-            return
-        if action_id in left:
-            log.warning("cluster: %s was claimed by a master that never ended it: running it here", action_id)
-            self._forced[action_id] = None
-        self.reactor.resume(keep=lambda e: e.id == event_id)
+    async def _rechecks(self) -> None:
+        """Once a second: the actions another master had claimed whose time is up. One that
+        has still not ended was claimed by a master that died while it ran (or lost its
+        partition before it ran it): it runs here, with the actions after it in its firing,
+        if this master owns the partition (else its owner's own check does it)."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            due = [(a, e) for a, (e, at) in self._doubts.items() if at <= now]
+            if not due:
+                continue
+            for action_id, _ in due:
+                del self._doubts[action_id]
+            open_ids = {row["id"] for row in self.audit.unfinished()}
+            events: set[str] = set()
+            for action_id, event_id in due:
+                event = self.reactor.event_log.get(event_id) if action_id in open_ids else None
+                if event is None or not self.ownership.owns(self.partition(event.source)):
+                    continue
+                self._forced.add(action_id)
+                events.add(event_id)
+            if events:
+                log.warning(
+                    "cluster: %d actions were claimed by a master that never ended them: running them here",
+                    len(events),
+                )
+                self._resume_events(events)
+
+    def _resume_events(self, events: set[str]) -> None:
+        self.reactor.resume(keep=lambda event: event.id in events)
 
     def _dead(self, letter: DeadLetter) -> None:
         event = self.reactor.event_log.get(letter.event_id)
@@ -885,6 +943,20 @@ class ClusterNode:
     def _presence_value(self, record: MinionRecord) -> tuple[Any, ...]:
         return (record.presence, record.version, tuple(record.functions), codec.pack(record.grains))
 
+    def _judged_elsewhere(self, record: MinionRecord) -> bool:
+        """Whose word a minion's presence is: the master holding it while that master lives;
+        when it is gone, the owner of the minion's partition (one master, not all)."""
+        if not record.master:
+            return True  # not heard from since this master started; the engine says who holds it
+        if record.master == self.member:
+            return False
+        if record.master in self.ownership.members:
+            return True
+        return not self.ownership.holds(self.partition(record.id))
+
+    def _mine_to_share(self, record: MinionRecord) -> bool:
+        return record.master == self.member or (bool(record.master) and not self._judged_elsewhere(record))
+
     async def _presence_loop(self) -> None:
         """Once a second: the minions this master holds, as the cluster should see them."""
         refreshed = 0.0
@@ -893,17 +965,18 @@ class ClusterNode:
             now = time.monotonic()
             refresh = now - refreshed > 10
             for record in self.registry.all():
-                if record.master != self.member:
+                if not self._mine_to_share(record):
                     continue
                 value = self._presence_value(record)
                 if not refresh and self._published_presence.get(record.id) == value:
                     continue
                 if record.presence != "up" and not self.link.connected(record.id):
-                    if self._remote_holder(record.id) not in ("", self.member):
+                    holder = self._remote_holder(record.id)
+                    if holder not in ("", self.member, record.master) and holder in self.ownership.members:
                         continue  # another master holds it now: not ours to judge
                 payload = codec.pack(
                     {
-                        "master": self.member,
+                        "master": record.master,
                         "presence": record.presence,
                         "last_seen": record.last_seen,
                         "first_seen": record.first_seen,

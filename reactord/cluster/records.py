@@ -13,8 +13,8 @@ A record is a list whose first item says its kind:
 - ``["R", [[kind, rule, key, value], ...]]``: rule state rows copied by ``cluster import``.
 - ``["L", {dead letter}]``: a dead letter as its master wrote it (new, or retried): every
   master's ``deadletters`` lists it.
-- ``["D", [[action_id, status], ...]]``: actions ended (done, failed, dead, skipped,
-  interrupted) on their partition's owner; every master marks them so in its own outbox, so
+- ``["D", [[action_id, status], ...]]``: actions ended (ok, dead, skipped, interrupted) on
+  their partition's owner; every master marks them so in its own outbox, so
   the next owner does not run them again.
 
 The engine is ours, but its bytes are read like any other: a record that does not decode
@@ -41,7 +41,7 @@ _KINDS = frozenset({"throttle", "window", "hold"})
 #: A record's largest size: the engine's default max payload.
 MAX_RECORD = 8 << 20
 _MAX_TEXT = 4096
-_ENDED = frozenset({"done", "failed", "dead", "skipped", "interrupted", "elsewhere"})
+_ENDED = frozenset({"ok", "dead", "skipped", "interrupted"})
 
 
 @dataclass(frozen=True, slots=True)

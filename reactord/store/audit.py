@@ -202,6 +202,11 @@ class AuditLog:
         row = self.db.conn.execute("SELECT key FROM actions WHERE id=?", (action_id,)).fetchone()
         return row[0] if row and row[0] else None
 
+    def action_status(self, action_id: str) -> str | None:
+        self.try_flush()
+        row = self.db.conn.execute("SELECT status FROM actions WHERE id=?", (action_id,)).fetchone()
+        return row[0] if row else None
+
     def action_event(self, action_id: str) -> str | None:
         """The id of the event an action is for."""
         row = self.db.conn.execute("SELECT event_id FROM actions WHERE id=?", (action_id,)).fetchone()

@@ -63,7 +63,7 @@ class Cluster:
                 shutil.copy2(key, target / key.name)
 
     def start(self, index: int) -> Daemon:
-        daemon = self.masters[index].start_master()
+        daemon = self.masters[index].start_master(timeout=60)  # a recovering engine: up to 30s more
         self.daemons[index] = daemon
         return daemon
 

@@ -14,6 +14,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +80,8 @@ def _send_all(setup: Setup, minions: list[str]) -> list[subprocess.Popen[str]]:
     return [
         subprocess.Popen(
             [
+                sys.executable,
+                "-m",
                 "reactord",
                 "event",
                 "send",

@@ -139,6 +139,7 @@ class Master:
                 jobs=self.jobs,
                 resolve_target=self.resolve_target,
                 check_gate=FleetGate(self.fleet, self.resolve_target),
+                settled=self._settled if config.cluster.enabled else None,
             ),
             stats=self.stats,
             clock=reactor_clock,
@@ -185,6 +186,11 @@ class Master:
         from reactord.cluster.node import ReportingAuditLog, StreamClock
 
         return ReportingAuditLog(self.db), StreamClock(self.clock)
+
+    async def _settled(self, event: Event) -> None:
+        """Cluster mode: until the engine has stored an event this master made."""
+        if self.cluster is not None:
+            await self.cluster.publisher.settled(event)
 
     def _cluster_node(self, audit: AuditLog, reactor_clock: Callable[[], float]) -> Any:
         from reactord.cluster.node import ClusterNode, ReportingAuditLog, StreamClock

@@ -7,7 +7,7 @@ the target resolver and the fleet gate. The actions never import those parts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -116,6 +116,9 @@ class ActionServices:
     jobs: Jobs | None = None
     resolve_target: ResolveTarget | None = None
     check_gate: GateCheck | None = None
+    #: Returns once an event ``emit`` made is durable where it must be before the action
+    #: counts as done (cluster mode: stored by the engine; None: it is once ``emit`` returns).
+    settled: Callable[[Event], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,7 @@ class _Item:
     msg_id: str
     delivery: dict[tuple[str, str], int] = field(default_factory=dict)
     ended: list[tuple[str, str]] | None = None  # a done record still taking more
+    first: str = ""  # the master's events: the first one's id (``settled`` waits on it)
     weight: int = 0  # what it counts for in the publisher's bound
 
     def __post_init__(self) -> None:
@@ -146,6 +147,7 @@ class Publisher:
         self._room = asyncio.Event()
         self._room.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stored: dict[str, asyncio.Future[None]] = {}  # the master's events, by first id
 
     def send(self, events: list[Event], delivery: dict[tuple[str, str], int]) -> None:
         partitions = self.node.config.partitions
@@ -153,7 +155,10 @@ class Publisher:
             first = events[0]
             msg_id = f"act:{first.action}" if first.action and len(events) == 1 else f"ev:{first.id}"
             payload = records.pack_events(events, tracked=False)
-            self._queue(_MASTER_LANE, _Item(event_subject(first.source, partitions), payload, msg_id))
+            self._stored[first.id] = asyncio.get_running_loop().create_future()
+            self._queue(
+                _MASTER_LANE, _Item(event_subject(first.source, partitions), payload, msg_id, first=first.id)
+            )
             return
         by_source: dict[str, list[Event]] = {}
         for event in events:
@@ -197,7 +202,15 @@ class Publisher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def settled(self, event: Event) -> None:
+        """Until the engine has stored ``event`` (one the master made and sent here)."""
+        stored = self._stored.get(event.id)
+        if stored is not None:
+            await asyncio.shield(stored)
+
     def _done(self, item: _Item) -> None:
+        if item.first and (stored := self._stored.pop(item.first, None)) is not None and not stored.done():
+            stored.set_result(None)
         self.bytes -= item.weight
         if self.bytes <= MAX_FORWARD_BYTES // 2:
             self._room.set()
@@ -793,7 +806,21 @@ class ClusterNode:
         return self.ownership.holds(self.partition(event.source))
 
     def take_over(self, p: int) -> None:
-        """Partition ``p`` is ours now: run what its previous owner left unfinished."""
+        """Partition ``p`` is ours now: what its previous owner left unfinished runs here, once
+        this master has applied the stream as far as it reached when it took ``p`` (the done
+        records of what the previous owner finished are in it)."""
+        self._spawn(self._resume_partition(p))
+
+    async def _resume_partition(self, p: int) -> None:
+        try:
+            target = await self.engine.last_seq()
+        except ClusterError:
+            target = self.applied
+        deadline = time.monotonic() + 4 * self.config.lease_ttl
+        while self.applied < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # the apply loop catching up
+        if not self.ownership.owns(p):
+            return
         resumed = self.reactor.resume(keep=lambda event: self.partition(event.source) == p)
         log.info("cluster: took partition %d (%d unfinished firings resumed)", p, resumed)
 

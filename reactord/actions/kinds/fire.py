@@ -76,6 +76,8 @@ class Fire(ActionKind[FireParams]):
             )
         except StorageFull as exc:
             raise ActionFailed(str(exc)) from None  # tried again with backoff
+        if ctx.services.settled is not None:
+            await ctx.services.settled(event)  # in a cluster: stored by the engine before "ok"
         return {"event_id": event.id, "tag": tag}
 
 

@@ -218,6 +218,7 @@ class Master:
             token=token,
             stream_clock=reactor_clock,
             stats=self.stats,
+            max_event_bytes=self.config.max_message_size,
         )
         self.jobs.link = node
         return node

@@ -362,6 +362,8 @@ class EventPipeline:
                 )
             )
         if self.forwarder is not None:
+            if writes is not None:  # a webhook's dedupe keys: this master's, written now
+                self.log.append([], {}, writes=writes(events))
             self.forwarder.send(events, {})  # written when the engine's stream brings it back
             return events
         if self._held and not (hold and self.storage_error is not None):

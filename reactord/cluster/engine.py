@@ -458,6 +458,11 @@ class Engine:
         }
 
     @property
+    def max_payload(self) -> int:
+        """The largest message the engine takes (nats-server's max_payload)."""
+        return int(self._client.max_payload)
+
+    @property
     def server(self) -> EngineInfo:
         url = self._client.connected_url
         where = f"{url.hostname}:{url.port}" if url is not None else ""

@@ -76,11 +76,16 @@ log = logging.getLogger("reactord.cluster")
 
 #: Bytes on their way to the engine past which ingest waits.
 MAX_FORWARD_BYTES = 32 << 20
+#: A record's size at most (events are split over several): well within the engine's
+#: max_payload, which the master checks at start.
+RECORD_BYTES = 256 << 10
 #: Records applied in one transaction at most.
 APPLY_BATCH = 256
 _MASTER_LANE = "\0master"
 #: Jobs of other masters remembered as theirs (their returns are forwarded to them).
 MAX_FOREIGN_JOBS = 100_000
+#: What a done record carries of an action, besides its status (``event show`` alike everywhere).
+_SHARED_FIELDS = ("attempts", "started", "finished", "error", "result", "jid", "params")
 #: An action's statuses once it has ended ("failed" is between two tries: not ended).
 _ENDED = ("ok", "dead", "skipped", "interrupted")
 
@@ -102,14 +107,21 @@ class ReportingAuditLog(AuditLog):
     """The outbox, telling the cluster when an action has ended on this master, and its dead
     letters as they are made or retried."""
 
-    on_end: Callable[[str, str], None] | None = None
+    on_end: Callable[[str, str, dict[str, Any]], None] | None = None
     on_dead: Callable[[DeadLetter], None] | None = None
+    #: What was recorded of each action not ended yet (its done record carries it all).
+    _so_far: dict[str, dict[str, Any]]
 
     def update_action(self, action_id: str, **fields: Any) -> None:
+        recorded = {k: v for k, v in fields.items() if k in _SHARED_FIELDS}
         super().update_action(action_id, **fields)
+        if self.on_end is None:
+            return
+        so_far = self.__dict__.setdefault("_so_far", {})
+        so_far.setdefault(action_id, {}).update(recorded)
         status = fields.get("status")
-        if status in _ENDED and self.on_end is not None:
-            self.on_end(action_id, status)
+        if status in _ENDED:
+            self.on_end(action_id, status, so_far.pop(action_id))
 
     def add_dead(self, letter: DeadLetter) -> None:
         super().add_dead(letter)
@@ -129,12 +141,14 @@ class _Item:
     payload: bytes | None  # None: nothing to store, only acknowledgements to send
     msg_id: str
     delivery: dict[tuple[str, str], int] = field(default_factory=dict)
-    ended: list[tuple[str, str]] | None = None  # a done record still taking more
+    ended: list[tuple[str, str, dict[str, Any]]] | None = None  # a done record still taking more
     first: str = ""  # the master's events: the first one's id (``settled`` waits on it)
     weight: int = 0  # what it counts for in the publisher's bound
 
     def __post_init__(self) -> None:
-        self.weight = len(self.payload or b"") + 64 + 48 * len(self.ended or ())
+        self.weight = (
+            len(self.payload or b"") + 64 + sum(64 + len(codec.pack(e[2])) for e in self.ended or ())
+        )
 
 
 class Publisher:
@@ -152,42 +166,46 @@ class Publisher:
     def send(self, events: list[Event], delivery: dict[tuple[str, str], int]) -> None:
         partitions = self.node.config.partitions
         if not delivery:  # the master's own events: one source, published once, never lost
-            first = events[0]
-            msg_id = f"act:{first.action}" if first.action and len(events) == 1 else f"ev:{first.id}"
-            payload = records.pack_events(events, tracked=False)
-            self._stored[first.id] = asyncio.get_running_loop().create_future()
-            self._queue(
-                _MASTER_LANE, _Item(event_subject(first.source, partitions), payload, msg_id, first=first.id)
-            )
+            for chunk in _by_size(events):
+                first = chunk[0]
+                msg_id = f"act:{first.action}" if first.action and len(events) == 1 else f"ev:{first.id}"
+                payload = records.pack_events(chunk, tracked=False)
+                self._stored[first.id] = asyncio.get_running_loop().create_future()
+                item = _Item(event_subject(first.source, partitions), payload, msg_id, first=first.id)
+                self._queue(_MASTER_LANE, item)
             return
         by_source: dict[str, list[Event]] = {}
         for event in events:
             by_source.setdefault(event.source, []).append(event)
         for (source, epoch), seq in delivery.items():
             mine = [e for e in by_source.get(source, []) if e.epoch == epoch]
-            packed = records.pack_events(mine, tracked=True) if mine else None
-            msg_id = f"{source}:{epoch}:{mine[0].seq}:{mine[-1].seq}" if mine else ""
-            item = _Item(event_subject(source, partitions), packed, msg_id, {(source, epoch): seq})
-            self._queue(source, item)
+            subject = event_subject(source, partitions)
+            chunks = _by_size(mine) if mine else [[]]
+            for index, chunk in enumerate(chunks):
+                packed = records.pack_events(chunk, tracked=True) if chunk else None
+                msg_id = f"{source}:{epoch}:{chunk[0].seq}:{chunk[-1].seq}" if chunk else ""
+                last = index == len(chunks) - 1  # the minion is acknowledged after its last chunk
+                self._queue(source, _Item(subject, packed, msg_id, {(source, epoch): seq} if last else {}))
 
     def publish_dead(self, source: str, letter: DeadLetter) -> None:
         subject = f"rd.ev.{partition_of(source, self.node.config.partitions)}.=dead"
         msg_id = f"dead:{letter.id}:{letter.status}:{letter.attempts}:{letter.updated}"
         self._queue(_MASTER_LANE, _Item(subject, records.pack_dead(letter), msg_id))
 
-    def publish_done(self, source: str, action_id: str, status: str) -> None:
+    def publish_done(self, source: str, action_id: str, status: str, fields: dict[str, Any]) -> None:
         """An action ended: said in a done record of its partition, several to a record while
         the lane is busy."""
         subject = f"rd.ev.{partition_of(source, self.node.config.partitions)}.=done"
         queue = self.lanes.get(_MASTER_LANE)
         if queue:
             for item in reversed(queue):
-                if item.ended is not None and item.subject == subject and len(item.ended) < 1000:
-                    item.ended.append((action_id, status))
-                    item.weight += 48
-                    self.bytes += 48
+                if item.ended is not None and item.subject == subject and item.weight < RECORD_BYTES:
+                    size = 64 + len(codec.pack(fields))
+                    item.ended.append((action_id, status, fields))
+                    item.weight += size
+                    self.bytes += size
                     return
-        self._queue(_MASTER_LANE, _Item(subject, None, "", ended=[(action_id, status)]))
+        self._queue(_MASTER_LANE, _Item(subject, None, "", ended=[(action_id, status, fields)]))
 
     def _queue(self, lane: str, item: _Item) -> None:
         queue = self.lanes.get(lane)
@@ -225,6 +243,16 @@ class Publisher:
         try:
             while queue:
                 item = queue[0]
+                if item.payload is not None and len(item.payload) + 1024 > self.node.engine.max_payload:
+                    # one event too large for the engine: it can never be stored; dropped,
+                    # counted and acknowledged, so it cannot come back for ever
+                    self.node.stats.incr("cluster.too_large")
+                    log.error(
+                        "cluster: dropped events of %s too large for the engine (%d bytes)",
+                        lane,
+                        len(item.payload),
+                    )
+                    item.payload = None
                 try:
                     if item.payload is not None:
                         await self.node.engine.publish(item.subject, item.payload, item.msg_id)
@@ -474,6 +502,7 @@ class ClusterNode:
         stream_clock: StreamClock,
         stats: Stats,
         token: str | None = None,
+        max_event_bytes: int = 1 << 20,
     ) -> None:
         self.config = config
         self.member = member
@@ -492,6 +521,7 @@ class ClusterNode:
         self.stream_clock = stream_clock
         self.stats = stats
         self.token = token
+        self.max_event_bytes = max_event_bytes
         self.applied_seq = AppliedSequence(db, "RDEV")
         self.applied = self.applied_seq.read()
         self.engine: Engine
@@ -544,6 +574,14 @@ class ClusterNode:
         while True:
             try:
                 info = await self.engine.check_engine()
+                if self.engine.max_payload < self.max_event_bytes:
+                    log.warning(
+                        "cluster: the engine takes messages of %d bytes at most, less than max_message_size"
+                        " (%d): a single event larger than that will be dropped (counted:"
+                        " cluster.too_large); raise max_payload in nats-server's config",
+                        self.engine.max_payload,
+                        self.max_event_bytes,
+                    )
                 layout = Layout(
                     self.config.partitions,
                     self.config.lease_ttl,
@@ -707,8 +745,8 @@ class ClusterNode:
             self.reactor.engine.state.load_rows(rows)
         self._jobs_seen(events)
         for done in ended:
-            for action_id, status in done.ended:
-                AuditLog.update_action(self.audit, action_id, status=status)
+            for action_id, status, fields in done.ended:
+                AuditLog.update_action(self.audit, action_id, **fields, status=status)
         for letter in letters:
             self._dead_seen(letter)
 
@@ -830,13 +868,15 @@ class ClusterNode:
         it; a successor resuming it waits for that master's done record and runs it only when
         none came (that master died while it ran: at least once)."""
         p = self.partition(action.event.source)
-        if not self.ownership.owns(p):
+        replay = "/replay/" in action.key  # an operator's replay runs where it was asked for
+        if not replay and not self.ownership.owns(p):
             self._refused(action, "this master no longer owns its partition")
             return False
         intent = codec.pack(
             {"member": self.member, "event": action.event.id, "rule": action.rule, "key": action.key}
         )
         backoff = 0.1
+        give_up = time.monotonic() + action.timeout  # a replay's claim (a partition's: while owned)
         while True:  # the engine may be electing a leader: try until it answers or p is lost
             try:
                 published = await self.engine.publish(
@@ -848,8 +888,8 @@ class ClusterNode:
                 log.warning("cluster: could not claim %s (%s); trying again", action.action_id, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(2 * backoff, 2.0)
-            if not self.ownership.owns(p):
-                self._refused(action, "this master lost its partition while the engine did not answer")
+            if (replay and time.monotonic() > give_up) or (not replay and not self.ownership.owns(p)):
+                self._refused(action, "the engine did not answer (or the partition was lost meanwhile)")
                 return False
         forced = action.action_id in self._forced
         self._forced.discard(action.action_id)
@@ -859,7 +899,7 @@ class ClusterNode:
             due = time.monotonic() + 2 * self.config.lease_ttl + action.timeout
             self._doubts[action.action_id] = (action.event.id, due)
             return False
-        if not self.ownership.owns(p):  # lost while the claim was on its way
+        if not replay and not self.ownership.owns(p):  # lost while the claim was on its way
             self._refused(action, "this master lost its partition meanwhile")
             return False
         return True
@@ -905,11 +945,11 @@ class ClusterNode:
         event = self.reactor.event_log.get(letter.event_id)
         self.publisher.publish_dead(event.source if event is not None else "", letter)
 
-    def _ended(self, action_id: str, status: str) -> None:
+    def _ended(self, action_id: str, status: str, fields: dict[str, Any]) -> None:
         event_id = self.audit.action_event(action_id)
         event = self.reactor.event_log.get(event_id) if event_id else None
         if event is not None:
-            self.publisher.publish_done(event.source, action_id, status)
+            self.publisher.publish_done(event.source, action_id, status, fields)
 
     # -- keys --------------------------------------------------------------------------------------
 
@@ -1140,6 +1180,20 @@ class ClusterNode:
         except ClusterError as exc:
             out["error"] = str(exc)
         return out
+
+
+def _by_size(events: list[Event], limit: int = RECORD_BYTES) -> list[list[Event]]:
+    """``events`` in runs of about ``limit`` bytes (an event larger than that alone)."""
+    chunks: list[list[Event]] = [[]]
+    size = 0
+    for event in events:
+        weight = len(event.packed_data()) + len(event.tag) + 128
+        if chunks[-1] and size + weight > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(event)
+        size += weight
+    return chunks
 
 
 def key_value(states: dict[str, list[bytes]]) -> bytes:

@@ -13,8 +13,9 @@ A record is a list whose first item says its kind:
 - ``["R", [[kind, rule, key, value], ...]]``: rule state rows copied by ``cluster import``.
 - ``["L", {dead letter}]``: a dead letter as its master wrote it (new, or retried): every
   master's ``deadletters`` lists it.
-- ``["D", [[action_id, status], ...]]``: actions ended (ok, dead, skipped, interrupted) on
-  their partition's owner; every master marks them so in its own outbox, so
+- ``["D", [[action_id, status, fields], ...]]``: actions ended (ok, dead, skipped,
+  interrupted) on their partition's owner, with what was recorded of them (``fields``:
+  attempts, started, finished, error, result, jid, params); every master marks them so in its own outbox, so
   the next owner does not run them again.
 
 The engine is ours, but its bytes are read like any other: a record that does not decode
@@ -46,7 +47,7 @@ _ENDED = frozenset({"ok", "dead", "skipped", "interrupted"})
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    ended: list[tuple[str, str]]  # (action id, status)
+    ended: list[tuple[str, str, dict[str, Any]]]  # (action id, status, fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ def pack_events(events: list[Event], tracked: bool, imported: bool = False) -> b
     )
 
 
-def pack_done(ended: list[tuple[str, str]]) -> bytes:
+def pack_done(ended: list[tuple[str, str, dict[str, Any]]]) -> bytes:
     return codec.pack([DONE, [list(pair) for pair in ended]])
 
 
@@ -108,7 +109,7 @@ def _dead(value: Any) -> DeadLetter:
         raise DecodeError(f"a dead letter record is wrong: {exc}") from exc
     for name in ("id", "action_id", "event_id", "rule", "kind", "label", "status"):
         _text(getattr(letter, name))
-    _text(letter.error, empty=True)
+    _text(letter.error, empty=True, limit=MAX_RECORD)
     for name in ("timeout", "created", "updated"):
         _number(getattr(letter, name))
     _count(letter.attempts)
@@ -124,13 +125,13 @@ def unpack(payload: bytes) -> Events | Done | RuleRows | DeadLetter:
         raise DecodeError("a cluster record is a non-empty list")
     if record[0] == DONE and len(record) == 2 and isinstance(record[1], list):
         ended = []
-        for pair in record[1]:
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise DecodeError("a done record holds [action id, status] pairs")
-            action_id, status = _text(pair[0]), _text(pair[1])
+        for item in record[1]:
+            if not isinstance(item, list) or len(item) != 3 or not isinstance(item[2], dict):
+                raise DecodeError("a done record holds [action id, status, fields] items")
+            action_id, status = _text(item[0]), _text(item[1])
             if status not in _ENDED:
                 raise DecodeError(f"an action cannot end as {status!r}")
-            ended.append((action_id, status))
+            ended.append((action_id, status, _done_fields(item[2])))
         return Done(ended)
     if record[0] == DEAD and len(record) == 2:
         return _dead(record[1])
@@ -146,6 +147,23 @@ def unpack(payload: bytes) -> Events | Done | RuleRows | DeadLetter:
     return Events(
         [_event(item) for item in record[1]], record[2] is True, record[-1] is True and len(record) == 4
     )
+
+
+def _done_fields(fields: dict[Any, Any]) -> dict[str, Any]:
+    """An ended action's fields, as its master recorded them: known names, plain values."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name in ("attempts",):
+            out[name] = _count(value)
+        elif name in ("started", "finished"):
+            out[name] = None if value is None else _number(value)
+        elif name in ("error", "jid", "params"):
+            out[name] = None if value is None else _text(value, empty=True, limit=MAX_RECORD)
+        elif name == "result":
+            out[name] = value  # any plain value (msgpack decoded it): stored as JSON
+        else:
+            raise DecodeError(f"a done record names an unknown field {name!r}")
+    return out
 
 
 def _event(item: Any) -> Event:
@@ -173,8 +191,8 @@ def _event(item: Any) -> Event:
     )
 
 
-def _text(value: Any, *, empty: bool = False) -> str:
-    if not isinstance(value, str) or len(value) > _MAX_TEXT or (not value and not empty):
+def _text(value: Any, *, empty: bool = False, limit: int = _MAX_TEXT) -> str:
+    if not isinstance(value, str) or len(value) > limit or (not value and not empty):
         raise DecodeError("a text field of a cluster record is wrong")
     return value
 

@@ -8,6 +8,7 @@ jobs and the minions' masters read the same on every master."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,21 @@ from tests.support import wait_until
 pytestmark = pytest.mark.slow
 
 MINIONS = {f"web0{n}": [n % 3, (n + 1) % 3, (n + 2) % 3] for n in range(1, 7)}
+RULES = {
+    "rules": [
+        {
+            "name": "relay",
+            "on": "minion/*/app/load",
+            "do": [{"fire": "relay/load", "data": {"n": "{{ data.n }}"}}],
+        }
+    ]
+}
 
 
 @pytest.fixture
 def cluster(nats_cluster: list[NatsServer], tmp_path: Path) -> Iterator[Cluster]:
     made = Cluster.create(tmp_path, nats_cluster, count=3)
+    made.rules(json.dumps(RULES))
     try:
         made.start(0)
         made.share_master_keys()
@@ -62,10 +73,13 @@ def test_six_minions_on_three_masters_answer_any_master_and_every_master_reads_a
         lambda: set(MINIONS) <= set(a.cli_json("key", "list")["pending"]), 30, "every key pending on A"
     )
 
-    # accepted on A: the minions connected to C are let in on C, within a second or so
+    # accepted on A: the minions connected to C are let in on C within a second (each poll
+    # here starts a CLI process, a few tenths of a second of its own)
     accepted = a.cli("key", "accept", "web0*", "-y", "--json")
     assert accepted.returncode == 0, accepted.stderr
+    since = time.monotonic()
     wait_until(lambda: all(c.key_state(m) == "accepted" for m in on_c), 5, "C to see the accepts")
+    assert time.monotonic() - since < 1.5
     for master in cluster.masters:
         wait_until(
             lambda master=master: (
@@ -121,6 +135,32 @@ def test_six_minions_on_three_masters_answer_any_master_and_every_master_reads_a
     for jid in jids:
         shown = c.cli_json("jobs", "show", jid)
         assert sorted(shown["returns"]) == sorted(MINIONS), shown
+
+    # each event's rule ran once, whichever master owns its source; the same on every master
+    loads = {e["id"] for e in a.events("--tag", "minion/*/app/load")}
+    relays = _same_everywhere(
+        cluster, lambda m: sorted(e["causation"] for e in m.events("--tag", "relay/load")), "relays"
+    )
+    assert sorted(relays) == sorted(loads)
+    event_id = sorted(loads)[0]
+    assert a.cli_json("event", "show", event_id) == c.cli_json("event", "show", event_id)
+    assert (
+        a.cli_json("rules", "explain", event_id)["recorded"]
+        == c.cli_json("rules", "explain", event_id)["recorded"]
+    )
+
+    # a replay runs on the master it was asked of, owner of the source or not
+    replayed = c.cli("event", "replay", "--source", "web01", "--tag", "minion/web01/app/load", "--json")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    web01 = {e["id"] for e in a.events("--tag", "minion/web01/app/load")}
+    wait_until(
+        lambda: (
+            sorted(e["causation"] for e in b.events("--tag", "relay/load") if e["causation"] in web01)
+            == sorted([*web01, *web01])
+        ),
+        30,
+        "the replay's relays, once each, on B",
+    )
 
     status = cluster.status(1)
     assert sorted(status["members"]) == ["m0", "m1", "m2"]

@@ -1,10 +1,11 @@
 """The storage the master's parts reach, as small typed interfaces (``typing.Protocol``).
 
-The embedded master implements each with SQLite (or files, for keys); cluster mode
-(DESIGN.md §9) implements them a second time on NATS JetStream. The reactor, the action
-dispatcher, the fleet view and the control operations are written against these, and the
-contract suites in ``tests/contracts/`` run against every implementation, so that one passes
-where the other does.
+The embedded master implements each with SQLite (or files, for keys). The reactor, the
+action dispatcher, the fleet view and the control operations are written against these, and
+the contract suites in ``tests/contracts/`` run against every implementation. Cluster mode
+(docs/cluster.md) keeps these implementations as each master's own replica: every master
+applies the engine's event stream to them in the same order, so it needs no second
+implementation; what masters share goes through ``reactord.cluster``.
 
 What crosses them is plain: events, records, and ``Writes``, which are opaque: a backend's
 stores produce them (the state table's rows, the rule state's rows, the action intents, the

@@ -1,8 +1,9 @@
 """The backends the storage contracts run against.
 
 Each backend opens (or reopens: a restart) every store at a folder. The embedded master's
-is SQLite plus key files; cluster mode joins by adding one entry to ``BACKENDS``, and every
-contract test then runs against it too.
+is SQLite plus key files (cluster mode uses it too, as each master's replica of the stream);
+another backend joins by adding one entry to ``BACKENDS``, and every contract test then runs
+against it too.
 """
 
 from __future__ import annotations

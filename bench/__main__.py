@@ -94,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 go(
                     f"f{count}",
                     "acked_per_s",
-                    lambda d, count=count: cluster.ingest(
-                        d, count=count, events=30_000 if args.quick else 60_000
-                    ),
+                    lambda d, count=count: cluster.ingest(d, count=count, events=events),
                 )
             rows.append(cluster.failover(root / "g"))
             _print_row(rows[-1])

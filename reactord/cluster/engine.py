@@ -174,10 +174,13 @@ async def connect(
     if credentials is not None and not credentials.is_file():
         raise ClusterError(f"the cluster's credentials file {credentials} is not a readable file")
     failures: list[str] = []
+    refused = asyncio.Event()  # the engine said no (credentials): trying again cannot help
 
     async def on_error(exc: Exception) -> None:
         failures.append(_describe(exc))
         log.debug("cluster engine: %s", _describe(exc))
+        if isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in str(exc).lower():
+            refused.set()
 
     async def on_disconnected() -> None:
         if not client.is_closed:  # a close() of ours also says "disconnected"
@@ -188,24 +191,36 @@ async def connect(
 
     client = Client()
     where = ", ".join(servers)
+    connecting = asyncio.create_task(
+        client.connect(
+            servers=list(servers),
+            name=name,
+            token=token,
+            user_credentials=str(credentials) if credentials is not None else None,
+            connect_timeout=max(1, math.ceil(timeout)),
+            max_reconnect_attempts=-1,
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+        )
+    )
+    waiting = asyncio.create_task(refused.wait())
+    done, _ = await asyncio.wait({connecting, waiting}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
     try:
-        async with asyncio.timeout(timeout):
-            await client.connect(
-                servers=list(servers),
-                name=name,
-                token=token,
-                user_credentials=str(credentials) if credentials is not None else None,
-                connect_timeout=max(1, math.ceil(timeout)),
-                max_reconnect_attempts=-1,
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
-            )
+        if connecting not in done:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *_ENGINE_ERRORS, ValueError):
+                await connecting
+            raise TimeoutError("no answer")
+        connecting.result()
     except ImportError as exc:  # nats-py reads a credentials file with the nkeys package
         raise ClusterError(f"a credentials file needs the nkeys package: pip install nkeys ({exc})") from exc
     except (*_ENGINE_ERRORS, ValueError) as exc:
         await client.close()
         last = failures[-1] if failures else _describe(exc)
+        if refused.is_set():
+            raise ClusterError(f"the cluster's engine at {where} refused this master: {last}") from exc
         raise ClusterError(
             f"cannot reach the cluster's engine at {where} within {timeout:g}s: {last}"
         ) from exc

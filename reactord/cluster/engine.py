@@ -199,7 +199,7 @@ async def connect(
             user_credentials=str(credentials) if credentials is not None else None,
             connect_timeout=max(1, math.ceil(timeout)),
             max_reconnect_attempts=-1,
-            reconnect_time_wait=1.0,
+            reconnect_time_wait=1,
             error_cb=on_error,
             disconnected_cb=on_disconnected,
             reconnected_cb=on_reconnected,

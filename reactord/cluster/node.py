@@ -86,8 +86,6 @@ _MASTER_LANE = "\0master"
 MAX_FOREIGN_JOBS = 100_000
 #: What a done record carries of an action, besides its status (``event show`` alike everywhere).
 _SHARED_FIELDS = ("attempts", "started", "finished", "error", "result", "jid", "params")
-#: An action's statuses once it has ended ("failed" is between two tries: not ended).
-_ENDED = ("ok", "dead", "skipped", "interrupted")
 
 
 class StreamClock:
@@ -120,7 +118,7 @@ class ReportingAuditLog(AuditLog):
         so_far = self.__dict__.setdefault("_so_far", {})
         so_far.setdefault(action_id, {}).update(recorded)
         status = fields.get("status")
-        if status in _ENDED:
+        if status in records.ENDED:
             self.on_end(action_id, status, so_far.pop(action_id))
 
     def add_dead(self, letter: DeadLetter) -> None:

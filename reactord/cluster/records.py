@@ -42,7 +42,8 @@ _KINDS = frozenset({"throttle", "window", "hold"})
 #: A record's largest size: the engine's default max payload.
 MAX_RECORD = 8 << 20
 _MAX_TEXT = 4096
-_ENDED = frozenset({"ok", "dead", "skipped", "interrupted"})
+#: An action's statuses once it has ended ("failed" is between two tries: not ended).
+ENDED = frozenset({"ok", "dead", "skipped", "interrupted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,7 @@ def unpack(payload: bytes) -> Events | Done | RuleRows | DeadLetter:
             if not isinstance(item, list) or len(item) != 3 or not isinstance(item[2], dict):
                 raise DecodeError("a done record holds [action id, status, fields] items")
             action_id, status = _text(item[0]), _text(item[1])
-            if status not in _ENDED:
+            if status not in ENDED:
                 raise DecodeError(f"an action cannot end as {status!r}")
             ended.append((action_id, status, _done_fields(item[2])))
         return Done(ended)

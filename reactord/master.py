@@ -29,6 +29,7 @@ from reactord.control.keys_ops import KeyParts
 from reactord.control.registry import Parts, handlers
 from reactord.control.rules_ops import RuleParts
 from reactord.control.status_ops import StatusParts
+from reactord.control.tokens_ops import TokenParts
 from reactord.fleet import Fleet
 from reactord.ingest import Ingest
 from reactord.jobrunner import JobRunner
@@ -53,6 +54,7 @@ from reactord.store.minions import MinionRegistry
 from reactord.store.rulestore import SqliteRuleStore
 from reactord.store.schema import MIGRATIONS
 from reactord.store.statetable import StateTable
+from reactord.store.tokens import TokenStore
 from reactord.webhooks import Busy, Delivered, Endpoint, Item, WebhookServer, deliver, emit_through
 from reactord.zap import ZapHandler
 
@@ -272,6 +274,7 @@ class Master:
             dead_letters=DeadLetterParts(
                 audit=reactor.audit, retrier=reactor.dispatcher, events=self.event_log, clock=self.clock
             ),
+            tokens=TokenParts(tokens=TokenStore(self.db), clock=self.clock),
         )
 
     def _metrics_server(self, readings: StatusParts) -> MetricsServer:

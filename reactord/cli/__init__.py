@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from reactord import __version__
-from reactord.cli import call, cluster, daemons, event_commands, fleet, jobs, keys, rules, status
+from reactord.cli import call, cluster, daemons, event_commands, fleet, jobs, keys, rules, status, tokens
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -28,6 +28,7 @@ for command in (
     *fleet.COMMANDS,
     *status.COMMANDS,
     *cluster.COMMANDS,
+    *tokens.COMMANDS,
 ):
     cli.add_command(command)
 

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from reactord.control import deadletters_ops, events_ops, fleet_ops, jobs_ops, keys_ops, rules_ops, status_ops
+from reactord.control import (
+    deadletters_ops,
+    events_ops,
+    fleet_ops,
+    jobs_ops,
+    keys_ops,
+    rules_ops,
+    status_ops,
+    tokens_ops,
+)
 from reactord.control.args import Args
 from reactord.control.deadletters_ops import DeadLetterParts
 from reactord.control.events_ops import EventParts
@@ -21,6 +30,7 @@ from reactord.control.jobs_ops import JobParts
 from reactord.control.keys_ops import KeyParts
 from reactord.control.rules_ops import RuleParts
 from reactord.control.status_ops import StatusParts
+from reactord.control.tokens_ops import TokenParts
 from reactord.protocol.localsock import Handler
 
 P = TypeVar("P")
@@ -37,6 +47,7 @@ class Parts:
     events: EventParts
     rules: RuleParts
     dead_letters: DeadLetterParts
+    tokens: TokenParts
 
 
 def handlers(parts: Parts) -> dict[str, Handler]:
@@ -65,6 +76,9 @@ def handlers(parts: Parts) -> dict[str, Handler]:
         "rules.explain": _bind(rules_ops.rules_explain, parts.rules),
         "deadletters.list": _bind(deadletters_ops.dead_list, parts.dead_letters),
         "deadletters.retry": _bind(deadletters_ops.dead_retry, parts.dead_letters),
+        "token.create": _bind(tokens_ops.token_create, parts.tokens),
+        "token.list": _bind(tokens_ops.token_list, parts.tokens),
+        "token.revoke": _bind(tokens_ops.token_revoke, parts.tokens),
     }
 
 

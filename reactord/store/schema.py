@@ -224,3 +224,20 @@ MIGRATIONS.append(
     ) WITHOUT ROWID
     """
 )
+
+MIGRATIONS.append(
+    # 10: API tokens (the HTTP API and dashboard): only a hash of each token is kept; a token
+    # names its row by its public id, and is checked against the hash in constant time
+    """
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created REAL NOT NULL,
+        expires REAL,
+        revoked REAL,
+        last_used REAL
+    ) WITHOUT ROWID
+    """
+)

@@ -19,11 +19,12 @@ WIRE_NAMES = {
     "event.fire", "event.list", "event.show", "event.replay", "bus.probe",
     "rules.list", "rules.reload", "rules.explain",
     "deadletters.list", "deadletters.retry",
+    "token.create", "token.list", "token.revoke",
 }  # fmt: skip
 
 
 def test_every_operation_is_registered_by_its_wire_name_and_called_with_the_arguments_only() -> None:
-    areas = dict.fromkeys(("keys", "fleet", "jobs", "events", "rules", "dead_letters"))
+    areas = dict.fromkeys(("keys", "fleet", "jobs", "events", "rules", "dead_letters", "tokens"))
     registered = handlers(SimpleNamespace(status=SimpleNamespace(clock=lambda: 100.0, started=40.0), **areas))
     assert set(registered) == WIRE_NAMES
     assert asyncio.run(registered["ping"]({}))["uptime"] == 60.0

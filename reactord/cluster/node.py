@@ -1120,10 +1120,27 @@ class ClusterNode:
         except ClusterError as exc:
             log.warning("cluster: could not route a command through %s: %s", master, exc)
 
+    def _routed(self, data: bytes, subject: str) -> tuple[str, m.Message] | None:
+        """A message another master routed here: [minion id, message on the wire], checked
+        like anything from the network (a bad one is counted and logged, never raised)."""
+        try:
+            item = codec.unpack(data, max_size=8 << 20)
+            if not isinstance(item, list) or len(item) != 2 or not isinstance(item[1], bytes):
+                raise DecodeError("expected [minion id, message]")
+            minion_id = item[0]
+            if not isinstance(minion_id, str) or not is_valid_minion_id(minion_id):
+                raise DecodeError("not a minion id")
+            return minion_id, m.decode(item[1])
+        except DecodeError as exc:
+            self.stats.incr("cluster.bad_messages")
+            log.warning("cluster: dropped a malformed message on %s: %s", subject, exc)
+            return None
+
     async def _on_command(self, data: bytes) -> bytes | None:
-        minion_id, wire = codec.unpack(data, max_size=8 << 20)
-        message = m.decode(wire)
-        return b"sent" if self.link.send(str(minion_id), message) else b"not here"
+        routed = self._routed(data, "rd.cmd")
+        if routed is None:
+            return None
+        return b"sent" if self.link.send(*routed) else b"not here"
 
     def foreign(self, jid: str) -> bool:
         """Whether another master started this job (or none here knows it yet)."""
@@ -1149,11 +1166,13 @@ class ClusterNode:
         self._spawn(forward())
 
     async def _on_forwarded_return(self, data: bytes) -> bytes | None:
-        minion_id, wire = codec.unpack(data, max_size=8 << 20)
-        message = m.decode(wire)
+        routed = self._routed(data, RETURNS)
+        if routed is None:
+            return None
+        minion_id, message = routed
         if not isinstance(message, m.Return) or self.foreign(message.jid):
             return None
-        return b"ok" if self.on_return(str(minion_id), message) else None
+        return b"ok" if self.on_return(minion_id, message) else None
 
     # -- what `cluster status` shows ---------------------------------------------------------------
 

@@ -185,7 +185,7 @@ class Master:
         when an action ended, and the stream's clock while its records are applied."""
         if not self.config.cluster.enabled:
             return AuditLog(self.db), self.clock
-        from reactord.cluster.node import ReportingAuditLog, StreamClock
+        from reactord.cluster.hooks import ReportingAuditLog, StreamClock
 
         return ReportingAuditLog(self.db), StreamClock(self.clock)
 
@@ -195,7 +195,8 @@ class Master:
             await self.cluster.publisher.settled(event)
 
     def _cluster_node(self, audit: AuditLog, reactor_clock: Callable[[], float]) -> Any:
-        from reactord.cluster.node import ClusterNode, ReportingAuditLog, StreamClock
+        from reactord.cluster.hooks import ReportingAuditLog, StreamClock
+        from reactord.cluster.node import ClusterNode
 
         assert isinstance(audit, ReportingAuditLog) and isinstance(reactor_clock, StreamClock)
         settings = self.config.cluster

@@ -29,9 +29,7 @@ import contextlib
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from reactord.actions.tries import Rendered
@@ -40,17 +38,17 @@ from reactord.base.errors import ClusterError
 from reactord.base.stats import Stats
 from reactord.cluster import records
 from reactord.cluster.engine import Engine, EngineInfo, Following, KvBucket, Layout, connect, transient
-from reactord.cluster.leases import PartitionLeases, rendezvous
+from reactord.cluster.hooks import ReportingAuditLog, StreamClock
+from reactord.cluster.ownership import Ownership
+from reactord.cluster.publisher import Publisher
 from reactord.cluster.subjects import (
     ACTIONS_STREAM,
     COMMANDS,
     KEYS_BUCKET,
-    LEASES_BUCKET,
     PRESENCE_BUCKET,
     RETURNS,
     STATE_BUCKET,
     action_subject,
-    event_subject,
     kv_key,
     kv_name,
     partition_of,
@@ -74,409 +72,10 @@ from reactord.store.minions import MinionRecord, MinionRegistry
 
 log = logging.getLogger("reactord.cluster")
 
-#: Bytes on their way to the engine past which ingest waits.
-MAX_FORWARD_BYTES = 32 << 20
-#: A record's size at most (events are split over several): well within the engine's
-#: max_payload, which the master checks at start.
-RECORD_BYTES = 256 << 10
 #: Records applied in one transaction at most.
 APPLY_BATCH = 256
-_MASTER_LANE = "\0master"
 #: Jobs of other masters remembered as theirs (their returns are forwarded to them).
 MAX_FOREIGN_JOBS = 100_000
-#: What a done record carries of an action, besides its status (``event show`` alike everywhere).
-_SHARED_FIELDS = ("attempts", "started", "finished", "error", "result", "jid", "params")
-
-
-class StreamClock:
-    """The reactor's clock: while a batch from the stream is applied, the arrival time of its
-    events (the same on every master, so throttles and windows decide alike); otherwise the
-    wall clock (ticks, holds)."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
-        self.at: float | None = None
-
-    def __call__(self) -> float:
-        return self.clock() if self.at is None else self.at
-
-
-class ReportingAuditLog(AuditLog):
-    """The outbox, telling the cluster when an action has ended on this master, and its dead
-    letters as they are made or retried."""
-
-    on_end: Callable[[str, str, dict[str, Any]], None] | None = None
-    on_dead: Callable[[DeadLetter], None] | None = None
-    #: What was recorded of each action not ended yet (its done record carries it all).
-    _so_far: dict[str, dict[str, Any]]
-
-    def update_action(self, action_id: str, **fields: Any) -> None:
-        recorded = {k: v for k, v in fields.items() if k in _SHARED_FIELDS}
-        super().update_action(action_id, **fields)
-        if self.on_end is None:
-            return
-        so_far = self.__dict__.setdefault("_so_far", {})
-        so_far.setdefault(action_id, {}).update(recorded)
-        status = fields.get("status")
-        if status in records.ENDED:
-            self.on_end(action_id, status, so_far.pop(action_id))
-
-    def add_dead(self, letter: DeadLetter) -> None:
-        super().add_dead(letter)
-        if self.on_dead is not None:
-            self.on_dead(letter)
-
-    def update_dead(self, letter_id: str, *, status: str, error: str, attempts: int, now: float) -> None:
-        super().update_dead(letter_id, status=status, error=error, attempts=attempts, now=now)
-        letter = self.dead_letter(letter_id)
-        if letter is not None and self.on_dead is not None:
-            self.on_dead(letter)
-
-
-@dataclass
-class _Item:
-    subject: str
-    payload: bytes | None  # None: nothing to store, only acknowledgements to send
-    msg_id: str
-    delivery: dict[tuple[str, str], int] = field(default_factory=dict)
-    ended: list[tuple[str, str, dict[str, Any]]] | None = None  # a done record still taking more
-    first: str = ""  # the master's events: the first one's id (``settled`` waits on it)
-    weight: int = 0  # what it counts for in the publisher's bound
-
-    def __post_init__(self) -> None:
-        self.weight = (
-            len(self.payload or b"") + 64 + sum(64 + len(codec.pack(e[2])) for e in self.ended or ())
-        )
-
-
-class Publisher:
-    """The pipeline's forwarder in cluster mode (see the module docstring)."""
-
-    def __init__(self, node: ClusterNode) -> None:
-        self.node = node
-        self.lanes: dict[str, deque[_Item]] = {}
-        self.bytes = 0
-        self._room = asyncio.Event()
-        self._room.set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stored: dict[str, asyncio.Future[None]] = {}  # the master's events, by first id
-
-    def send(self, events: list[Event], delivery: dict[tuple[str, str], int]) -> None:
-        partitions = self.node.config.partitions
-        if not delivery:  # the master's own events: one source, published once, never lost
-            for chunk in _by_size(events):
-                first = chunk[0]
-                msg_id = f"act:{first.action}" if first.action and len(events) == 1 else f"ev:{first.id}"
-                payload = records.pack_events(chunk, tracked=False)
-                self._stored[first.id] = asyncio.get_running_loop().create_future()
-                item = _Item(event_subject(first.source, partitions), payload, msg_id, first=first.id)
-                self._queue(_MASTER_LANE, item)
-            return
-        by_source: dict[str, list[Event]] = {}
-        for event in events:
-            by_source.setdefault(event.source, []).append(event)
-        for (source, epoch), seq in delivery.items():
-            mine = [e for e in by_source.get(source, []) if e.epoch == epoch]
-            subject = event_subject(source, partitions)
-            chunks = _by_size(mine) if mine else [[]]
-            for index, chunk in enumerate(chunks):
-                packed = records.pack_events(chunk, tracked=True) if chunk else None
-                msg_id = f"{source}:{epoch}:{chunk[0].seq}:{chunk[-1].seq}" if chunk else ""
-                last = index == len(chunks) - 1  # the minion is acknowledged after its last chunk
-                self._queue(source, _Item(subject, packed, msg_id, {(source, epoch): seq} if last else {}))
-
-    def publish_dead(self, source: str, letter: DeadLetter) -> None:
-        subject = f"rd.ev.{partition_of(source, self.node.config.partitions)}.=dead"
-        msg_id = f"dead:{letter.id}:{letter.status}:{letter.attempts}:{letter.updated}"
-        self._queue(_MASTER_LANE, _Item(subject, records.pack_dead(letter), msg_id))
-
-    def publish_done(self, source: str, action_id: str, status: str, fields: dict[str, Any]) -> None:
-        """An action ended: said in a done record of its partition, several to a record while
-        the lane is busy."""
-        subject = f"rd.ev.{partition_of(source, self.node.config.partitions)}.=done"
-        queue = self.lanes.get(_MASTER_LANE)
-        if queue:
-            for item in reversed(queue):
-                if item.ended is not None and item.subject == subject and item.weight < RECORD_BYTES:
-                    size = 64 + len(codec.pack(fields))
-                    item.ended.append((action_id, status, fields))
-                    item.weight += size
-                    self.bytes += size
-                    return
-        self._queue(_MASTER_LANE, _Item(subject, None, "", ended=[(action_id, status, fields)]))
-
-    def _queue(self, lane: str, item: _Item) -> None:
-        queue = self.lanes.get(lane)
-        self.bytes += item.weight
-        if self.bytes > MAX_FORWARD_BYTES:
-            self._room.clear()
-        if queue is not None:
-            queue.append(item)
-            return
-        self.lanes[lane] = deque([item])
-        task = asyncio.get_running_loop().create_task(self._drain(lane), name=f"publish-{lane[:32]}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def settled(self, event: Event) -> None:
-        """Until the engine has stored ``event`` (one the master made and sent here)."""
-        stored = self._stored.get(event.id)
-        if stored is not None:
-            await asyncio.shield(stored)
-
-    def _done(self, item: _Item) -> None:
-        if item.first and (stored := self._stored.pop(item.first, None)) is not None and not stored.done():
-            stored.set_result(None)
-        self.bytes -= item.weight
-        if self.bytes <= MAX_FORWARD_BYTES // 2:
-            self._room.set()
-
-    async def _drain(self, lane: str) -> None:
-        """Publish a lane's items: a minion's one after another (order per source), the
-        master's many at once (``_drain_master``)."""
-        if lane == _MASTER_LANE:
-            await self._drain_master()
-            return
-        queue = self.lanes[lane]
-        try:
-            while queue:
-                item = queue[0]
-                if item.payload is not None and len(item.payload) + 1024 > self.node.engine.max_payload:
-                    # one event too large for the engine: it can never be stored; dropped,
-                    # counted and acknowledged, so it cannot come back for ever
-                    self.node.stats.incr("cluster.too_large")
-                    log.error(
-                        "cluster: dropped events of %s too large for the engine (%d bytes)",
-                        lane,
-                        len(item.payload),
-                    )
-                    item.payload = None
-                try:
-                    if item.payload is not None:
-                        await self.node.engine.publish(item.subject, item.payload, item.msg_id)
-                except ClusterError as exc:
-                    self._give_up(lane, queue, exc)
-                    return
-                queue.popleft()
-                self._done(item)
-                for (source, epoch), seq in item.delivery.items():
-                    self.node.pipeline.send_ack(source, epoch, seq)
-        finally:
-            if not queue:
-                self.lanes.pop(lane, None)
-
-    async def _drain_master(self) -> None:
-        """The master's own events and done records, up to 64 in flight; what the engine did
-        not take is published again, under the same message id, until it does."""
-        queue = self.lanes[_MASTER_LANE]
-        backoff = 0.05
-        try:
-            while queue:
-                items = self._next_batch(queue)
-                for item in items:
-                    if item.ended is not None:
-                        item.payload = records.pack_done(item.ended)
-                        item.msg_id = f"done:{item.ended[0][0]}:{len(item.ended)}"
-                        item.ended = None
-                results = await asyncio.gather(
-                    *(self.node.engine.publish(i.subject, i.payload or b"", i.msg_id) for i in items),
-                    return_exceptions=True,
-                )
-                failed = [i for i, r in zip(items, results, strict=True) if isinstance(r, BaseException)]
-                for item, result in zip(items, results, strict=True):
-                    if not isinstance(result, BaseException):
-                        self._done(item)
-                if failed:
-                    error = next(r for r in results if isinstance(r, BaseException))
-                    if not isinstance(error, ClusterError):
-                        raise error
-                    self.node.stats.incr("cluster.publish_retries", len(failed))
-                    log.warning("cluster: could not publish the master's events (%s); trying again", error)
-                    queue.extendleft(reversed(failed))
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                else:
-                    backoff = 0.05
-        finally:
-            if not queue:
-                self.lanes.pop(_MASTER_LANE, None)
-
-    @staticmethod
-    def _next_batch(queue: deque[_Item]) -> list[_Item]:
-        """Up to 64 items to publish at once; a done record only once everything queued before
-        it is stored (an action's event must never be lost behind its done record)."""
-        items: list[_Item] = []
-        while queue and len(items) < 64:
-            if queue[0].ended is not None and items:
-                break
-            items.append(queue.popleft())
-            if items[-1].ended is not None:
-                break
-        return items
-
-    def _give_up(self, lane: str, queue: deque[_Item], exc: ClusterError) -> None:
-        """A minion's batch was not stored: drop what follows it (not acknowledged: the minion
-        sends it all again) and take it again when it does."""
-        self.node.stats.incr("cluster.publish_failed", len(queue))
-        log.warning("cluster: could not publish events of %s (%s); it will send them again", lane, exc)
-        while queue:
-            item = queue.popleft()
-            self._done(item)
-            for source, epoch in item.delivery:
-                self.node.pipeline.unforward(source, epoch)
-        self.lanes.pop(lane, None)
-
-    def busy(self) -> bool:
-        return not self._room.is_set()
-
-    async def wait(self) -> None:
-        await self._room.wait()
-
-    async def flush(self, timeout: float) -> None:
-        """Wait (at most ``timeout``) until everything queued is published."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self.lanes:
-                    await asyncio.sleep(0.02)
-
-
-class Ownership:
-    """This member's partitions: leases kept by CAS, assigned by rendezvous, and each
-    partition's fence in ``rd_state`` (see the module docstring)."""
-
-    def __init__(self, node: ClusterNode, leases: KvBucket, fences: KvBucket) -> None:
-        self.node = node
-        self.member = node.member
-        self.kv = leases
-        self.fences = fences
-        self.leases = PartitionLeases(leases, node.member)
-        self.ttl = node.config.lease_ttl
-        self.owned: dict[int, int] = {}  # partition -> lease revision
-        self.valid_until: dict[int, float] = {}  # partition -> monotonic time
-        self.fence_rev: dict[int, int] = {}  # partition -> revision of our last fence write
-        self.fenced_seq: dict[int, int] = {}  # partition -> the applied sequence last written
-        # what the bucket's watch said, and when (monotonic): a key that expires says nothing
-        # (no delete marker), so a member or holder not heard from for a TTL is gone
-        self._members: dict[str, float] = {}
-        self._holders: dict[int, tuple[str, float]] = {}
-
-    @property
-    def members(self) -> list[str]:
-        """The live members: renewed within the TTL (each renews four times a TTL)."""
-        now = time.monotonic()
-        return sorted(name for name, seen in self._members.items() if now - seen < self.ttl)
-
-    @property
-    def holders(self) -> dict[int, str]:
-        """Each partition's holder, as far as this member can tell."""
-        now = time.monotonic()
-        return {p: name for p, (name, seen) in self._holders.items() if now - seen < self.ttl}
-
-    def holds(self, partition: int) -> bool:
-        """Whether this member thinks it owns ``partition`` (it may have been paused since)."""
-        return partition in self.owned
-
-    def owns(self, partition: int) -> bool:
-        """Whether it owns ``partition`` for sure: held, and renewed recently enough that no
-        successor can have taken it (the monotonic clock counts a pause too)."""
-        return partition in self.owned and time.monotonic() < self.valid_until.get(partition, 0.0)
-
-    async def on_change(self, key: str, value: bytes | None) -> None:
-        if key.startswith("m."):
-            name = key[2:]
-            if value is None:
-                self._members.pop(name, None)
-            else:
-                self._members[name] = time.monotonic()
-        elif key.startswith("p") and key[1:].isdigit():
-            if value is None:
-                self._holders.pop(int(key[1:]), None)
-            else:
-                self._holders[int(key[1:])] = (value.decode(errors="replace"), time.monotonic())
-
-    async def run(self) -> None:
-        """Every quarter TTL: say we live, keep or let go what we hold, take what is ours."""
-        while True:
-            started = time.monotonic()
-            try:
-                await self.round(started)
-            except ClusterError as exc:
-                self.node.stats.incr("cluster.engine_errors")
-                log.warning("cluster: ownership round failed: %s", exc)
-            await asyncio.sleep(max(0.05, self.ttl / 4 - (time.monotonic() - started)))
-
-    async def round(self, started: float) -> None:
-        await self.kv.put(f"m.{self.member}", self.member.encode())
-        live = set(self.members) | {self.member}
-        partitions = self.node.config.partitions
-        want = {p for p in range(partitions) if rendezvous(p, live) == self.member}
-        for p in sorted(self.owned):
-            if p not in want:
-                revision = self.owned[p]
-                self.drop(p, "handed over to " + rendezvous(p, live))
-                await self.leases.release(p, revision)
-                continue
-            # the fence first: a member that was paused past its lease learns it here, its
-            # write refused by the engine, before it renews or runs anything more
-            if not await self._fence(p):
-                self.drop(p, "its fence was written by another master (this one was paused or cut off)")
-                continue
-            lease = await self.leases.renew(p, self.owned[p])
-            if lease is None:
-                self.node.stats.incr("cluster.leases_lost")
-                self.drop(p, "its lease moved on (this master was paused or cut off)")
-                continue
-            self.owned[p] = lease.revision
-            self.valid_until[p] = started + self.ttl * 0.75
-        for p in sorted(want - set(self.owned)):
-            lease = await self.leases.acquire(p)
-            if lease is None:
-                continue
-            if not await self._fence(p, initial=True):
-                await self.leases.release(p, lease.revision)
-                continue
-            self.owned[p] = lease.revision
-            self.valid_until[p] = started + self.ttl * 0.75
-            self.node.take_over(p)
-
-    async def _fence(self, p: int, *, initial: bool = False) -> bool:
-        """Write partition ``p``'s fence (owner, sequence applied) with CAS: taking it over
-        (``initial``: from whatever it was) or going on from our last write. False: refused."""
-        key = f"p{p}"
-        value = codec.pack({"owner": self.member, "applied": self.node.applied, "at": time.time()})
-        if initial:
-            found = await self.fences.get(key)
-            revision = (
-                await self.fences.create(key, value)
-                if found is None
-                else await self.fences.update(key, value, found[1])
-            )
-        else:
-            revision = await self.fences.update(key, value, self.fence_rev.get(p, 0))
-        if revision is None:
-            self.node.stats.incr("cluster.fenced_writes")
-            log.warning("cluster: the fence of partition %d refused this master's write", p)
-            return False
-        self.fence_rev[p] = revision
-        self.fenced_seq[p] = self.node.applied
-        return True
-
-    def drop(self, p: int, why: str) -> None:
-        self.owned.pop(p, None)
-        self.valid_until.pop(p, None)
-        self.fence_rev.pop(p, None)
-        self.fenced_seq.pop(p, None)
-        log.warning("cluster: dropped partition %d: %s", p, why)
-
-    async def release_all(self) -> None:
-        for p, revision in list(self.owned.items()):
-            with contextlib.suppress(ClusterError):
-                await self.leases.release(p, revision)
-        self.owned.clear()
-        with contextlib.suppress(ClusterError):
-            found = await self.kv.get(f"m.{self.member}")
-            if found is not None:
-                await self.kv.delete(f"m.{self.member}", found[1])
 
 
 class ClusterNode:
@@ -523,7 +122,7 @@ class ClusterNode:
         self.applied_seq = AppliedSequence(db, "RDEV")
         self.applied = self.applied_seq.read()
         self.engine: Engine
-        self.publisher = Publisher(self)
+        self.publisher = Publisher(config.partitions, lambda: self.engine, pipeline, stats)
         self.ownership: Ownership
         self._inbox: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(maxsize=4096)
         self._following: Following | None = None
@@ -588,7 +187,14 @@ class ClusterNode:
                 )
                 await self.engine.ensure_streams(layout)
                 self.ownership = Ownership(
-                    self, await self.engine.leases(), await self.engine.bucket(STATE_BUCKET)
+                    self.member,
+                    self.config.partitions,
+                    self.config.lease_ttl,
+                    await self.engine.leases(),
+                    await self.engine.bucket(STATE_BUCKET),
+                    applied=lambda: self.applied,
+                    take_over=self.take_over,
+                    stats=self.stats,
                 )
                 self._keys = await self.engine.bucket(KEYS_BUCKET)
                 self._presence = await self.engine.bucket(PRESENCE_BUCKET)
@@ -1199,20 +805,6 @@ class ClusterNode:
         return out
 
 
-def _by_size(events: list[Event], limit: int = RECORD_BYTES) -> list[list[Event]]:
-    """``events`` in runs of about ``limit`` bytes (an event larger than that alone)."""
-    chunks: list[list[Event]] = [[]]
-    size = 0
-    for event in events:
-        weight = len(event.packed_data()) + len(event.tag) + 128
-        if chunks[-1] and size + weight > limit:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(event)
-        size += weight
-    return chunks
-
-
 def key_value(states: dict[str, list[bytes]]) -> bytes:
     """A minion's keys by state, as ``rd_keys`` holds them."""
     return codec.pack({state: [z85_encode(k) for k in keys] for state, keys in sorted(states.items())})
@@ -1261,4 +853,4 @@ def _finite(value: Any) -> float:
     return number if math.isfinite(number) else 0.0
 
 
-__all__ = ["LEASES_BUCKET", "ClusterNode", "ReportingAuditLog", "StreamClock"]
+__all__ = ["ClusterNode", "key_value"]

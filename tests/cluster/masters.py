@@ -62,6 +62,15 @@ class Cluster:
             for key in sorted(source.glob("master*")):
                 shutil.copy2(key, target / key.name)
 
+    def start_all(self) -> None:
+        """Start the first master (it makes its key pair), give the others its keys, start
+        them, and wait until every partition has an owner."""
+        self.start(0)
+        self.share_master_keys()
+        for index in range(1, len(self.masters)):
+            self.start(index)
+        self.wait_owned()
+
     def start(self, index: int) -> Daemon:
         daemon = self.masters[index].start_master(timeout=60)  # a recovering engine: up to 30s more
         self.daemons[index] = daemon

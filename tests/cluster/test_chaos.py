@@ -67,11 +67,7 @@ def cluster(nats_cluster: list[NatsServer], tmp_path: Path) -> Iterator[Cluster]
     for master in made.masters:
         master.edit_master(presence={"heartbeat": f"{HEARTBEAT}s", "suspect_after": "3s", "down_after": "6s"})
     try:
-        made.start(0)
-        made.share_master_keys()
-        made.start(1)
-        made.start(2)
-        made.wait_owned()
+        made.start_all()
         yield made
     finally:
         unclean = made.close()

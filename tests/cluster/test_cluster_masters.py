@@ -38,11 +38,7 @@ def cluster(nats_cluster: list[NatsServer], tmp_path: Path) -> Iterator[Cluster]
     made = Cluster.create(tmp_path, nats_cluster, count=3)
     made.rules(json.dumps(RULES))
     try:
-        made.start(0)
-        made.share_master_keys()
-        made.start(1)
-        made.start(2)
-        made.wait_owned()
+        made.start_all()
         yield made
     finally:
         unclean = made.close()

@@ -30,10 +30,7 @@ def test_a_dead_letter_is_listed_and_retried_on_every_master(nats_server: NatsSe
     cluster = Cluster.create(tmp_path, [nats_server], count=2)
     cluster.rules(json.dumps(RULES))
     try:
-        cluster.start(0)
-        cluster.share_master_keys()
-        cluster.start(1)
-        cluster.wait_owned()
+        cluster.start_all()
         a, b = cluster.masters
         cluster.start_minion("web01", [0, 1])
         a.accept_all("web01")

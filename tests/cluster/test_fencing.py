@@ -51,10 +51,7 @@ def cluster(nats_server: NatsServer, tmp_path: Path) -> Iterator[Cluster]:
     made = Cluster.create(tmp_path, [nats_server], count=2, partitions=PARTITIONS)
     made.rules(_rules(tmp_path / "ran.txt"))
     try:
-        made.start(0)
-        made.share_master_keys()
-        made.start(1)
-        made.wait_owned()
+        made.start_all()
         yield made
     finally:
         for daemon in made.daemons.values():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -31,6 +32,9 @@ class Bus:
         # subscriptions, so that nothing is packed for the bus while nobody watches.
         self.socket: zmq.Socket[bytes] = zmq.Context.shadow(ctx.underlying).socket(zmq.XPUB)
         self._topics: set[bytes] = set()  # the prefixes someone is subscribed to
+        #: In-process watchers (the HTTP API's live streams), called with each batch on the
+        #: master's loop; each must return at once (queue, never wait).
+        self.listeners: set[Callable[[list[Event]], None]] = set()
         self.socket.setsockopt(zmq.LINGER, 0)
         # a slow watcher loses events, never the master; what waits for it is bounded in bytes
         self.socket.setsockopt(zmq.SNDHWM, max(100, WATCHER_QUEUE_BYTES // max_event_bytes))
@@ -64,6 +68,8 @@ class Bus:
         return bool(self._topics)
 
     def publish(self, events: list[Event]) -> None:
+        for listener in list(self.listeners):
+            listener(events)
         self._poll_subscriptions()
         if not self.watched:
             return

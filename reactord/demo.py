@@ -276,6 +276,7 @@ def run_demo(directory: Path, base_port: int) -> int:
             command_port=base_port + 1,
             key_port=base_port + 2,
             accept_local=True,
+            http_port=base_port + 3,
         )
         console.say(
             "demo", f"wrote a local setup in {directory}/ (master key {result.master_finger[:23]}...)"
@@ -322,6 +323,9 @@ def _show(directory: Path, bus_path: Path, client: ControlClient, daemons: Daemo
     minion_socket = LocalClient(_minion_socket(directory), timeout=10, daemon="minion")
     minion_socket.call("event.send", tag="app/deployed", data={"version": "1.0.0"}, count=1)
     say("demo", f"try: reactord event watch -c {directory}/master.yaml   (Ctrl-C stops both)")
+    config = load_master_config(str(directory / "master.yaml"))
+    if config.http.address:
+        say("demo", f"dashboard: http://{config.http.address}/ui/ (token: {directory}/admin.token)")
     daemons.watch()
 
 

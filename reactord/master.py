@@ -43,7 +43,7 @@ from reactord.protocol import messages as m
 from reactord.protocol.errors import StorageDamaged, StorageFull
 from reactord.protocol.events import Event
 from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
-from reactord.protocol.metricsserver import MetricsServer, Snapshot
+from reactord.protocol.metricsserver import Snapshot, registry_of
 from reactord.reactions import Reactor
 from reactord.store.audit import AuditLog
 from reactord.store.database import Checkpointer, Database
@@ -55,7 +55,7 @@ from reactord.store.rulestore import SqliteRuleStore
 from reactord.store.schema import MIGRATIONS
 from reactord.store.statetable import StateTable
 from reactord.store.tokens import TokenStore
-from reactord.webhooks import Busy, Delivered, Endpoint, Item, WebhookServer, deliver, emit_through
+from reactord.webhooks import Busy, Delivered, Endpoint, Item, WebhookIntake, deliver
 from reactord.zap import ZapHandler
 
 log = logging.getLogger("reactord.master")
@@ -173,9 +173,11 @@ class Master:
             )
         self.cluster = self._cluster_node(audit, reactor_clock) if config.cluster.enabled else None
         control = self._control_parts()
-        self.control = ControlServer(config.control_path, handlers(control), daemon="master")
-        self.metrics = self._metrics_server(control.status) if config.metrics.address else None
-        self.webhooks: WebhookServer | None = None
+        self.ops = handlers(control)
+        self.control = ControlServer(config.control_path, self.ops, daemon="master")
+        serves_metrics = bool(config.metrics.address or config.http.address)
+        self.metrics = self._metrics_snapshot(control.status) if serves_metrics else None
+        self.http: Any = None  # reactord.http.server.HttpServer, once started
         self.stop_event = asyncio.Event()
 
     # -- cluster mode (docs/cluster.md): only then is reactord.cluster (and nats) imported ---------
@@ -278,13 +280,13 @@ class Master:
             tokens=TokenParts(tokens=TokenStore(self.db), clock=self.clock),
         )
 
-    def _metrics_server(self, readings: StatusParts) -> MetricsServer:
-        """The /metrics endpoint. ``prometheus_client`` is imported here, so a master whose
-        endpoint is off never imports it."""
+    def _metrics_snapshot(self, readings: StatusParts) -> Snapshot:
+        """What /metrics serves. ``prometheus_client`` is imported here, so a master that
+        serves no metrics never imports it."""
         from reactord.metrics import MasterCollector
 
         collector = MasterCollector(readings, self.nodes.outbox_depth, self.job_store.count)
-        return MetricsServer(self.config.metrics.address, Snapshot(collector.collect))
+        return Snapshot(collector.collect)
 
     # -- what the command link hands us --------------------------------------------------------
 
@@ -334,15 +336,35 @@ class Master:
         self.link.bind(f"tcp://{iface}:{self.config.command_port}")
         self.ingest.bind(f"tcp://{iface}:{self.config.event_port}")
         self.bus.bind()
-        if self.metrics is not None:
-            self.metrics.start()
         if self.key_service is not None:
             self.key_service.bind(f"tcp://{iface}:{self.config.key_port}")
 
-    def _start_webhooks(self) -> None:
-        hooks = self.config.webhooks
-        if not hooks.address:
+    async def _start_http(self) -> None:
+        """The HTTP server (reactord.http), when master.yaml gives it an address."""
+        config = self.config
+        if not (config.http.address or config.webhooks.address or config.metrics.address):
             return
+        from reactord.http.app import http_server
+
+        intake = self._webhook_intake() if config.webhooks.endpoints else None
+        if self.metrics is not None:
+            self.metrics.refresh()
+        server = http_server(
+            config,
+            ops=self.ops,
+            tokens=TokenStore(self.db),
+            stats=self.stats,
+            clock=self.clock,
+            bus=self.bus,
+            intake=intake,
+            metrics_registry=registry_of(self.metrics) if self.metrics is not None else None,
+        )
+        if server is not None:
+            self.http = server
+            await server.start()
+
+    def _webhook_intake(self) -> WebhookIntake:
+        hooks = self.config.webhooks
         endpoints = {}
         for name, spec in hooks.endpoints.items():
             secret = (
@@ -360,18 +382,15 @@ class Master:
                 raise Busy("the master is catching up (its action queue is full or its disk is)")
             return deliver(endpoint, items, self.deliveries, self.pipeline.emit_many, self.clock())
 
-        loop = asyncio.get_running_loop()
-        self.webhooks = WebhookServer(
-            hooks.address,
+        return WebhookIntake(
             endpoints,
             hooks.max_body,
             self.stats,
-            emit_through(loop, emit),
+            emit,
             budgets=self.budgets,
             max_events=hooks.max_events,
             max_connections=hooks.max_connections,
         )
-        self.webhooks.start()
 
     async def run(self) -> None:
         """Serve until ``stop_event`` is set; then close everything in reverse order."""
@@ -380,9 +399,10 @@ class Master:
                 await self.cluster.start()  # ClusterError (one line) before anything is bound
             self.checkpointer = self.db.checkpoint_in_background()
             self.bind()
-            self._start_webhooks()
+            await self._start_http()
             await self.control.start()
         except BaseException:
+            await self._close_http()
             self.close()  # what was opened before the failure (sockets, the bus file)
             raise
         log.info(
@@ -418,6 +438,7 @@ class Master:
                 await self.stop_event.wait()
                 for task in services:
                     task.cancel()
+                await self._close_http()
                 await self.reactor.close()
                 if self.cluster is not None:
                     await self.cluster.close()
@@ -478,7 +499,7 @@ class Master:
             self.pipeline.flush_held()
             self.pipeline.check_storage()
             if self.metrics is not None:
-                self.metrics.collector.refresh()
+                self.metrics.refresh()
             await asyncio.sleep(min(1.0, self.config.presence.heartbeat))
 
     def install_signals(self, reopen_log: Callable[[], None]) -> None:
@@ -493,11 +514,12 @@ class Master:
 
         loop.add_signal_handler(signal.SIGHUP, hangup)
 
+    async def _close_http(self) -> None:
+        if self.http is not None:
+            server, self.http = self.http, None
+            await server.close()
+
     def close(self) -> None:
-        if self.webhooks is not None:
-            self.webhooks.close()
-        if self.metrics is not None:
-            self.metrics.close()
         self.control.close()
         if self.key_service is not None:
             self.key_service.close()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from reactord.reactor.actionspec import KindParser
 from reactord.reactor.conditions import Counter
-from reactord.reactor.rules import RuleSet, load_rule_set, rule_files
+from reactord.reactor.rules import RuleError, RuleSet, load_rule_set, rule_files
 
 
 class RuleFiles:
@@ -58,3 +59,15 @@ def _mtimes(files: list[Path]) -> dict[str, float]:
         except OSError:
             continue
     return out
+
+
+def check_rule_files(
+    files: Sequence[Path], nodegroups: Mapping[str, str] | None, kinds: Mapping[str, KindParser]
+) -> tuple[RuleSet | None, dict[str, Any]]:
+    """``rules check``'s verdict on ``files`` (the CLI's and the API's): the rule set when it
+    loads, and the JSON answer, ``{ok, files, rules}`` or ``{ok: false, error, file, line, key}``."""
+    try:
+        loaded = load_rule_set(files, nodegroups=nodegroups, kinds=kinds)
+    except RuleError as exc:
+        return None, {"ok": False, "error": str(exc), "file": exc.path, "line": exc.line, "key": exc.key}
+    return loaded, {"ok": True, "files": list(loaded.files), "rules": [r.name for r in loaded.rules]}

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from reactord.keystore import KeyStore
 from reactord.protocol.keys import CurveKeys
 from reactord.protocol.tags import validate_minion_id
+from reactord.store.database import Database
+from reactord.store.schema import MIGRATIONS
+from reactord.store.tokens import TokenStore
 
 MASTER_TEMPLATE = """\
 # reactord master: a local setup written by `reactord init`.
@@ -26,6 +31,14 @@ presence:
   suspect_after: 6s
   down_after: 12s
 log_level: info
+"""
+
+HTTP_TEMPLATE = """\
+# The API and the dashboard (docs/api.md, docs/ui.md): http://127.0.0.1:{http_port}/ui/
+# Log in with the admin token `reactord init` wrote to {token_file} (owner only);
+# make more with `reactord token create --role read|operate|admin`.
+http:
+  address: 127.0.0.1:{http_port}
 """
 
 MINION_TEMPLATE = """\
@@ -72,6 +85,8 @@ class InitResult:
     files: list[Path]
     master_finger: str
     accepted_local: bool
+    http_url: str | None = None
+    token_file: Path | None = None
 
 
 def init_setup(
@@ -83,12 +98,15 @@ def init_setup(
     key_port: int,
     accept_local: bool = False,
     force: bool = False,
+    http_port: int | None = None,
 ) -> InitResult:
     """Write master.yaml, minion.yaml and reactor.d/ under ``directory``.
 
     The master's keys are made now so that minion.yaml can pin their fingerprint. With
     ``accept_local`` the local minion's keys are made too and pre-accepted: only this demo
-    setup trusts a minion without an operator's ``key accept``.
+    setup trusts a minion without an operator's ``key accept``. With ``http_port`` the API and
+    the dashboard listen on 127.0.0.1 and an admin token is made, written owner-only to
+    ``admin.token`` beside master.yaml.
     """
     validate_minion_id(minion_id)
     master_yaml, minion_yaml = directory / "master.yaml", directory / "minion.yaml"
@@ -100,7 +118,11 @@ def init_setup(
     rules_dir.mkdir(exist_ok=True)
     master_keys = CurveKeys.load_or_create(directory / "pki" / "master", "master")
     ports = {"event_port": event_port, "command_port": command_port, "key_port": key_port}
-    master_yaml.write_text(MASTER_TEMPLATE.format(**ports))
+    master_text = MASTER_TEMPLATE.format(**ports)
+    token_file = directory / "admin.token"
+    if http_port is not None:
+        master_text += HTTP_TEMPLATE.format(http_port=http_port, token_file=token_file.name)
+    master_yaml.write_text(master_text)
     minion_yaml.write_text(MINION_TEMPLATE.format(minion_id=minion_id, finger=master_keys.finger, **ports))
     rules_file = rules_dir / "example.yaml"
     if not rules_file.exists() or force:
@@ -112,4 +134,29 @@ def init_setup(
             if store.entries(minion_id):
                 store.delete(minion_id)
             store.preaccept(minion_id, minion_keys.public)
-    return InitResult(directory, [master_yaml, minion_yaml, rules_file], master_keys.finger, accept_local)
+    files = [master_yaml, minion_yaml, rules_file]
+    if http_port is None:
+        return InitResult(directory, files, master_keys.finger, accept_local)
+    _admin_token(directory / "state" / "master" / "master.db", token_file)
+    return InitResult(
+        directory,
+        [*files, token_file],
+        master_keys.finger,
+        accept_local,
+        f"http://127.0.0.1:{http_port}/ui/",
+        token_file,
+    )
+
+
+def _admin_token(database: Path, token_file: Path) -> None:
+    """An admin token in the master's database, written to ``token_file`` (0600)."""
+    database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(database, MIGRATIONS)
+    try:
+        _token, secret = TokenStore(db).create("admin", "init", time.time())
+    finally:
+        db.close()
+    token_file.unlink(missing_ok=True)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")

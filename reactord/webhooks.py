@@ -1,4 +1,4 @@
-"""Webhooks in: an HTTP listener that turns authenticated requests into events.
+"""Webhooks in: authenticated requests turned into events (served by ``reactord.http``).
 
 ``POST /hooks/<name>[/<path>]`` for each configured endpoint. Every endpoint authenticates
 (an HMAC-SHA256 signature header, GitHub style ``sha256=<hex>``, or a bearer token, both
@@ -10,7 +10,7 @@ reactord.webhook_kinds).
 What one request may cost is bounded: its body (``max_body``), the events it becomes
 (``max_events``, 413 beyond: checked before any event is built), the endpoint's budget of
 events and bytes per second (429 with ``Retry-After``), the requests handled at once
-(``max_connections``; more wait in the listen queue), and the master's state (503 with
+(``max_connections``; more wait for a slot), and the master's state (503 with
 ``Retry-After`` while its action queue or its disk is full). A request's events are written
 in one transaction, on the master's loop, or none of them.
 
@@ -24,21 +24,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import http.server
-import json
 import logging
-import math
 import re
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from typing import Any, Protocol
 
 from reactord.base.errors import MasterError
 from reactord.base.stats import Stats
 from reactord.budget import Budgets
-from reactord.protocol.configfile import parse_address
 from reactord.protocol.errors import EncodeError, StorageFull, TagError
 from reactord.protocol.events import Event, check_data
 from reactord.protocol.tags import validate_tag
@@ -53,9 +48,8 @@ __all__ = [
     "Endpoint",
     "Item",
     "Refused",
-    "WebhookServer",
+    "WebhookIntake",
     "deliver",
-    "emit_through",
 ]
 
 log = logging.getLogger("reactord.webhooks")
@@ -149,12 +143,12 @@ def deliver(
     return Delivered(ids, len(items) - len(fresh))
 
 
-class WebhookServer:
-    """A threaded HTTP server; events go to the master's loop through ``emit``."""
+class WebhookIntake:
+    """What ``POST /hooks/<name>[/<path>]`` does, served by the master's HTTP server
+    (reactord.http): the checks in order, then the events to the master through ``emit``."""
 
     def __init__(
         self,
-        address: str,
         endpoints: dict[str, Endpoint],
         max_body: int,
         stats: Stats,
@@ -164,49 +158,35 @@ class WebhookServer:
         max_events: int = 1000,
         max_connections: int = 64,
     ) -> None:
-        self.host, self.port = parse_address(address)
         self.endpoints = endpoints
         self.max_body = max_body
         self.stats = stats
         self.emit = emit
         self.budgets = budgets
         self.max_events = max_events
-        self.slots = threading.BoundedSemaphore(max_connections)
-        self._server: _Bounded | None = None
+        self.slots = asyncio.Semaphore(max_connections)  # more requests wait for a slot
 
-    def start(self) -> None:
-        handler = type("Handler", (_Handler,), {"hooks": self})
-        server_class = _Server6 if ":" in self.host else _Bounded
-        self._server = server_class((self.host, self.port), handler)
-        self._server.hooks = self
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="webhooks", daemon=True).start()
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        log.info("webhooks on http://%s:%d/hooks/<name>: %s", host, self.port, ", ".join(self.endpoints))
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def handle(self, path: str, headers: Any, read: Callable[[int], bytes]) -> tuple[int, dict[str, Any]]:
-        parts = path.split("?", 1)[0].strip("/").split("/")
-        if len(parts) < 2 or parts[0] != "hooks" or parts[1] not in self.endpoints:
+    def endpoint(self, name: str, headers: Any) -> tuple[Endpoint, int]:
+        """The endpoint a request names and its body's length, checked before the body is read."""
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
             raise Refused(404, "no such webhook endpoint")
-        endpoint = self.endpoints[parts[1]]
         length = headers.get("Content-Length")
         if length is None or not _LENGTH.fullmatch(length):
             raise Refused(411, "a Content-Length is required")
         if int(length) > self.max_body:
             raise Refused(413, f"the body is over {self.max_body} bytes")
-        body = read(int(length))
+        return endpoint, int(length)
+
+    def take(self, endpoint: Endpoint, subpath: list[str], headers: Message, body: bytes) -> dict[str, Any]:
+        """A request's events, logged (202's answer) or refused whole (``Refused``)."""
         authenticate(endpoint, headers, body)
         source = f"webhook/{endpoint.name}"
         budgets = self.budgets  # after authentication: nobody else can spend an endpoint's budget
         if budgets is not None and not budgets.admit(source, len(body)):
             raise Refused(429, "over this endpoint's budget (limits)", budgets.wait_for(source))
-        subpath = "/".join(segment(p) for p in parts[2:] if p)
-        items = KINDS[endpoint.kind](Request(endpoint.name, subpath, headers, body), self.max_events)
+        path = "/".join(segment(p) for p in subpath if p)
+        items = KINDS[endpoint.kind](Request(endpoint.name, path, headers, body), self.max_events)
         if len(items) > self.max_events:
             raise Refused(413, f"this request becomes {len(items)} events; at most {self.max_events}")
         try:  # every event checked before the first is emitted: a request is taken whole or not at all
@@ -234,79 +214,9 @@ class WebhookServer:
                 delivered.duplicate,
                 len(items),
             )
-        return 202, answer
+        return answer
 
-
-class _Bounded(http.server.ThreadingHTTPServer):
-    """At most ``hooks.slots`` requests at once: the accept loop waits for a free slot, and
-    further connections wait in the kernel's listen queue (bounded threads and memory)."""
-
-    hooks: WebhookServer
-    request_queue_size = 128  # connections waiting for a slot, in the kernel
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self.hooks.slots.acquire()
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.hooks.slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.hooks.slots.release()
-
-
-class _Server6(_Bounded):
-    address_family = socket.AF_INET6
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    hooks: WebhookServer
-    timeout = 10  # a client that stops sending mid-body is cut off
-    server_version = "reactord-webhooks"
-
-    def do_POST(self) -> None:
-        hooks = self.hooks
-        retry_after: float | None = None
-        try:
-            status, answer = hooks.handle(self.path, self.headers, self.rfile.read)
-        except Refused as exc:
-            status, answer = exc.status, {"error": exc.reason}
-            hooks.stats.incr(f"webhook.refused.{status}")
-            log.warning("webhook %s refused (%d): %s", self.path[:100], status, exc.reason)
-            retry_after = exc.retry_after
-        except (TimeoutError, OSError):
-            return
-        except Exception:  # a bug: answered and logged, never a silent close
-            log.exception("webhook %s failed", self.path[:100])
-            status, answer = 500, {"error": "internal error"}
-            hooks.stats.incr("webhook.refused.500")
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        if retry_after is not None:
-            self.send_header("Retry-After", str(max(1, math.ceil(retry_after))))
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        self.send_error(405, "POST only")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-def emit_through(loop: asyncio.AbstractEventLoop, emit: Emit) -> Emit:
-    """An ``Emit`` for the HTTP threads that runs the master's emit on its event loop."""
-
-    def run(endpoint: str, items: list[Item]) -> Delivered:
-        async def emit_all() -> Delivered:
-            return emit(endpoint, items)
-
-        return asyncio.run_coroutine_threadsafe(emit_all(), loop).result(10)
-
-    return run
+    def refused(self, path: str, exc: Refused) -> None:
+        """Count and log a refused request (one line, the path cut short and escaped)."""
+        self.stats.incr(f"webhook.refused.{exc.status}")
+        log.warning("webhook %s refused (%d): %s", path[:100], exc.status, exc.reason)

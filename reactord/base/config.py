@@ -16,6 +16,7 @@ from reactord.protocol.metricsserver import MetricsConfig
 DEFAULT_EVENT_PORT = 4510
 DEFAULT_COMMAND_PORT = 4511
 DEFAULT_KEY_PORT = 4512
+DEFAULT_HTTP_PORT = 4513
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +111,39 @@ def _endpoints(value: Any, where: cf.Where) -> dict[str, EndpointConfig]:
 
 @dataclass(frozen=True, slots=True)
 class WebhooksConfig:
-    address: str = cf.option("", cf.as_address, "host:port of the HTTP listener; empty: off")
+    address: str = cf.option(
+        "", cf.as_address, "deprecated: a webhooks-only listener (use http.address); empty: off"
+    )
     max_body: int = cf.option(1 << 20, cf.as_size(1024, 64 << 20), "largest request body, bytes")
     max_events: int = cf.option(1000, cf.as_int(1, 1_000_000), "events one request may become")
-    max_connections: int = cf.option(64, cf.as_int(1, 10_000), "requests handled at once")
+    max_connections: int = cf.option(64, cf.as_int(1, 10_000), "webhook requests handled at once")
     dedupe_window: float = cf.option(
         86400.0, cf.as_duration(0.0), "a delivery sent again within this is logged once (0: off)"
     )
     endpoints: dict[str, EndpointConfig] = cf.option({}, _endpoints, "name -> {kind, secret|token}")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """The master's one HTTP server (docs/api.md): the API, the dashboard, webhooks and /metrics."""
+
+    address: str = cf.option("", cf.as_address, "host:port of the HTTP server; empty: off")
+    tls_cert: Path | None = cf.option(None, cf.as_optional_path, "PEM certificate (chain): HTTPS")
+    tls_key: Path | None = cf.option(None, cf.as_optional_path, "PEM private key of tls_cert")
+    max_body: int = cf.option(1 << 20, cf.as_size(1024, 64 << 20), "largest API request body, bytes")
+    max_connections: int = cf.option(256, cf.as_int(1, 100_000), "connections open at once")
+    header_timeout: float = cf.option(
+        10.0, cf.as_duration(0.5), "a connection must send a whole request head within this"
+    )
+    body_timeout: float = cf.option(10.0, cf.as_duration(0.5), "a request body must arrive within this")
+    session_ttl: float = cf.option(12 * 3600.0, cf.as_duration(60.0), "a dashboard login lasts this long")
+    max_sessions: int = cf.option(10_000, cf.as_int(1, 1_000_000), "dashboard logins kept at once")
+    live_clients: int = cf.option(64, cf.as_int(1, 10_000), "live event streams open at once")
+    metrics_token: bool = cf.option(False, cf.as_bool, "/metrics asks for a read token")
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("http: give both tls_cert and tls_key, or neither")
 
 
 def _nats_urls(value: Any, where: cf.Where) -> list[str]:
@@ -194,6 +220,7 @@ class MasterConfig:
     limits: LimitsConfig = cf.option({}, cf.section(LimitsConfig))
     metrics: MetricsConfig = cf.option({}, cf.section(MetricsConfig))
     webhooks: WebhooksConfig = cf.option({}, cf.section(WebhooksConfig))
+    http: HttpConfig = cf.option({}, cf.section(HttpConfig))
     cluster: ClusterConfig = cf.option({}, cf.section(ClusterConfig))
     nodegroups: dict[str, str] = cf.option({}, _nodegroups, "name -> compound target (or list of ids)")
     job_timeout: float = cf.option(10.0, cf.as_duration(0.01))

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import zmq
 
-from reactord.base.config import DEFAULT_COMMAND_PORT, DEFAULT_EVENT_PORT, DEFAULT_KEY_PORT
+from reactord.base.config import DEFAULT_COMMAND_PORT, DEFAULT_EVENT_PORT, DEFAULT_HTTP_PORT, DEFAULT_KEY_PORT
 from reactord.cli.common import EXIT_USAGE, config_option, fail, load_config
 from reactord.protocol.errors import KeyFileError, ReactordError, TagError
 from reactord.protocol.logsetup import LEVELS, reopen_log, setup_logging
@@ -30,6 +30,13 @@ from reactord.protocol.logsetup import LEVELS, reopen_log, setup_logging
     "--command-port", type=click.IntRange(1, 65535), default=DEFAULT_COMMAND_PORT, show_default=True
 )
 @click.option("--key-port", type=click.IntRange(1, 65535), default=DEFAULT_KEY_PORT, show_default=True)
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_HTTP_PORT,
+    show_default=True,
+    help="the API and dashboard on 127.0.0.1, with an admin token in DIRECTORY/admin.token (0: off)",
+)
 @click.option("--accept-local", is_flag=True, help="pre-accept the local minion's key (demo setups only)")
 @click.option("--force", is_flag=True, help="overwrite existing config files")
 def init(
@@ -38,6 +45,7 @@ def init(
     event_port: int,
     command_port: int,
     key_port: int,
+    http_port: int,
     accept_local: bool,
     force: bool,
 ) -> None:
@@ -48,8 +56,8 @@ def init(
     """
     from reactord.scaffold import init_setup
 
-    if len({event_port, command_port, key_port}) != 3:
-        fail("--event-port, --command-port and --key-port must differ", EXIT_USAGE)
+    if len({event_port, command_port, key_port, http_port or None}) != 4 - (http_port == 0):
+        fail("--event-port, --command-port, --key-port and --http-port must differ", EXIT_USAGE)
     try:
         result = init_setup(
             directory,
@@ -59,12 +67,15 @@ def init(
             key_port=key_port,
             accept_local=accept_local,
             force=force,
+            http_port=http_port or None,
         )
     except (FileExistsError, TagError, KeyFileError) as exc:
         fail(str(exc), EXIT_USAGE)
     for path in result.files:
         click.echo(f"wrote {path}")
     click.echo(f"master key fingerprint: {result.master_finger}")
+    if result.http_url:
+        click.echo(f"dashboard: {result.http_url} (log in with the admin token in {result.token_file})")
     if not accept_local:
         click.echo(
             f"next: reactord master -c {directory}/master.yaml, reactord minion -c "

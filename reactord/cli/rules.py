@@ -29,7 +29,8 @@ from reactord.cli.common import (
     print_table,
 )
 from reactord.reactor.offline import EventFileError, load_offline, read_events, run_offline
-from reactord.reactor.rules import RuleError, RuleSet, load_rule_set, rule_files
+from reactord.reactor.rules import RuleError, RuleSet, rule_files
+from reactord.rulefiles import check_rule_files
 
 
 @click.group()
@@ -57,29 +58,15 @@ def check(path: Path | None, config_path: str | None, as_json: bool) -> None:
         nodegroups = config.nodegroups
         if path is None:
             files = rule_files(config.rules, config.path.parent)
-    try:
-        loaded = load_rule_set(files, nodegroups=nodegroups, kinds=KINDS)
-    except RuleError as exc:
+    loaded, verdict = check_rule_files(files, nodegroups, KINDS)
+    if loaded is None:
         if as_json:
-            click.echo(
-                json.dumps(
-                    {"ok": False, "error": str(exc), "file": exc.path, "line": exc.line, "key": exc.key}
-                )
-            )
+            click.echo(json.dumps(verdict))
             sys.exit(EXIT_USAGE)
-        fail(str(exc), EXIT_USAGE)
+        fail(verdict["error"], EXIT_USAGE)
     warnings = _unknown_functions(loaded)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": True,
-                    "files": list(loaded.files),
-                    "rules": [r.name for r in loaded.rules],
-                    "warnings": warnings,
-                }
-            )
-        )
+        click.echo(json.dumps({**verdict, "warnings": warnings}))
     else:
         for warning in warnings:
             click.echo(f"warning: {warning['message']}", err=True)

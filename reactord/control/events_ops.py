@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from reactord.base.errors import ControlError
 from reactord.control.args import Args, arg, tag_glob
 from reactord.control.interfaces import AuditTrail, EventHistory, JobHistory
-from reactord.protocol.errors import TagError
+from reactord.protocol.errors import EncodeError, TagError
 from reactord.protocol.ids import id_time, is_id
 from reactord.protocol.localsock import Stream
 from reactord.protocol.tags import RESERVED_PREFIX
@@ -59,14 +59,18 @@ class EventParts:
 
 
 async def event_fire(parts: EventParts, args: Args) -> Any:
-    """An event from the CLI (source ``cli``); tags under the reserved prefix are the master's."""
+    """An event from the CLI (source ``cli``) or the HTTP API (``api``); tags under the
+    reserved prefix are the master's."""
     tag = arg(args, "tag", str)
     data = arg(args, "data", dict, {})
+    source = arg(args, "source", str, "cli")
+    if source not in ("cli", "api"):
+        raise ControlError("argument 'source' is cli or api", "bad_request")
     if tag.startswith(RESERVED_PREFIX):
         raise ControlError(f"tags under {RESERVED_PREFIX} belong to the master", "bad_request")
     try:
-        event = parts.emitter.emit(tag, data, source="cli")
-    except TagError as exc:
+        event = parts.emitter.emit(tag, data, source=source)
+    except (TagError, EncodeError) as exc:
         raise ControlError(str(exc), "bad_request") from exc
     return {"id": event.id, "tag": event.tag}
 

@@ -37,14 +37,9 @@ class MetricsServer:
     """The ``/metrics`` endpoint of one daemon, for one registry of collectors."""
 
     def __init__(self, address: str, collector: Snapshot) -> None:
-        from prometheus_client import CollectorRegistry  # only in a daemon that serves metrics
-
         self.host, self.port = cf.parse_address(address)
         self.collector = collector
-        # The snapshot has no fixed list of names to describe; registered "without names" it
-        # is still collected when a scrape asks for some names only (``?name[]=...``).
-        self.registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
-        self.registry.register(collector)
+        self.registry = registry_of(collector)
         self._server: Any = None
 
     def start(self) -> None:
@@ -59,3 +54,15 @@ class MetricsServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def registry_of(collector: Snapshot) -> Any:
+    """A prometheus_client registry of one snapshot (imported here: only in a daemon that
+    serves metrics)."""
+    from prometheus_client import CollectorRegistry
+
+    # The snapshot has no fixed list of names to describe; registered "without names" it is
+    # still collected when a scrape asks for some names only (``?name[]=...``).
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
+    registry.register(collector)
+    return registry

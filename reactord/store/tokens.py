@@ -118,12 +118,24 @@ class TokenStore:
         token, stored = Token(*row[:-1]), row[-1]
         if not hmac.compare_digest(stored, _hash(presented)):
             return None, f"wrong secret for token {token.id}"
-        if token.revoked is not None:
-            return None, f"token {token.id} ({token.name}) is revoked"
-        if token.expires is not None and token.expires <= now:
-            return None, f"token {token.id} ({token.name}) has expired"
-        return token, ""
+        return _current(token, now)
+
+    def valid(self, token_id: str, now: float) -> tuple[Token | None, str]:
+        """The token ``token_id`` if it is still valid now (a dashboard login's, checked again
+        at every request: revoking a token ends its logins); else None and why."""
+        token = self.get(token_id)
+        if token is None:
+            return None, f"token {token_id} no longer exists"
+        return _current(token, now)
 
     def used(self, token_id: str, now: float) -> None:
         with self.db.writing() as conn:
             conn.execute("UPDATE api_tokens SET last_used=? WHERE id=?", (now, token_id))
+
+
+def _current(token: Token, now: float) -> tuple[Token | None, str]:
+    if token.revoked is not None:
+        return None, f"token {token.id} ({token.name}) is revoked"
+    if token.expires is not None and token.expires <= now:
+        return None, f"token {token.id} ({token.name}) has expired"
+    return token, ""

@@ -59,9 +59,10 @@ def test_importing_reactord_is_cheap() -> None:
 #: The master's layers, bottom first. A module may import from its own layer and those below,
 #: never from one above (not even under TYPE_CHECKING). The flat modules of ``reactord/`` are
 #: the daemon's parts (the pipeline, the reactor service, jobs, links, the fleet view, ...);
-#: the control operations are written against them; the master puts them all together (and
+#: the control operations are written against them; the HTTP server serves them (and the
+#: daemon's webhooks and metrics) to browsers and scripts; the master puts them all together (and
 #: the demo and the bus watcher are clients of a running master); the CLI is on top.
-LAYERS = ["protocol", "base", "store", "reactor", "actions", "daemon", "control", "master", "cli"]
+LAYERS = ["protocol", "base", "store", "reactor", "actions", "daemon", "control", "http", "master", "cli"]
 TOP = {"master", "demo", "watcher"}  # the modules of the "master" layer
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 import pytest
 
-from reactord.cli.fleet import parse_checks, parse_condition
+from reactord.base.checks import CheckSyntax, parse_condition
+from reactord.cli.fleet import parse_checks
 from reactord.reactor.gatechecks import GateError, compile_checks
 
 
@@ -81,7 +82,7 @@ def test_bad_checks_are_refused_by_the_master_side_too() -> None:
     "text", ["data.x <<< 2", "data.x == =3", "data.x >= >1", "data.x != !y", "data.x =~ ~a"]
 )
 def test_an_operator_followed_by_operator_characters_is_a_typo(text: str) -> None:
-    with pytest.raises(click.BadParameter, match="is not an operator"):
+    with pytest.raises(CheckSyntax, match="is not an operator"):
         parse_condition(text)
 
 

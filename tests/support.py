@@ -105,6 +105,8 @@ class Setup:
             str(command),
             "--key-port",
             str(key),
+            "--http-port",
+            "0",  # off: a test that wants HTTP sets http.address on a free port
         )
         assert result.returncode == 0, result.stderr
         setup = cls(root, [event, command, key])

@@ -56,7 +56,8 @@ def init(
     """
     from reactord.scaffold import init_setup
 
-    if len({event_port, command_port, key_port, http_port or None}) != 4 - (http_port == 0):
+    ports = [event_port, command_port, key_port] + ([http_port] if http_port else [])
+    if len(set(ports)) != len(ports):
         fail("--event-port, --command-port, --key-port and --http-port must differ", EXIT_USAGE)
     try:
         result = init_setup(

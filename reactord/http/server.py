@@ -113,6 +113,21 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
         raise Refusal(400, "the body ended before its Content-Length") from None
 
 
+def _log_refusal(request: web.Request, refusal: Refusal) -> None:
+    """One line per refusal; who was refused and why (the detail the client is not told).
+    Refused credentials and roles are warnings, each kind its own call site (so a flood of
+    one is summarized without hiding the other); a request the operation refused is info."""
+    where = (request.method, request.path[:200], request.remote, refusal.detail or refusal.reason)
+    if refusal.status == 401:
+        log.warning("http %s %s from %s refused (401): %s", *where)
+    elif refusal.status == 403:
+        log.warning("http %s %s from %s refused (403): %s", *where)
+    elif refusal.status == 429:
+        log.warning("http %s %s from %s refused (429): %s", *where)
+    else:
+        log.info("http %s %s from %s: %d %s", *where[:3], refusal.status, where[3])
+
+
 def _guard_middleware(stats: Stats) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -121,14 +136,7 @@ def _guard_middleware(stats: Stats) -> Any:
             response = await handler(request)
         except Refusal as refusal:
             stats.incr(f"http.refused.{refusal.status}")
-            log.warning(
-                "http %s %s from %s refused (%d): %s",
-                request.method,
-                request.path[:200],
-                request.remote,
-                refusal.status,
-                refusal.detail or refusal.reason,
-            )
+            _log_refusal(request, refusal)
             response = refusal_response(refusal)
         except web.HTTPException as exc:  # aiohttp's own: 404, 405, 413 from its parser, ...
             stats.incr(f"http.refused.{exc.status}")
@@ -190,6 +198,9 @@ class HttpServer:
                 access_log=None,
                 handle_signals=False,
                 keepalive_timeout=self.limits.header_timeout,
+                # after a refusal with a body left unread, what still comes is read (so that the
+                # client sees the answer, not a reset) for this long at most, then it is cut off
+                lingering_time=2.0,
                 shutdown_timeout=2.0,
             )
             await runner.setup()

@@ -102,8 +102,8 @@ def _port_free(port: int) -> bool:
 
 def _demo_setup(directory: Path) -> list[int]:
     """What the demo writes on first use (``init --accept-local``), on free ports; they are returned."""
-    ports = free_ports(3)
-    event, command, key = (str(port) for port in ports)
+    ports = free_ports(4)
+    event, command, key, http = (str(port) for port in ports)
     result = run_cli(
         "init",
         str(directory),
@@ -116,6 +116,8 @@ def _demo_setup(directory: Path) -> list[int]:
         command,
         "--key-port",
         key,
+        "--http-port",
+        http,
     )
     assert result.returncode == 0, result.stderr
     return ports

@@ -22,6 +22,9 @@ $(VENV)/.test-installed: pyproject.toml examples/plugins/pyproject.toml requirem
 	@# Unpacked beside the venv, never installed or started as a service.
 	rm -rf $(VENV)/old-nats && mkdir -p $(VENV)/old-nats
 	cd $(VENV)/old-nats && apt-get download nats-server && dpkg-deb -x nats-server_*.deb . && rm -f nats-server_*.deb
+	@# Debian's Chromium for the dashboard's browser tests (Playwright drives it; no browser
+	@# download). Installed once; CI runs as root on a clean machine.
+	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 	touch $@ $(VENV)/.installed
 
 ## run: start a master and a local minion (demo setup in $(DEMO_DIR)/) until Ctrl-C

@@ -27,12 +27,15 @@ class Hooks:
         self.body_timeout = body_timeout
 
     def add_routes(self, app: web.Application) -> None:
+        # [\s\S]: a path segment may hold any decoded character, %0a included
         app.router.add_post("/hooks/{name}", self.post)
-        app.router.add_post("/hooks/{name}/{path:.*}", self.post)
-        app.router.add_route("*", "/hooks/{tail:.*}", self.other)
+        app.router.add_post(r"/hooks/{name}/{path:[\s\S]*}", self.post)
+        app.router.add_route("*", r"/hooks/{tail:[\s\S]*}", self.other)
 
     async def other(self, request: web.Request) -> web.StreamResponse:
-        return json_response({"error": "POST only"}, 405, {"Allow": "POST"})
+        response = json_response({"error": "POST only"}, 405, {"Allow": "POST"})
+        response.force_close()
+        return response
 
     async def post(self, request: web.Request) -> web.StreamResponse:
         intake = self.intake
@@ -52,7 +55,7 @@ class Hooks:
                 subpath = request.match_info.get("path", "").split("/")
                 answer = intake.take(endpoint, subpath, headers, body)
         except Refused as exc:
-            intake.refused(request.path, exc)
+            intake.refused(request.raw_path, exc)  # as sent: percent-encoded, one word
             headers_out = {}
             if exc.retry_after is not None:
                 headers_out["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))

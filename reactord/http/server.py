@@ -117,7 +117,7 @@ def _log_refusal(request: web.Request, refusal: Refusal) -> None:
     """One line per refusal; who was refused and why (the detail the client is not told).
     Refused credentials and roles are warnings, each kind its own call site (so a flood of
     one is summarized without hiding the other); a request the operation refused is info."""
-    where = (request.method, request.path[:200], request.remote, refusal.detail or refusal.reason)
+    where = (request.method, request.raw_path[:200], request.remote, refusal.detail or refusal.reason)
     if refusal.status == 401:
         log.warning("http %s %s from %s refused (401): %s", *where)
     elif refusal.status == 403:
@@ -144,10 +144,12 @@ def _guard_middleware(stats: Stats) -> Any:
             for name in ("Allow", "Location", "Set-Cookie"):
                 if name in exc.headers:
                     response.headers[name] = exc.headers[name]
+            if exc.status >= 400:
+                response.force_close()  # a body it came with may not have been read
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception:
-            log.exception("http %s %s failed", request.method, request.path[:200])
+            log.exception("http %s %s failed", request.method, request.raw_path[:200])
             stats.incr("http.refused.500")
             response = json_response({"error": "internal error"}, 500)
         for name, value in SECURITY_HEADERS.items():

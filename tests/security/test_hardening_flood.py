@@ -289,18 +289,31 @@ def test_a_new_outbox_epoch_in_every_frame_is_logged_a_few_times(setup: Setup) -
 @pytest.mark.slow
 def test_unauthenticated_webhook_requests_are_counted_all_and_logged_few_and_escaped(setup: Setup) -> None:
     port = _hooks_master(setup)
-    paths = [  # no whitespace: the request line must parse, to reach authentication
+    # Percent-encoded, so that the request line parses and the decoded path (escape bytes, a
+    # newline, line and bidi separators) reaches authentication and the log line of its refusal.
+    paths = [
         b"/hooks/alerts/plain",
-        b"/hooks/alerts/\x1b[2J\x1b[31mred\x07\x9b31m\x7f\x00",
+        b"/hooks/alerts/%1b[2J%1b[31mred%07%c2%9b31m%7f%00",
         b"/hooks/alerts/x%0a12:00:00.000%20ERROR%20reactord.master:%20forged",
+        b"/hooks/alerts/%e2%80%a8forged%e2%80%ae",
+    ]
+    # the same bytes raw in the request line: refused by the HTTP layer (400), logged escaped too
+    raw_paths = [
+        b"/hooks/alerts/\x1b[2J\x1b[31mred\x07\x9b31m\x7f\x00",
         "/hooks/alerts/\u2028forged\u202e".encode(),
     ]
     requests = 2000
     with honest_traffic(setup, "web02") as sent:
         answers = [_post(port, paths[n % len(paths)], b"{}", {})[0] for n in range(requests)]
+        framing = [
+            _exchange(port, b"POST " + path + b" HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")[0]
+            for path in raw_paths * 50
+        ]
     after_attack(setup, "web02", sent)
     assert set(answers) == {401}
+    assert set(framing) == {400}
     assert setup.counters()["webhook.refused.401"] == requests
+    assert setup.counters()["http.refused.400"] == len(framing)
     refused = r"webhook /hooks/alerts/\S+ refused \(401\)"
     passed = _log_accounts_for(setup, refused, r"refused \(%d\)", requests)
     assert len(passed) <= 2 * BURST

@@ -273,7 +273,10 @@ def test_values_python_or_msgpack_cannot_take_are_refused_whole_with_an_answer(s
     port = _hooks_master(setup)
     request = b"POST /hooks/raw HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n{}"
     status, _, answer = _exchange(port, request)  # "\xb2" is "²" in latin-1: isdigit() but no int
-    assert (status, json.loads(answer)["error"]) == (400, "bad HTTP request: Invalid character in Content-Length:")
+    assert (status, json.loads(answer)["error"]) == (
+        400,
+        "bad HTTP request: Invalid character in Content-Length:",
+    )
 
     alert = {"status": "firing", "labels": {"alertname": "DiskFull"}, "fingerprint": "c0ffee"}
     cases: list[tuple[str, bytes, str]] = [

@@ -1,5 +1,6 @@
 // Minions: GET /api/v1/minions every 5 s (grains open on a click and stay open across
-// refreshes); for operate and admin, a form that runs a function: POST /api/v1/run.
+// refreshes; in a cluster, the master each is connected to); for operate and admin, a
+// form that runs a function: POST /api/v1/run.
 import { ago, api, badge, byId, expandable, every, h, jsonBlock, link, say, start, table, when } from "/ui/static/app.js";
 
 const POLL_MS = 5000;
@@ -25,19 +26,17 @@ function chooser(minions) {
 }
 
 function show(minions) {
+  const clustered = minions.some((m) => "master" in m); // a single master names none
+  const columns = [
+    ["Minion", (m) => h("strong", { text: m.id })],
+    ["Presence", (m) => badge(m.presence)],
+    ...(clustered ? [["Master", (m) => m.master ?? "—"]] : []),
+    ["Last seen", (m) => (m.last_seen ? ago(m.last_seen) : "never")],
+    ["Version", (m) => m.version || "—"],
+    ["Grains", grains],
+  ];
   byId("minions").replaceChildren(
-    table(
-      [
-        ["Minion", (m) => h("strong", { text: m.id })],
-        ["Presence", (m) => badge(m.presence)],
-        ["Master", (m) => m.master ?? "—"],
-        ["Last seen", (m) => ago(m.last_seen)],
-        ["Version", (m) => m.version ?? "—"],
-        ["Grains", grains],
-      ],
-      minions,
-      { empty: "no minion has been accepted yet", key: (m) => m.id, testid: "minions-table" },
-    ),
+    table(columns, minions, { empty: "no minion has been accepted yet", key: (m) => m.id, testid: "minions-table" }),
   );
   chooser(minions);
   document.querySelector('[data-testid="updated"]').textContent = `updated ${when(Date.now() / 1000).slice(11)}`;

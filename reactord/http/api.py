@@ -27,6 +27,7 @@ from aiohttp import web
 
 from reactord import __version__
 from reactord.actions.kinds import KINDS
+from reactord.base import jsonable
 from reactord.base.checks import CheckSyntax, parse_checks
 from reactord.base.errors import ControlError
 from reactord.http.auth import Guard, Principal, Refusal
@@ -323,6 +324,8 @@ class Api:
                 return json_response(await self._rules_check(request))
             args = await self._args(route, request)
             result = await self._call(route, args)
+            if isinstance(result, Stream):
+                return await _json_list(request, result.items)
             if route.method != "GET":
                 log.info("api: %s by %s", f"{route.method} {PREFIX}{route.path}", principal.label)
             return json_response(route.shape(result) if route.shape else result)
@@ -377,10 +380,7 @@ class Api:
 
     async def _call(self, route: Route, args: dict[str, Any]) -> Any:
         try:
-            result = await self.ops[route.op](args)
-            if isinstance(result, Stream):
-                return await _collected(result.items)
-            return result
+            return await self.ops[route.op](args)
         except ControlError as exc:
             raise Refusal(STATUS.get(exc.code, 409), str(exc)) from None
         except RequestError as exc:
@@ -407,13 +407,31 @@ class Api:
         return json_response(openapi_document())
 
 
-async def _collected(items: AsyncIterator[Any]) -> list[Any]:
-    out = []
-    async for item in items:
-        out.append(item)
-        if len(out) > MAX_ITEMS:
-            break
-    return out
+async def _json_list(request: web.Request, items: AsyncIterator[Any]) -> web.StreamResponse:
+    """A list answer (``event.list``) written item by item as the log is read, as the CLI
+    reads it over the control socket: never held whole in memory, however large its events.
+    An error after the first byte cuts the connection (the client sees incomplete JSON)."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    await response.prepare(request)
+    await response.write(b"[")
+    count = 0
+    try:
+        async for item in items:
+            await response.write((b"," if count else b"") + jsonable.to_json(item).encode())
+            count += 1
+            if count >= MAX_ITEMS:
+                break
+    except (ControlError, RequestError) as exc:
+        log.info("http %s: the list stopped after %d items: %s", request.raw_path[:200], count, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    finally:
+        if hasattr(items, "aclose"):
+            await items.aclose()
+    await response.write(b"]")
+    await response.write_eof()
+    return response
 
 
 def _converted(param: Param, text: str) -> Any:

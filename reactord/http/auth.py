@@ -78,8 +78,11 @@ class Principal:
 
 
 class Sessions:
-    """Dashboard logins in memory (a restart logs everyone out), at most ``limit`` of them:
-    the oldest goes when a new one would pass it; each lasts ``ttl`` seconds."""
+    """Dashboard logins in memory (a restart logs everyone out), at most ``limit`` of them and
+    ``PER_TOKEN`` per token: past either bound the oldest goes (so one token's holder cannot
+    push everyone else's logins out); each lasts ``ttl`` seconds."""
+
+    PER_TOKEN = 16
 
     def __init__(self, ttl: float, limit: int) -> None:
         self.ttl = ttl
@@ -90,6 +93,9 @@ class Sessions:
         return len(self._sessions)
 
     def create(self, token_id: str, now: float) -> Session:
+        mine = [s.id for s in self._sessions.values() if s.token_id == token_id]
+        for session_id in mine[: max(0, len(mine) - self.PER_TOKEN + 1)]:
+            del self._sessions[session_id]
         while len(self._sessions) >= self.limit:
             self._sessions.popitem(last=False)
         session = Session(secrets.token_urlsafe(32), token_id, secrets.token_urlsafe(32), now + self.ttl)

@@ -3,7 +3,8 @@
 Each stream has its own queue, bounded in bytes (``QUEUE_BYTES``): the master hands it the
 events that match its tag glob and never waits for it; a client too slow to read them loses
 the ones that do not fit and is told how many (an ``event: dropped`` message). At most
-``http.live_clients`` streams are open at once (503 beyond). Every 15 s a comment line keeps
+``http.live_clients`` streams are open at once (503 beyond), ``PER_TOKEN`` per token (429
+beyond). Every 15 s a comment line keeps
 proxies from closing the stream, and the stream's token is checked again: revoking it, or its
 expiry, ends the stream.
 """
@@ -28,6 +29,8 @@ from reactord.protocol.tags import tag_matches, validate_pattern
 log = logging.getLogger("reactord.http")
 
 QUEUE_BYTES = 4 << 20
+#: Live streams one token may hold open (so that one holder cannot take them all).
+PER_TOKEN = 8
 KEEPALIVE = 15.0
 #: A write a client does not take within this ends its stream.
 WRITE_TIMEOUT = 30.0
@@ -80,6 +83,7 @@ class Live:
         self.max_clients = max_clients
         self.stats = stats
         self.open = 0
+        self.per_token: dict[str, int] = {}  # token id -> its streams open
 
     async def stream(self, request: web.Request, principal: Principal) -> web.StreamResponse:
         pattern = request.query.get("tag") or None
@@ -90,6 +94,11 @@ class Live:
                 raise Refusal(400, str(exc)) from None
         if self.open >= self.max_clients:
             raise Refusal(503, f"{self.open} live streams are open, the most allowed", retry_after=5)
+        token = principal.token.id
+        if self.per_token.get(token, 0) >= PER_TOKEN:
+            raise Refusal(
+                429, f"this token has {PER_TOKEN} live streams open, the most allowed", retry_after=5
+            )
         queue = _Queue(pattern)
         response = web.StreamResponse(
             headers={
@@ -99,6 +108,7 @@ class Live:
             }
         )
         self.open += 1
+        self.per_token[token] = self.per_token.get(token, 0) + 1
         self.bus.listeners.add(queue.offer)
         try:
             await response.prepare(request)
@@ -119,4 +129,7 @@ class Live:
         finally:
             self.bus.listeners.discard(queue.offer)
             self.open -= 1
+            self.per_token[token] -= 1
+            if not self.per_token[token]:
+                del self.per_token[token]
         return response

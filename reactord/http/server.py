@@ -113,6 +113,14 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
         raise Refusal(400, "the body ended before its Content-Length") from None
 
 
+async def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``SECURITY_HEADERS`` on every answer, streams included (set as its head is sent)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
 def _log_refusal(request: web.Request, refusal: Refusal) -> None:
     """One line per refusal; who was refused and why (the detail the client is not told).
     Refused credentials and roles are warnings, each kind its own call site (so a flood of
@@ -152,10 +160,6 @@ def _guard_middleware(stats: Stats) -> Any:
             log.exception("http %s %s failed", request.method, request.raw_path[:200])
             stats.incr("http.refused.500")
             response = json_response({"error": "internal error"}, 500)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.path.startswith("/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     return guard
@@ -193,6 +197,7 @@ class HttpServer:
             app = web.Application(
                 middlewares=[_guard_middleware(self.stats)], client_max_size=self.limits.max_body
             )
+            app.on_response_prepare.append(_secure_headers)
             for add_routes in site.parts.values():
                 add_routes(app)
             runner = web.AppRunner(

@@ -429,6 +429,7 @@ def test_the_live_stream_sends_matching_events_as_they_are_logged(
     )
     response = conn.getresponse()
     assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
+    assert response.getheader("X-Content-Type-Options") == "nosniff"  # a stream's head has them too
     assert response.readline() == b": live\n"  # the stream is open from here on
     setup.cli("event", "fire", "test/other")
     setup.cli("event", "fire", "test/live/one", "--data", '{"html": "<img src=x onerror=alert(1)>"}')

@@ -26,6 +26,15 @@ def test_logins_are_bounded_by_count_and_end_at_their_ttl() -> None:
     assert len({s.id for s in made} | {s.csrf for s in made}) == 10  # all distinct
 
 
+def test_one_tokens_logins_cannot_push_out_the_others() -> None:
+    sessions = Sessions(ttl=60, limit=100)
+    theirs = sessions.create("other", now=0)
+    mine = [sessions.create("mine", now=0) for _ in range(500)]
+    assert len(sessions) == 1 + Sessions.PER_TOKEN
+    assert sessions.get(theirs.id, now=1) is theirs and sessions.get(mine[-1].id, now=1) is mine[-1]
+    assert sessions.get(mine[0].id, now=1) is None
+
+
 @pytest.mark.parametrize(
     "kind, text, expected",
     [("integer", "12", 12), ("integer", "-3", -3), ("number", "1.5", 1.5), ("boolean", "true", True)],

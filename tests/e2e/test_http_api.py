@@ -201,7 +201,11 @@ def test_rules_explain_and_check_of_a_posted_file_answer_as_the_cli(
         expected = json.loads(cli.stdout)
         expected.pop("warnings", None)  # the CLI's own: function names it asks the minion code for
         assert status == 200 and verdict == expected, (verdict, expected)
-    assert verdict["ok"] is False and verdict["file"] == "bad.yaml" and "an action needs exactly one of" in verdict["error"]
+    assert (
+        verdict["ok"] is False
+        and verdict["file"] == "bad.yaml"
+        and "an action needs exactly one of" in verdict["error"]
+    )
 
 
 def test_writes_answer_as_the_cli_and_need_their_role(served: tuple[Setup, Client, dict[str, str]]) -> None:
@@ -463,3 +467,21 @@ def test_the_openapi_document_lists_every_route_with_its_role(
         and "unsafe-inline" not in got["content-security-policy"]
     )
     assert got["x-content-type-options"] == "nosniff"
+
+
+def test_key_decisions_through_the_api_answer_as_the_cli(
+    served: tuple[Setup, Client, dict[str, str]],
+) -> None:
+    setup, api, tokens = served
+    setup.start_minion("web02")
+    wait_until(lambda: "web02" in api.get("/keys", tokens["read"])["pending"], 20, "web02 pending")
+    status, _, accepted = api.request("POST", f"{PREFIX}/keys/web02/accept", token=tokens["admin"])
+    assert (status, accepted) == (200, {"accepted": ["web02"]})
+    wait_until(lambda: setup.presence("web02") == "up", 20, "web02 up")
+    assert setup.cli_json("key", "reject", "web02") == {"rejected": ["web02"]}  # the CLI's answer, same shape
+    status, _, deleted = api.request("DELETE", f"{PREFIX}/keys/web02", token=tokens["admin"])
+    assert (status, deleted) == (200, {"deleted": ["web02"]})
+    keys = api.get("/keys", tokens["read"])  # its next hello may make a new pending key: no more
+    assert "web02" not in keys["accepted"] + keys["rejected"]
+    status, _, answer = api.request("POST", f"{PREFIX}/keys/web*/accept", token=tokens["admin"])
+    assert status == 409 and "web*" in answer["error"]  # one exact id: no globs through the API

@@ -125,6 +125,14 @@ export function badge(text, kind = text) {
   return h("span", { class: `badge badge-${kind}`, text });
 }
 
+// A job's outcome in one word, from its summary (none yet: running).
+export function jobOutcome(job) {
+  const s = job.summary;
+  if (!s) return badge("running");
+  if (s.failed.length || s.no_return.length || s.not_run.length || s.stopped_by) return badge("failed");
+  return badge("ok");
+}
+
 // A table: columns are [title, row -> cell content]; `key` names a row (data-key).
 export function table(columns, rows, { empty = "nothing to show", key, testid } = {}) {
   const head = h("thead", {}, h("tr", {}, columns.map(([title]) => h("th", { text: title }))));
@@ -144,8 +152,9 @@ export function table(columns, rows, { empty = "nothing to show", key, testid } 
   return h("table", { dataset: testid ? { testid } : {} }, head, body);
 }
 
-// The page's message line: an error in red, or a notice.
+// The page's message line: an error in red (and in the console), or a notice.
 export function say(message, kind = "error") {
+  if (message && kind === "error") console.error(`reactord: ${message}`);
   const line = byId("message");
   if (!line) return;
   line.textContent = message;

@@ -26,7 +26,8 @@ function retryButton(letter, refresh) {
         ),
       );
     } catch (error) {
-      shown.replaceChildren(h("p", { class: "message message-error", text: error.message }));
+      shown.replaceChildren();
+      say(error.message);
     }
     retrying.delete(letter.id);
     await refresh().catch((error) => say(error.message));

@@ -1,7 +1,6 @@
 // One job (?jid=): GET /api/v1/jobs/{jid} with each minion's return; read again every 2 s
 // until it has finished.
-import { api, badge, byId, h, jsonBlock, link, param, say, span, start, table, when } from "/ui/static/app.js";
-import { outcome } from "/ui/static/jobs.js";
+import { api, badge, byId, h, jobOutcome, jsonBlock, link, param, say, span, start, table, when } from "/ui/static/app.js";
 
 const POLL_MS = 2000;
 
@@ -17,7 +16,7 @@ function facts(job) {
     ["Timeout", `${job.timeout}s`],
     ["Origin", job.origin ?? "—"],
     ["Caused by", job.causation ? link("event", { id: job.causation }, job.causation) : "—"],
-    ["Outcome", job.finished ? outcome(job) : badge("running")],
+    ["Outcome", job.finished ? jobOutcome(job) : badge("running")],
     [
       "Summary",
       s
@@ -32,7 +31,7 @@ function facts(job) {
 }
 
 function took(seconds) {
-  return seconds < 1 ? `${Math.round(seconds * 1000)} ms` : span(seconds);
+  return seconds < 1 ? `${(seconds * 1000).toFixed(1)} ms` : span(seconds);
 }
 
 function returns(job) {

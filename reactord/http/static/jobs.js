@@ -1,15 +1,7 @@
 // Jobs: GET /api/v1/jobs (the newest 100, every 5 s); each opens /ui/job?jid=.
-import { api, badge, byId, every, h, link, oneLine, start, table, when } from "/ui/static/app.js";
+import { api, byId, every, h, jobOutcome, link, oneLine, start, table, when } from "/ui/static/app.js";
 
 const POLL_MS = 5000;
-
-// A job's outcome in one word, from its summary.
-export function outcome(job) {
-  const s = job.summary;
-  if (!s) return badge("running");
-  if (s.failed.length || s.no_return.length || s.not_run.length || s.stopped_by) return badge("failed");
-  return badge("ok");
-}
 
 function show(jobs) {
   byId("jobs").replaceChildren(
@@ -20,7 +12,7 @@ function show(jobs) {
         ["Function", (j) => [h("strong", { text: j.fun }), j.args.length ? ` ${oneLine(j.args, 60)}` : ""]],
         ["Target", (j) => `${j.target} (${j.target_type})`],
         ["Returned", (j) => `${j.returned ?? "?"} of ${j.minions.length}`],
-        ["Outcome", outcome],
+        ["Outcome", jobOutcome],
         ["Origin", (j) => j.origin ?? "—"],
       ],
       jobs,

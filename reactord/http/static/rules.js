@@ -9,7 +9,7 @@ function show(rules) {
     table(
       [
         ["Rule", (r) => [h("strong", { text: r.name }), r.description ? h("div", { class: "hint", text: r.description }) : null]],
-        ["File", (r) => h("code", { text: `${r.file}:${r.line}` })],
+        ["File", (r) => h("code", { title: r.file, text: `${r.file.split("/").pop()}:${r.line}` })],
         ["On", (r) => r.on.map((glob) => h("div", { class: "tag", text: glob }))],
         ["Enabled", (r) => badge(r.enabled ? "enabled" : "disabled", r.enabled ? "ok" : "skipped")],
         ["Fired", (r) => String(r.fired)],

@@ -36,6 +36,7 @@ class JobControl(Protocol):
         target: str,
         target_type: str,
         batch: Batch | None = ...,
+        origin: str = ...,
     ) -> JobRecord: ...
 
     def launch(self, job: JobRecord, progress: Progress | None = ...) -> asyncio.Task[JobResult]: ...
@@ -65,6 +66,9 @@ async def run(parts: JobParts, args: Args) -> Any:
     if not valid_function_name(fun):
         raise ControlError(f"bad function name {fun!r} (expected module.function)", "bad_request")
     timeout = _seconds(args, "timeout", parts.default_timeout, zero_ok=False)
+    origin = arg(args, "origin", str, "cli")  # who asked: the CLI, or the HTTP API
+    if origin not in ("cli", "api"):
+        raise ControlError("argument 'origin' is cli or api", "bad_request")
     batch = _batch(args)
     matched = _matched(parts, target, target_type)
     try:
@@ -77,6 +81,7 @@ async def run(parts: JobParts, args: Args) -> Any:
             target=target,
             target_type=target_type,
             batch=batch,
+            origin=origin,
         )
     except StorageFull as exc:
         raise ControlError(f"the job was not started: {exc}", "failed") from exc

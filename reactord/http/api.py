@@ -268,6 +268,7 @@ ROUTES: tuple[Route, ...] = (
             Param("failhard", "boolean", "stop the batch at the first failure"),
             Param("async", "boolean", "answer at once with the job's id"),
         ),
+        fixed={"origin": "api"},
         shape=_run_answer,
     ),
     Route(

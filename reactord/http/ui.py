@@ -125,5 +125,6 @@ def _redirect(location: str) -> web.Response:
 
 def _file(path: Path, *, cache: bool = False) -> web.StreamResponse:
     headers = {"Content-Type": _TYPES[path.suffix] + ("; charset=utf-8" if path.suffix != ".png" else "")}
-    headers["Cache-Control"] = "max-age=300" if cache else "no-store"
+    # static files: revalidated at each load (an upgrade never mixes old and new scripts)
+    headers["Cache-Control"] = "no-cache" if cache else "no-store"
     return web.Response(body=path.read_bytes(), headers=headers)

@@ -227,6 +227,7 @@ def test_writes_answer_as_the_cli_and_need_their_role(served: tuple[Setup, Clien
     )
     assert status == 200 and set(ran) == {"jid", "returns", "summary"}
     assert ran["returns"]["web01"]["return"] == "x"
+    assert setup.cli_json("jobs", "show", ran["jid"])["origin"] == "api"  # who asked, in the job's record
     timing = ("jid", "started", "finished", "duration", "time")
     assert _without(ran, *timing) == _without(setup.cli_json("run", "web01", "test.echo", "x"), *timing)
 

@@ -44,6 +44,8 @@ def http_server(
     limits = Limits(http.max_body, http.max_connections, http.header_timeout, http.body_timeout)
     guard = Guard(tokens, Sessions(http.session_ttl, http.max_sessions), stats, clock)
     sites: dict[str, Site] = {}
+    # what each part is called in the log line of its listener
+    hooks_label = "webhooks /hooks/<name>: " + ", ".join(intake.endpoints if intake is not None else [])
 
     def site(address: str) -> Site:
         return sites.setdefault(address, Site(address))
@@ -59,24 +61,24 @@ def http_server(
             nodegroups=config.nodegroups,
             live=live.stream,
         )
-        main.parts["api"] = api.add_routes
-        main.parts["ui"] = Ui(guard, http.body_timeout).add_routes
+        main.parts["api /api/v1"] = api.add_routes
+        main.parts["dashboard /ui/"] = Ui(guard, http.body_timeout).add_routes
         if intake is not None:
-            main.parts["webhooks"] = Hooks(intake, http.body_timeout).add_routes
+            main.parts[hooks_label] = Hooks(intake, http.body_timeout).add_routes
         if metrics_registry is not None:
             scrape = Scrape(metrics_registry, guard if http.metrics_token else None)
-            main.parts["metrics"] = scrape.add_routes
+            main.parts["metrics /metrics"] = scrape.add_routes
     if config.webhooks.address and intake is not None:
         if config.webhooks.address != http.address:
             log.warning("webhooks.address is deprecated: set http.address (docs/api.md) and drop it")
         site(config.webhooks.address).parts.setdefault(
-            "webhooks", Hooks(intake, http.body_timeout).add_routes
+            hooks_label, Hooks(intake, http.body_timeout).add_routes
         )
     if config.metrics.address and metrics_registry is not None:
         if config.metrics.address != http.address:
             log.warning("metrics.address is deprecated in master.yaml: /metrics is on http.address")
         scrape = Scrape(metrics_registry, None, any_path=config.metrics.address != http.address)
-        site(config.metrics.address).parts.setdefault("metrics", scrape.add_routes)
+        site(config.metrics.address).parts.setdefault("metrics /metrics", scrape.add_routes)
     if not sites:
         return None
     tls = (http.tls_cert, http.tls_key) if http.tls_cert is not None and http.tls_key is not None else None

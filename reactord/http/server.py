@@ -69,7 +69,7 @@ class Limits:
 
 @dataclass(slots=True)
 class Site:
-    """One listening address and the parts it serves."""
+    """One listening address and the parts it serves, by what the log calls them."""
 
     address: str
     parts: dict[str, Part] = field(default_factory=dict)
@@ -221,7 +221,7 @@ class HttpServer:
             self.bound[site.address] = (host, port)
             scheme = "https" if context is not None else "http"
             shown = f"[{host}]" if ":" in host else host
-            log.info("http on %s://%s:%d: %s", scheme, shown, port, ", ".join(site.parts))
+            log.info("http on %s://%s:%d: %s", scheme, shown, port, "; ".join(site.parts))
 
     def _limit_connections(self, runner: web.AppRunner) -> None:
         """The runner's server as a ``_Server``: bounded connections, framing errors in one line."""

@@ -486,3 +486,76 @@ def test_key_decisions_through_the_api_answer_as_the_cli(
     assert "web02" not in keys["accepted"] + keys["rejected"]
     status, _, answer = api.request("POST", f"{PREFIX}/keys/web*/accept", token=tokens["admin"])
     assert status == 409 and "web*" in answer["error"]  # one exact id: no globs through the API
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (owner-only), as an operator's PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "http.crt", folder / "http.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def test_over_https_the_api_answers_and_a_login_cookie_is_secure(tmp_path: Path) -> None:
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    port = free_ports(1)[0]
+    setup = Setup.create(
+        tmp_path / "m", http={"address": f"127.0.0.1:{port}", "tls_cert": str(cert), "tls_key": str(key)}
+    )
+    try:
+        setup.start_master()
+        token = setup.cli_json("token", "create", "--role", "read")["token"]
+        context = ssl.create_default_context(cafile=str(cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+        conn.request("GET", f"{PREFIX}/status", headers={"Authorization": f"Bearer {token}"})
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read())["version"]
+        conn.request(
+            "POST",
+            "/ui/login",
+            body=f"token={token}",
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Origin": f"https://127.0.0.1:{port}",
+            },
+        )
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 303
+        assert "secure" in {f.strip().lower() for f in response.getheader("Set-Cookie", "").split(";")}
+        conn.close()
+        with pytest.raises(http.client.RemoteDisconnected):  # plain HTTP to the TLS port: no answer
+            Client(port).request("GET", f"{PREFIX}/status", token=token)
+    finally:
+        setup.close()

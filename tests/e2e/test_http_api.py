@@ -82,7 +82,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Setup, Cl
     port, closed = free_ports(2)
     setup = Setup.create(
         root,
-        http={"address": f"127.0.0.1:{port}", "max_body": 4096, "body_timeout": "1s", "header_timeout": "1s"},
+        http={
+            "address": f"127.0.0.1:{port}",
+            "max_body": 4096,
+            "body_timeout": "1s",
+            "header_timeout": "1s",
+            "max_connections": 16,
+        },
     )
     (root / "reactor.d" / "example.yaml").write_text(RULES.replace("{closed}", str(closed)))
     setup.start_master()
@@ -559,3 +565,31 @@ def test_over_https_the_api_answers_and_a_login_cookie_is_secure(tmp_path: Path)
             Client(port).request("GET", f"{PREFIX}/status", token=token)
     finally:
         setup.close()
+
+
+def test_connections_past_max_connections_are_closed_and_counted(
+    served: tuple[Setup, Client, dict[str, str]],
+) -> None:
+    setup, api, tokens = served
+    before = setup.counters().get("http.refused.connections", 0)
+    sockets = [socket.create_connection(("127.0.0.1", api.port), timeout=10) for _ in range(24)]
+    try:
+        # the server took 16 of them; the others were closed as soon as they were made
+        closed = wait_until(
+            lambda: n if (n := setup.counters().get("http.refused.connections", 0) - before) >= 8 else None,
+            10,
+            "the connections past the bound refused",
+        )
+        assert closed >= 8
+    finally:
+        for sock in sockets:
+            sock.close()
+
+    # once they are closed, the API answers again (a request racing the closes may be cut off)
+    def answers() -> bool:
+        try:
+            return api.request("GET", f"{PREFIX}/status", token=tokens["read"])[0] == 200
+        except (OSError, http.client.HTTPException):
+            return False
+
+    wait_until(answers, 10, "the API")

@@ -282,7 +282,8 @@ def run_demo(directory: Path, base_port: int) -> int:
             "demo", f"wrote a local setup in {directory}/ (master key {result.master_finger[:23]}...)"
         )
     config = load_master_config(str(directory / "master.yaml"))
-    for port in (config.command_port, config.event_port):
+    http_port = [int(config.http.address.rpartition(":")[2])] if config.http.address else []
+    for port in (config.command_port, config.event_port, *http_port):
         if _port_busy(port):
             console.say("demo", f"port {port} is in use: is another master running? stop it first")
             return 1

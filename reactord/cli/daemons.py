@@ -130,10 +130,10 @@ def minion(config_path: str | None, log_level: str | None) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="demo")
 @click.option(
     "--base-port",
-    type=click.IntRange(1, 65533),
+    type=click.IntRange(1, 65532),
     default=DEFAULT_EVENT_PORT,
     show_default=True,
-    help="event port of a new setup; command and key ports follow it",
+    help="event port of a new setup; the command, key and HTTP ports follow it",
 )
 def demo(directory: Path, base_port: int) -> None:
     """Start a master and a local minion from DIRECTORY and show what happens (`make run`).

@@ -34,6 +34,8 @@ class DeadLetterParts:
 async def dead_list(parts: DeadLetterParts, args: Args) -> Any:
     """``status``: open (the default), resolved, or all."""
     status = arg(args, "status", str, "open")
+    if status not in ("open", "resolved", "all"):
+        raise ControlError("argument 'status' is open, resolved or all", "bad_request")
     return [d.public() for d in parts.audit.dead_letters(None if status == "all" else status)]
 
 

@@ -225,6 +225,7 @@ ROUTES: tuple[Route, ...] = (
         "read",
         "check a rule file: the body is its YAML text (reactord rules check FILE)",
         "rules.check",
+        (Param("name", "string", "the file's name in the answer (default posted.yaml)"),),
         doc="Checked against this master's nodegroups. The CLI also warns of function names no "
         "installed module provides; the API does not (it would run a program per request).",
     ),

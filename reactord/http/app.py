@@ -52,6 +52,7 @@ def http_server(
 
     if http.address:
         main = site(http.address)
+        main.tls = http.tls_cert is not None
         live = Live(bus, guard, http.live_clients, stats)
         api = Api(
             guard,
@@ -69,7 +70,7 @@ def http_server(
             scrape = Scrape(metrics_registry, guard if http.metrics_token else None)
             main.parts["metrics /metrics"] = scrape.add_routes
     if config.webhooks.address and intake is not None:
-        if config.webhooks.address != http.address:
+        if config.webhooks.address != http.address:  # its own listener, plain HTTP as before
             log.warning("webhooks.address is deprecated: set http.address (docs/api.md) and drop it")
         site(config.webhooks.address).parts.setdefault(
             hooks_label, Hooks(intake, http.body_timeout).add_routes

@@ -11,6 +11,7 @@ answer closes its connection.
 
 from __future__ import annotations
 
+import logging
 import math
 from email.message import Message
 
@@ -19,6 +20,8 @@ from aiohttp import web
 from reactord.http.auth import Refusal
 from reactord.http.server import json_response, read_body
 from reactord.webhooks import Refused, WebhookIntake
+
+log = logging.getLogger("reactord.webhooks")
 
 
 class Hooks:
@@ -54,7 +57,10 @@ class Hooks:
                     return web.Response(status=408)
                 subpath = request.match_info.get("path", "").split("/")
                 answer = intake.take(endpoint, subpath, headers, body)
-        except Refused as exc:
+        except Exception as exc:
+            if not isinstance(exc, Refused):  # a bug: answered and logged, counted with the others
+                log.exception("webhook %s failed", request.raw_path[:100])
+                exc = Refused(500, "internal error")
             intake.refused(request.raw_path, exc)  # as sent: percent-encoded, one word
             headers_out = {}
             if exc.retry_after is not None:

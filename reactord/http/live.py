@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -113,6 +114,7 @@ class Live:
         try:
             await response.prepare(request)
             await response.write(b": live\n\n")  # the stream is open: what is logged from now on comes
+            checked = time.monotonic()
             while True:
                 try:
                     await asyncio.wait_for(queue.ready.wait(), KEEPALIVE)
@@ -120,8 +122,10 @@ class Live:
                     if dropped:
                         self.stats.incr("http.live_dropped", dropped)
                 except TimeoutError:
-                    self.guard.identify(request)  # a revoked or expired token ends the stream
                     chunk = b": keepalive\n\n"
+                if time.monotonic() - checked >= KEEPALIVE:  # busy or idle, every 15 s:
+                    self.guard.identify(request)  # a revoked or expired token ends the stream
+                    checked = time.monotonic()
                 async with asyncio.timeout(WRITE_TIMEOUT):
                     await response.write(chunk)
         except (Refusal, TimeoutError, ConnectionResetError) as exc:

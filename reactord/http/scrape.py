@@ -46,6 +46,7 @@ class Scrape:
             registry = registry.restricted_registry(names)
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         response = web.Response(body=encoder(registry), headers={"Content-Type": content_type})
+        response.enable_compression()  # gzip when the scraper accepts it, as prometheus_client's server
         if self.any_path:
             response.force_close()  # the older listener: one request per connection, as before
         return response

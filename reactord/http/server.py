@@ -34,6 +34,7 @@ from reactord.base import jsonable
 from reactord.base.stats import Stats
 from reactord.http.auth import Refusal
 from reactord.protocol.configfile import parse_address
+from reactord.protocol.errors import ConfigError
 
 log = logging.getLogger("reactord.http")
 
@@ -73,6 +74,7 @@ class Site:
 
     address: str
     parts: dict[str, Part] = field(default_factory=dict)
+    tls: bool = False  # HTTPS with the server's certificate (http.address only)
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -186,16 +188,25 @@ class HttpServer:
         self.bound: dict[str, tuple[str, int]] = {}  # address -> (host, port) bound
 
     def _ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of ``tls`` (certificate chain, key): a file that cannot be used, or a
+        key others may read, is a ``ConfigError`` naming it."""
         if self.tls is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+        cert, key = self.tls
+        try:
+            if key.stat().st_mode & 0o077:
+                raise ConfigError(str(key), "http.tls_key", "group or others may read it: chmod 600")
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(str(cert), str(key))
+        except OSError as exc:  # ssl.SSLError included: not PEM, a key of another certificate
+            raise ConfigError(str(cert), "http.tls_cert", f"cannot be used with {key}: {exc}") from None
         return context
 
     async def start(self) -> None:
-        context = self._ssl_context()
+        tls_context = self._ssl_context()
         for site in self.sites:
+            context = tls_context if site.tls else None
             app = web.Application(
                 middlewares=[_guard_middleware(self.stats)], client_max_size=self.limits.max_body
             )

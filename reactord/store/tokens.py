@@ -4,7 +4,8 @@ A token is ``rdt_<id>_<secret>``: ``id`` (10 characters) names its row, ``secret
 bytes, base32) is known only to its holder; the master keeps the SHA-256 of the whole token
 (a random 256-bit secret needs no slow hash) and compares in constant time. Roles, each
 including the ones before it: ``read`` (look), ``operate`` (fire events, run functions,
-retry dead letters), ``admin`` (keys, rule reloads, tokens).
+retry dead letters), ``admin`` (keys, rule reloads). Tokens themselves are made and revoked
+from the CLI only (the control socket), never through the API.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from reactord.http.api import PREFIX, ROUTES
-from tests.support import Setup, free_ports, wait_until
+from tests.support import Setup, free_ports, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -290,6 +290,7 @@ def test_a_failed_webhook_action_is_a_dead_letter_retried_through_the_api(
     assert status == 200 and [r["id"] for r in results] == [letters[0]["id"]] and results[0]["ok"] is False
     status, _, _ = api.request("POST", f"{PREFIX}/deadletters/nope/retry", token=tokens["operate"])
     assert status == 404
+    assert api.request("GET", f"{PREFIX}/deadletters?status=bogus", token=tokens["read"])[0] == 400
 
 
 def test_tokens_that_are_not_valid_are_refused_logged_and_counted(
@@ -540,6 +541,17 @@ def test_over_https_the_api_answers_and_a_login_cookie_is_secure(tmp_path: Path)
         tmp_path / "m", http={"address": f"127.0.0.1:{port}", "tls_cert": str(cert), "tls_key": str(key)}
     )
     try:
+        # a key others may read, or a certificate that is not one: exit 2, one line naming it
+        key.chmod(0o644)
+        refused = run_cli("master", "-c", str(setup.master_yaml))
+        assert refused.returncode == 2 and "http.tls_key" in refused.stderr and "chmod 600" in refused.stderr
+        key.chmod(0o600)
+        cert.write_text("not a certificate")
+        refused = run_cli("master", "-c", str(setup.master_yaml))
+        last = refused.stderr.splitlines()[-1]
+        assert refused.returncode == 2 and last.startswith("error: ") and "http.tls_cert" in last
+        cert, key = _self_signed(tmp_path)
+
         setup.start_master()
         token = setup.cli_json("token", "create", "--role", "read")["token"]
         context = ssl.create_default_context(cafile=str(cert))

@@ -92,8 +92,11 @@ class Watched:
         assert not self.csp(page), f"CSP violations: {self.csp(page)}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One chromium per test module. Not per session: Playwright's sync API keeps an asyncio
+    loop running in the main thread while it is open, and every later test that runs a loop
+    of its own (asyncio.run) would fail."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} is missing: the browser tests need Debian's chromium (apt-get install -y chromium)",

@@ -130,6 +130,9 @@ def test_every_read_answers_what_the_cli_json_prints(served: tuple[Setup, Client
         setup.cli_json("minions"), "last_seen"
     )
     assert api.get("/keys", read) == setup.cli_json("key", "list")
+    status, _, answer = api.request("GET", f"{PREFIX}/cluster", token=read)  # a single master
+    cli = setup.cli("cluster", "status", "--json")
+    assert (status, cli.returncode) == (404, 1) and answer["error"] in cli.stderr
     assert api.get("/rules", read) == setup.cli_json("rules", "list")
     assert api.get("/jobs?limit=5", read) == setup.cli_json("jobs", "--limit", "5")
     assert api.get(f"/jobs/{run['jid']}", read) == setup.cli_json("jobs", "show", run["jid"])

@@ -54,6 +54,10 @@ def test_disk_reports_each_mount_with_thresholds(tmp_path: Path) -> None:
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Between fork and exec the child still shows the parent's name and no command line: wait
+    # until it is the sleeper, as a beacon reading /proc would see it.
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    wait_until(lambda: b"time.sleep(60)" in cmdline.read_bytes(), 10, "the sleeper to start")
     try:
         yield proc
     finally:

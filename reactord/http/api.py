@@ -44,7 +44,13 @@ PREFIX = "/api/v1"
 #: The most items one list answer holds (``limit`` above it is refused).
 MAX_ITEMS = 10_000
 #: A control error's code -> the HTTP status it is answered with.
-STATUS = {"bad_request": 400, "not_found": 404, "not_clustered": 404, "invalid_rules": 422, "unavailable": 503}
+STATUS = {
+    "bad_request": 400,
+    "not_found": 404,
+    "not_clustered": 404,
+    "invalid_rules": 422,
+    "unavailable": 503,
+}
 
 
 @dataclass(frozen=True, slots=True)

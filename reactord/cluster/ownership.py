@@ -122,8 +122,18 @@ class Ownership:
                 self.stats.incr("cluster.leases_lost")
                 self.drop(p, "its lease moved on (this master was paused or cut off)")
                 continue
+            lapsed = self.valid_until.get(p, 0.0) <= started
             self.owned[p] = lease.revision
             self.valid_until[p] = started + self.ttl * 0.75
+            if lapsed:
+                # Held, but not for sure for a while (rounds failed or came late: the engine
+                # was electing a leader, the master was slow): the actions refused meanwhile
+                # are still pending, and nobody else will run them. Resume them as a taker would.
+                self.stats.incr("cluster.leases_lapsed")
+                log.warning(
+                    "cluster: partition %d renewed after its lease lapsed; resuming its pending actions", p
+                )
+                self.take_over(p)
         for p in sorted(want - set(self.owned)):
             lease = await self.leases.acquire(p)
             if lease is None:

@@ -461,8 +461,10 @@ class ClusterNode:
         deadline = time.monotonic() + 4 * self.config.lease_ttl
         while self.applied < target and time.monotonic() < deadline:
             await asyncio.sleep(0.1)  # the apply loop catching up
-        if not self.ownership.owns(p):
-            return
+        while not self.ownership.owns(p):  # held but not for sure (a round came late): wait
+            if not self.ownership.holds(p):
+                return  # dropped: its next owner resumes what is pending
+            await asyncio.sleep(0.1)
         resumed = self.reactor.resume(keep=lambda event: self.partition(event.source) == p)
         log.info("cluster: took partition %d (%d unfinished firings resumed)", p, resumed)
 
@@ -475,6 +477,7 @@ class ClusterNode:
         replay = "/replay/" in action.key  # an operator's replay runs where it was asked for
         if not replay and not self.ownership.owns(p):
             self._refused(action, "this master no longer owns its partition")
+            self.ownership.refused_while_held(p)
             return False
         intent = codec.pack(
             {"member": self.member, "event": action.event.id, "rule": action.rule, "key": action.key}
@@ -505,6 +508,7 @@ class ClusterNode:
             return False
         if not replay and not self.ownership.owns(p):  # lost while the claim was on its way
             self._refused(action, "this master lost its partition meanwhile")
+            self.ownership.refused_while_held(p)
             return False
         return True
 

@@ -51,6 +51,7 @@ class Ownership:
         self.valid_until: dict[int, float] = {}  # partition -> monotonic time
         self.fence_rev: dict[int, int] = {}  # partition -> revision of our last fence write
         self.fenced_seq: dict[int, int] = {}  # partition -> the applied sequence last written
+        self.refused: set[int] = set()  # held partitions whose actions were refused in a lapse
         # what the bucket's watch said, and when (monotonic): a key that expires says nothing
         # (no delete marker), so a member or holder not heard from for a TTL is gone
         self._members: dict[str, float] = {}
@@ -122,16 +123,17 @@ class Ownership:
                 self.stats.incr("cluster.leases_lost")
                 self.drop(p, "its lease moved on (this master was paused or cut off)")
                 continue
-            lapsed = self.valid_until.get(p, 0.0) <= started
             self.owned[p] = lease.revision
             self.valid_until[p] = started + self.ttl * 0.75
-            if lapsed:
-                # Held, but not for sure for a while (rounds failed or came late: the engine
-                # was electing a leader, the master was slow): the actions refused meanwhile
-                # are still pending, and nobody else will run them. Resume them as a taker would.
+            if p in self.refused:
+                # Held all along, but not for sure for a while (rounds failed or came late: the
+                # engine was electing a leader, the master was starved), and actions were refused
+                # meanwhile: they are still pending, and no other master will run them (this
+                # one never dropped the partition). Resume them as a taker would.
+                self.refused.discard(p)
                 self.stats.incr("cluster.leases_lapsed")
                 log.warning(
-                    "cluster: partition %d renewed after its lease lapsed; resuming its pending actions", p
+                    "cluster: partition %d renewed after a lapse; resuming the actions refused meanwhile", p
                 )
                 self.take_over(p)
         for p in sorted(want - set(self.owned)):
@@ -167,7 +169,15 @@ class Ownership:
         self.fenced_seq[p] = self.applied()
         return True
 
+    def refused_while_held(self, p: int) -> None:
+        """An action of ``p`` was refused because its lease was not sure (a lapse): resume
+        the partition's pending actions at the next renewal (if it is dropped instead, its
+        taker resumes them)."""
+        if p in self.owned:
+            self.refused.add(p)
+
     def drop(self, p: int, why: str) -> None:
+        self.refused.discard(p)
         self.owned.pop(p, None)
         self.valid_until.pop(p, None)
         self.fence_rev.pop(p, None)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from reactord.base.errors import ControlError, TargetError
 from reactord.control.args import Args, arg, tag_glob
 from reactord.control.interfaces import Clock, EventHistory, ResolveTarget
+from reactord.protocol.events import MAX_TIME
 from reactord.reactor.gatechecks import GateError, compile_checks
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ async def state_list(parts: FleetParts, args: Args) -> Any:
     reaches back that far), filtered by tag glob, source glob and target."""
     tag = tag_glob(args)
     at = arg(args, "at", (int, float), None)
+    if at is not None and not 0 <= at <= MAX_TIME:
+        raise ControlError("argument 'at' is a time between 1970 and 3000 (epoch seconds)", "bad_request")
     rows = parts.fleet.rows(
         tag=tag, source=arg(args, "source", str, None), sources=_targeted(parts, args), at=at
     )

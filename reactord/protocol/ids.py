@@ -49,7 +49,7 @@ def new_ids(count: int, now: float | None = None) -> list[str]:
 def derived_id(when: float, *parts: str) -> str:
     """An id in ``new_id``'s layout whose 80 low bits hash ``parts``: the same in every
     process for the same inputs (a cluster's masters name one action alike)."""
-    ms = max(0, min((1 << 48) - 1, int(when * 1000))) if math.isfinite(when) else 0
+    ms = _millis(when)
     digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=10).digest()
     return _encode(ms, 10) + _encode(int.from_bytes(digest, "big"), 16)
 
@@ -84,7 +84,12 @@ def id_floor(when: float) -> str:
 
     Clamped to what an id can hold (48 bits of milliseconds): a bound far outside still orders
     right instead of wrapping around; NaN counts as the epoch."""
+    return _encode(_millis(when), 10) + "0" * 16
+
+
+def _millis(when: float) -> int:
+    """``when`` in milliseconds, within what an id holds (48 bits); NaN is the epoch. Clamped
+    before ``int()``: a time near 1.8e308 is infinite in milliseconds, which int() refuses."""
     if math.isnan(when):
-        when = 0.0
-    millis = (1 << 48) - 1 if when * 1000 >= (1 << 48) else max(0, int(when * 1000))
-    return _encode(millis, 10) + "0" * 16
+        return 0
+    return int(min(max(when * 1000, 0.0), (1 << 48) - 1))

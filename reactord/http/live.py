@@ -1,12 +1,12 @@
 """``GET /api/v1/live``: the events the master logs, as they are logged (Server-Sent Events).
 
 Each stream has its own queue, bounded in bytes (``QUEUE_BYTES``): the master hands it the
-events that match its tag glob and never waits for it; a client too slow to read them loses
-the ones that do not fit and is told how many (an ``event: dropped`` message). At most
-``http.live_clients`` streams are open at once (503 beyond), ``PER_TOKEN`` per token (429
-beyond). Every 15 s a comment line keeps
-proxies from closing the stream, and the stream's token is checked again: revoking it, or its
-expiry, ends the stream.
+events that match its tag glob (each event made into its message once, for every stream)
+and never waits for it; a client too slow to read them loses the ones that do not fit and
+is told how many (an ``event: dropped`` message). At most ``http.live_clients`` streams are
+open at once (503 beyond), ``PER_TOKEN`` per token (429 beyond). Every 15 s a comment line
+keeps proxies from closing an idle stream, and the stream's token is checked again, busy or
+idle: revoking it, or its expiry, ends the stream.
 """
 
 from __future__ import annotations
@@ -51,19 +51,13 @@ class _Queue:
         self.dropped = 0
         self.ready = asyncio.Event()
 
-    def offer(self, events: list[Event]) -> None:
-        for event in events:
-            if self.pattern is not None and not tag_matches(self.pattern, event.tag):
-                continue
-            line = jsonable.to_json(event.public() | {"received": event.received})
-            frame = f"event: event\nid: {event.id}\ndata: {line}\n\n".encode()
-            if self.size + len(frame) > QUEUE_BYTES:
-                self.dropped += 1
-            else:
-                self.items.append(frame)
-                self.size += len(frame)
-        if self.items or self.dropped:
-            self.ready.set()
+    def offer(self, frame: bytes) -> None:
+        if self.size + len(frame) > QUEUE_BYTES:
+            self.dropped += 1
+        else:
+            self.items.append(frame)
+            self.size += len(frame)
+        self.ready.set()
 
     def take(self) -> tuple[bytes, int]:
         """What is queued, as one chunk, and how many events did not fit since the last take."""
@@ -83,8 +77,25 @@ class Live:
         self.guard = guard
         self.max_clients = max_clients
         self.stats = stats
-        self.open = 0
+        self.queues: set[_Queue] = set()  # one per open stream
         self.per_token: dict[str, int] = {}  # token id -> its streams open
+
+    @property
+    def open(self) -> int:
+        return len(self.queues)
+
+    def _fan_out(self, events: list[Event]) -> None:
+        """The bus's listener while any stream is open: each event made into its message
+        once, however many streams take it."""
+        for event in events:
+            frame = b""
+            for queue in self.queues:
+                if queue.pattern is not None and not tag_matches(queue.pattern, event.tag):
+                    continue
+                if not frame:
+                    line = jsonable.to_json(event.public() | {"received": event.received})
+                    frame = f"event: event\nid: {event.id}\ndata: {line}\n\n".encode()
+                queue.offer(frame)
 
     async def stream(self, request: web.Request, principal: Principal) -> web.StreamResponse:
         pattern = request.query.get("tag") or None
@@ -108,9 +119,9 @@ class Live:
                 "X-Accel-Buffering": "no",
             }
         )
-        self.open += 1
+        self.queues.add(queue)
         self.per_token[token] = self.per_token.get(token, 0) + 1
-        self.bus.listeners.add(queue.offer)
+        self.bus.listeners.add(self._fan_out)
         try:
             await response.prepare(request)
             await response.write(b": live\n\n")  # the stream is open: what is logged from now on comes
@@ -131,8 +142,9 @@ class Live:
         except (Refusal, TimeoutError, ConnectionResetError) as exc:
             log.info("live stream of %s ended: %s", principal.label, exc)
         finally:
-            self.bus.listeners.discard(queue.offer)
-            self.open -= 1
+            self.queues.discard(queue)
+            if not self.queues:
+                self.bus.listeners.discard(self._fan_out)
             self.per_token[token] -= 1
             if not self.per_token[token]:
                 del self.per_token[token]

@@ -440,29 +440,37 @@ def test_the_live_stream_sends_matching_events_as_they_are_logged(
     served: tuple[Setup, Client, dict[str, str]],
 ) -> None:
     setup, api, tokens = served
-    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
-    conn.request(
-        "GET",
-        f"{PREFIX}/live?tag=" + quote("test/live/**"),
-        headers={"Authorization": f"Bearer {tokens['read']}"},
-    )
-    response = conn.getresponse()
-    assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
-    assert response.getheader("X-Content-Type-Options") == "nosniff"  # a stream's head has them too
-    assert response.readline() == b": live\n"  # the stream is open from here on
+
+    def open_stream(glob: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+        conn.request(
+            "GET", f"{PREFIX}/live?tag=" + quote(glob), headers={"Authorization": f"Bearer {tokens['read']}"}
+        )
+        response = conn.getresponse()
+        assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
+        assert response.getheader("X-Content-Type-Options") == "nosniff"  # a stream's head has them too
+        assert response.readline() == b": live\n"  # the stream is open from here on
+        return conn, response
+
+    def next_event(response: http.client.HTTPResponse) -> dict[str, Any]:
+        lines: list[bytes] = []
+        while not lines or lines[-1] != b"\n" or not any(line.startswith(b"data: ") for line in lines):
+            lines.append(response.readline())
+        assert b"event: event\n" in lines
+        return json.loads(next(line for line in lines if line.startswith(b"data: "))[6:])
+
+    (live_conn, live), (other_conn, other) = open_stream("test/live/**"), open_stream("test/other")
     setup.cli("event", "fire", "test/other")
     setup.cli("event", "fire", "test/live/one", "--data", '{"html": "<img src=x onerror=alert(1)>"}')
-    lines = []
-    while not lines or lines[-1] != b"\n" or not any(line.startswith(b"data: ") for line in lines):
-        lines.append(response.readline())
-    data = json.loads(next(line for line in lines if line.startswith(b"data: "))[6:])
+    data = next_event(live)  # each stream gets what its glob matches, and only that
     assert (data["tag"], data["source"], data["data"]) == (
         "test/live/one",
         "cli",
         {"html": "<img src=x onerror=alert(1)>"},
     )
-    assert b"event: event\n" in lines
-    conn.close()
+    assert next_event(other)["tag"] == "test/other"
+    live_conn.close()
+    other_conn.close()
     assert api.request("GET", f"{PREFIX}/live?tag=" + quote("a//b"), token=tokens["read"])[0] == 400
 
 

@@ -15,6 +15,7 @@ message and gets a status from its code.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import tempfile
@@ -55,17 +56,12 @@ STATUS = {
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """One argument: ``name`` on the wire, ``arg`` the operation's name for it."""
+    """One argument of a route: its name (the operation's too), JSON type and meaning."""
 
     name: str
     kind: str
     doc: str
     required: bool = False
-    arg: str = ""
-
-    @property
-    def op_arg(self) -> str:
-        return self.arg or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +311,7 @@ class Api:
         self.body_timeout = body_timeout
         self.nodegroups = nodegroups
         self.live = live
+        self._checking = asyncio.Semaphore(1)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(f"{PREFIX}/openapi.json", self.openapi)
@@ -350,7 +347,7 @@ class Api:
         for param in route.query:
             text = request.query.get(param.name)
             if text is not None:
-                args[param.op_arg] = _converted(param, text)
+                args[param.name] = _converted(param, text)
         if route.op in ("event.list", "jobs.list"):
             limit = args.setdefault("limit", 50)
             if not 1 <= limit <= MAX_ITEMS:
@@ -401,6 +398,10 @@ class Api:
         if not name or "/" in name or name.startswith(".") or len(name) > 128:
             raise Refusal(400, "name is a file name (no folders)")
         raw = await read_body(request, self.max_body, self.body_timeout)
+        async with self._checking:  # parsing a large file costs seconds: off the loop, one at a time
+            return await asyncio.to_thread(self._check_text, name, raw)
+
+    def _check_text(self, name: str, raw: bytes) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="reactord-check-") as folder:
             path = Path(folder) / name
             path.write_bytes(raw)

@@ -63,9 +63,37 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> LineDict:
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
+#: The most values a document may stand for once its aliases are followed. An alias is a
+#: reference, so ``yaml.load`` itself stays small; but what walks the result (a rule's
+#: conditions, a gate's checks) visits each use again, and 25 anchors that each name the
+#: previous one twice make 2**25 values out of 1 KB of text.
+MAX_EXPANDED = 1_000_000
+
+
 def load_with_lines(text: str, *, yaml11_booleans: bool = False) -> Any:
-    """Parse YAML (safe tags only); raises ``yaml.YAMLError`` with a mark on bad input."""
-    return yaml.load(text, Loader=_StrictLoader if yaml11_booleans else _Loader)
+    """Parse YAML (safe tags only); raises ``yaml.YAMLError`` with a mark on bad input, and
+    when the document stands for more than ``MAX_EXPANDED`` values."""
+    value = yaml.load(text, Loader=_StrictLoader if yaml11_booleans else _Loader)
+    _check_expanded(value)
+    return value
+
+
+def _check_expanded(value: Any) -> None:
+    """Count the values ``value`` stands for, aliases followed, stopping past the bound."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_EXPANDED:
+            raise yaml.YAMLError(
+                f"the document stands for more than {MAX_EXPANDED:,} values once its aliases are "
+                "followed (an anchor used over and over)"
+            )
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            count += len(item)
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def describe_error(exc: yaml.YAMLError) -> tuple[int, str]:

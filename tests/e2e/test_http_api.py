@@ -215,6 +215,13 @@ def test_rules_explain_and_check_of_a_posted_file_answer_as_the_cli(
         and verdict["file"] == "bad.yaml"
         and "an action needs exactly one of" in verdict["error"]
     )
+    # 2 KB whose anchors name each other twice over: refused as it is read, never walked
+    bomb = "rules:\n  - name: r0\n    on: a/b\n    when: &w0 {data.x: {eq: 1}}\n    do: [{log: hi}]\n"
+    for n in range(1, 40):
+        bomb += f"  - name: r{n}\n    on: a/b\n    when: &w{n} {{all: [*w{n - 1}, *w{n - 1}]}}\n"
+        bomb += "    do: [{log: hi}]\n"
+    status, _, verdict = api.request("POST", f"{PREFIX}/rules/check", token=tokens["read"], raw=bomb.encode())
+    assert status == 200 and verdict["ok"] is False and "aliases" in verdict["error"]
 
 
 def test_writes_answer_as_the_cli_and_need_their_role(served: tuple[Setup, Client, dict[str, str]]) -> None:

@@ -2,7 +2,8 @@
 
 - ``server``: the server, its sites and limits, the answers' security headers
 - ``auth``: tokens, dashboard logins, roles, CSRF
-- ``api``: ``/api/v1`` over the control operations, and its OpenAPI document
+- ``routes``: the routes of ``/api/v1``, one row each, and the OpenAPI document of them
+- ``api``: serves those routes over the control operations
 - ``live``: ``/api/v1/live``, events as Server-Sent Events
 - ``ui``: ``/ui/``, the dashboard's pages (``static/``)
 - ``hooks``: ``/hooks/<name>``, webhooks in

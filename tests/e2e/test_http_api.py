@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from reactord.http.api import PREFIX, ROUTES
+from reactord.http.routes import PREFIX, ROUTES
 from tests.support import Setup, free_ports, run_cli, wait_until
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from reactord.base.stats import Stats
-from reactord.http.api import ROUTES, Param, _converted, openapi_document
+from reactord.http.api import _converted
 from reactord.http.auth import CSRF_HEADER, SESSION_COOKIE, Guard, Refusal, Sessions
+from reactord.http.routes import ROUTES, Param, openapi_document
 from reactord.store.database import Database
 from reactord.store.schema import MIGRATIONS
 from reactord.store.tokens import TokenStore

@@ -166,7 +166,9 @@ class Reactor:
             for decision in decisions:
                 if decision.fired:
                     decided.fired.append(decision)
-                    ids, rows = self.dispatcher.action_rows(decision.rule, decision.event)
+                    # created at the decision's time: in a cluster, the event's arrival on
+                    # every master, whatever batch each applies it in
+                    ids, rows = self.dispatcher.action_rows(decision.rule, decision.event, now=at)
                     actions += rows
                     decided.firings.append(Firing(decision.rule, decision.event, ids))
                 else:

@@ -107,11 +107,11 @@ class ActionDispatcher:
     # -- the outbox -------------------------------------------------------------------------------
 
     def action_rows(
-        self, rule: Rule, event: Event, replay: str | None = None
+        self, rule: Rule, event: Event, replay: str | None = None, now: float | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """New action ids for a firing, and their ``actions`` rows (``ADD_ACTION``) to write with
-        the event's transaction."""
-        return action_rows(rule, event, self.clock(), replay)
+        the event's transaction, created ``now`` (the decision's time; the clock's by default)."""
+        return action_rows(rule, event, self.clock() if now is None else now, replay)
 
     def submit(self, rule: Rule, event: Event, *, replay: str | None = None) -> list[str]:
         """Write a firing's actions (in a transaction of their own) and queue them; their ids."""

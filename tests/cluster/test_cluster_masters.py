@@ -53,7 +53,11 @@ def _same_everywhere(cluster: Cluster, read: Any, what: str, timeout: float = 30
         views[:] = [read(m) for m in cluster.masters]
         return all(v == views[0] for v in views)
 
-    wait_until(agree, timeout, f"{what} to agree on every master")
+    try:
+        wait_until(agree, timeout, f"{what} to agree on every master")
+    except AssertionError as error:
+        shown = "\n".join(f"  m{i}: {v!r}" for i, v in enumerate(views))
+        raise AssertionError(f"{error}; what each master read:\n{shown}") from None
     return views[0]
 
 

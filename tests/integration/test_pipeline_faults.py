@@ -22,8 +22,9 @@ from reactord.base.stats import Stats
 from reactord.bus import Bus
 from reactord.pipeline import EventPipeline
 from reactord.protocol import messages as m
+from reactord.protocol.events import Event
 from reactord.reactions import Reactor
-from reactord.store.audit import AuditLog
+from reactord.store.audit import ADD_ACTION, AuditLog
 from reactord.store.database import Database
 from reactord.store.eventlog import EventLog, EventQuery
 from reactord.store.rulestore import SqliteRuleStore
@@ -40,9 +41,9 @@ rules:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, rules: str = RULES) -> None:
         (tmp_path / "reactor.d").mkdir()
-        (tmp_path / "reactor.d" / "r.yaml").write_text(RULES)
+        (tmp_path / "reactor.d" / "r.yaml").write_text(rules)
         (tmp_path / "master.yaml").write_text("state_dir: state\npki_dir: pki\n")
         config = load_master_config(str(tmp_path / "master.yaml"))
         self.db = Database(tmp_path / "m.db", MIGRATIONS)
@@ -148,3 +149,30 @@ def test_a_value_the_database_refuses_is_dropped_alone_and_acknowledged(tmp_path
             h.close()
 
     asyncio.run(scenario())
+
+
+def test_in_event_time_an_actions_row_is_created_at_its_events_arrival_not_the_batchs_clock(
+    tmp_path: Path,
+) -> None:
+    """A cluster's masters apply the same events in batches cut differently: an action's row
+    must not take the time of whatever batch it was decided in (it did: ``event show``
+    differed between masters)."""
+    rules = 'rules:\n  - name: each\n    on: "minion/*/x"\n    do: [{log: "{{ data.n }}", level: debug}]\n'
+    harness = Harness(tmp_path, rules)
+    harness.reactor.event_time = True
+    harness.reactor.dispatcher.clock = lambda: 5000.0  # the batch's clock: latest arrival
+    events = [
+        Event(
+            id=f"e{n}",
+            tag="minion/web01/x",
+            source="web01",
+            time=1000.0 + n,
+            data={"n": n},
+            received=1000.0 + n,
+        )
+        for n in range(3)
+    ]
+    decided = harness.reactor.decide([(e, None) for e in events])
+    rows = [row for sql, batch in decided.writes if sql == ADD_ACTION for row in batch]
+    assert sorted((row[1], row[6]) for row in rows) == [(e.id, e.received) for e in events]
+    harness.close()

@@ -24,7 +24,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,9 @@ from reactord.explain import Explainer
 from reactord.protocol import codec
 from reactord.protocol.errors import StorageFull
 from reactord.protocol.events import Event
+from reactord.reactor.correlate import Minions
 from reactord.reactor.engine import Decision, Engine
+from reactord.reactor.multievent import FleetCondition
 from reactord.reactor.rules import Rule, RuleError, RuleSet
 from reactord.reactor.rulestate import Changed, RuleState
 from reactord.replay import Replayer
@@ -82,6 +84,8 @@ class Reactor:
         stats: Stats,
         kinds: Registry = KINDS,
         clock: Callable[[], float] = time.time,
+        minions: Minions | None = None,
+        fleet_latest: Callable[[], Iterable[Event]] | None = None,
     ) -> None:
         limits = config.reactor
         self.event_log = event_log
@@ -98,7 +102,9 @@ class Reactor:
         self.rule_files = RuleFiles(config.rules, config.path.parent, config.nodegroups, kinds)
         state = RuleState(limits.state_limit, limits.hold_bytes)
         state.load_rows(rule_store.rows())
-        self.engine = Engine(RuleSet((), ()), state, max_depth=limits.max_depth)
+        self.engine = Engine(RuleSet((), ()), state, max_depth=limits.max_depth, minions=minions)
+        #: Every minion's latest events (the fleet state table), which fleet rules start from.
+        self.fleet_latest = fleet_latest
         self.dispatcher = ActionDispatcher(
             audit,
             services,
@@ -127,6 +133,8 @@ class Reactor:
         """Load the rule set (all or nothing) and start using it; ``RuleError`` leaves the old one."""
         rules = self.rule_files.load(self.engine.counter)
         self.engine.swap(rules)
+        if self.fleet_latest is not None and any(isinstance(r.multi, FleetCondition) for r in rules.rules):
+            self.engine.seed_fleet(self.fleet_latest())
         # A large rule set is many long-lived objects: keep the cyclic garbage collector from
         # walking them again and again on the hot path (they are freed by reference counting).
         gc.unfreeze()

@@ -51,7 +51,7 @@ class Replayer:
         """A header (``replay``: its id, ``total``), then one item per event (``done``, ``fired``
         so far, and ``event`` when rules fired on it)."""
         replay_id = new_id(self.clock())
-        engine = Engine(self.engine.rules, max_depth=self.max_depth)
+        engine = Engine(self.engine.rules, max_depth=self.max_depth, minions=self.engine.minions)
         oldest_first = replace(query, newest_first=False)
         total, last_id = await self._count(oldest_first)
         yield {"replay": replay_id, "total": total, "done": 0, "fired": 0, "dry_run": dry_run}
@@ -62,7 +62,8 @@ class Replayer:
             if not dry_run and self.dispatcher.saturated:
                 await self.dispatcher.wait_room()  # a long replay waits for the action queue too
             event = replace(stored, replayed=True)
-            decisions = self._decide(engine, event, previous, replay_id, dry_run)
+            decisions = self._due(engine, event.received or event.time, replay_id, dry_run)
+            decisions += self._decide(engine, event, previous, replay_id, dry_run)
             fired += sum(1 for d in decisions if d.fired)
             item: dict[str, Any] = {"done": done, "total": total, "fired": fired}
             if any(d.fired for d in decisions):
@@ -84,6 +85,25 @@ class Replayer:
                 await asyncio.sleep(0)
         return total, last_id
 
+    def _due(self, engine: Engine, until: float, replay_id: str, dry_run: bool) -> list[Decision]:
+        """``for`` holds and absences that came due before the next event, in the replay's
+        own time (the events'), recorded and run as the tick would have."""
+        due = [d for _, d in engine.due_until(until)]
+        self._record(due, replay_id, dry_run)
+        return due
+
+    def _record(self, decisions: list[Decision], replay_id: str, dry_run: bool) -> None:
+        rows = []
+        for decision in decisions:
+            rows.append(
+                (decision.event.id, decision.rule.name, decision.fired, decision.reason, self.clock(), replay_id)
+            )
+            if decision.fired and not dry_run:
+                self.announce(decision.rule, decision.event)
+                self.dispatcher.submit(decision.rule, decision.event, replay=replay_id)
+        if not dry_run:
+            self.audit.record_decisions(rows)
+
     def _decide(
         self,
         engine: Engine,
@@ -96,14 +116,5 @@ class Replayer:
         key = (event.source, event.tag)
         decisions = engine.evaluate(event, previous.get(key), event.received or event.time)
         previous[key] = event
-        rows = []
-        for decision in decisions:
-            rows.append(
-                (event.id, decision.rule.name, decision.fired, decision.reason, self.clock(), replay_id)
-            )
-            if decision.fired and not dry_run:
-                self.announce(decision.rule, decision.event)
-                self.dispatcher.submit(decision.rule, decision.event, replay=replay_id)
-        if not dry_run:
-            self.audit.record_decisions(rows)
+        self._record(decisions, replay_id, dry_run)
         return decisions

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from reactord.actions.outbox import restore_matched
 from reactord.actions.queue import Firing
 from reactord.protocol.events import Event
 from reactord.reactor.rules import Rule
@@ -62,6 +63,9 @@ def _resumable(
     event = find_event(event_id)
     if event is None:
         return None, "the master stopped before it ran, and retention removed its event"
+    event = restore_matched(event, rows[0].get("context"), find_event)
+    if event is None:
+        return None, "the master stopped before it ran, and retention removed an event it matched"
     ids: list[str | None] = [None] * len(rule.do)
     for action in audit.actions_for(event_id):
         if action["rule"] != rule.name or action.get("replay") != replay or action["idx"] < 0:

@@ -147,7 +147,10 @@ def test(rules_path: Path, event_file: Path, as_json: bool) -> None:
 
     The actions fired rules would take are shown rendered, never run. For a sequence,
     each event's `time` is the clock: changed, for, throttle and threshold apply across it.
-    Exit 0 if at least one rule fires, 1 if none, 2 if the rules or events are invalid.
+    A `for` hold or an absence that comes due between two events fires at the time it came
+    due; an item {"clock": T} moves the clock to T without an event. Fleet rules count the
+    events' sources as the fleet. Exit 0 if at least one rule fires, 1 if none, 2 if the
+    rules or events are invalid.
     """
     try:
         rule_set = load_offline(rules_path, KINDS)
@@ -161,8 +164,10 @@ def test(rules_path: Path, event_file: Path, as_json: bool) -> None:
     else:
         for step in steps:
             when = iso(step.time)
-            if step.held:  # a `for` fires when it comes due, on the latest event that held
+            if step.due == "for":  # a `for` fires when it comes due, on the latest event that held
                 when += f", for came due; its event at {iso(step.event.time)}"
+            elif step.due == "absence":  # an absence fires at its deadline, on its first event
+                when += f", nothing came by then; waiting since {iso(step.event.time)}"
             click.echo(f"{step.event.tag} ({step.event.source}, {when})")
             if not step.decisions:
                 click.echo("  no rule listens to this tag")
@@ -188,12 +193,27 @@ def list_rules(config_path: str | None, as_json: bool) -> None:
         print_json(listing)
         return
     print_table(
-        ["name", "on", "fired", "actions", "where"],
+        ["name", "on", "fired", "keys", "actions", "where"],
         [
-            [r["name"], ", ".join(r["on"]), r["fired"], "; ".join(r["actions"]), f"{r['file']}:{r['line']}"]
+            [
+                r["name"],
+                ", ".join(r["on"]),
+                r["fired"],
+                _keys(r.get("state")),
+                "; ".join(r["actions"]),
+                f"{r['file']}:{r['line']}",
+            ]
             for r in listing
         ],
     )
+
+
+def _keys(state: dict[str, Any] | None) -> str:
+    """A correlation's, sequence's or absence's keys: held, of the limit, and dropped."""
+    if not state:
+        return "-"
+    text = f"{state['keys']}/{state['max_keys']}"
+    return f"{text} ({state['dropped']} dropped)" if state["dropped"] else text
 
 
 @rules.command("reload")

@@ -10,11 +10,13 @@ from reactord.base.errors import ControlError
 from reactord.control.args import Args, arg
 from reactord.control.events_ops import stored_event
 from reactord.control.interfaces import Clock, EventHistory
+from reactord.reactor.multievent import Correlation
 from reactord.reactor.offline import EventFileError, event_from_json
 
 if TYPE_CHECKING:
     from reactord.protocol.events import Event
     from reactord.reactor.rules import RuleSet
+    from reactord.reactor.rulestate import RuleState
 
 
 class RuleCatalog(Protocol):
@@ -25,6 +27,9 @@ class RuleCatalog(Protocol):
 
     @property
     def fire_counts(self) -> Mapping[str, int]: ...
+
+    @property
+    def state(self) -> RuleState: ...
 
 
 class RuleService(Protocol):
@@ -59,9 +64,21 @@ async def rules_list(parts: RuleParts, args: Args) -> Any:
             "description": r.description,
             "actions": [a.label for a in r.do],
             "fired": fired.get(r.name, 0),
+            **_multi(parts, r),
         }
         for r in parts.catalog.rules.rules
     ]
+
+
+def _multi(parts: RuleParts, rule: Any) -> dict[str, Any]:
+    """A rule over several events: its kind, and the keys it holds against its limit."""
+    spec = rule.multi
+    if spec is None:
+        return {}
+    if isinstance(spec, Correlation):
+        state = {**parts.catalog.state.keys_of(rule.name), "max_keys": spec.max_keys}
+        return {"kind": spec.kind, "describe": spec.describe(), "state": state}
+    return {"kind": "fleet"}
 
 
 async def rules_reload(parts: RuleParts, args: Args) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,9 @@ class Event:
     action: str | None = None
     #: ``data`` packed once, on the hot path, for the log, the state table and the bus.
     packed: bytes | None = field(default=None, compare=False, repr=False)
+    #: What a rule over several events matched, by name (its actions' ``events.<name>``):
+    #: set on the copy of the event a firing carries, never stored with the event.
+    matched: Mapping[str, Event] | None = field(default=None, compare=False, repr=False)
 
     def packed_data(self) -> bytes:
         return self.packed if self.packed is not None else codec.pack(self.data)

@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
 from reactord.protocol.events import Event
 from reactord.reactor.conditions import Counter, show_value
+from reactord.reactor.correlate import (
+    FleetMembers,
+    Minions,
+    decide_correlation,
+    decide_fleet,
+    due_waits,
+    fleet_lapses,
+    next_wait,
+)
+from reactord.reactor.multievent import Correlation, FleetCondition
 from reactord.reactor.index import TagIndex
 from reactord.reactor.paths import MISSING, resolve
 from reactord.reactor.rules import Rule, RuleSet
@@ -31,6 +43,7 @@ class Decision:
     event: Event
     fired: bool
     reason: str | None = None  # why it did not fire (or "holding ..." while a `for` runs)
+    due: str | None = None  # decided by the clock, not an event: "for" (a hold) or "absence"
 
     def public(self) -> dict[str, object]:
         out: dict[str, object] = {"rule": self.rule.name, "fired": self.fired}
@@ -40,7 +53,14 @@ class Decision:
 
 
 class Engine:
-    def __init__(self, rules: RuleSet, state: RuleState | None = None, *, max_depth: int = 8) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        state: RuleState | None = None,
+        *,
+        max_depth: int = 8,
+        minions: Minions | None = None,
+    ) -> None:
         self.state = state or RuleState()
         self.max_depth = max_depth
         self.rules = rules
@@ -48,6 +68,11 @@ class Engine:
         self._candidates: dict[str, list[Rule]] = {}
         self.fire_counts: dict[str, int] = {}
         self.errors = 0  # evaluations that raised (recorded as the rule's decision)
+        #: The fleet fleet rules count over (none: they see no minion).
+        self.minions: Minions = minions or dict
+        self.members = FleetMembers()
+        self._by_name = rules.by_name()
+        self.state.partials.limit = self.state.waits.limit = self._max_keys
 
     @property
     def counter(self) -> Counter:
@@ -58,7 +83,23 @@ class Engine:
         self.rules = rules
         self.index = _index(rules)
         self._candidates = {}
+        self._by_name = rules.by_name()
         self.state.forget_rules({r.name for r in rules.rules})
+        self.state.partials.set_limits()
+        self.state.waits.set_limits()
+        self.members.keep({r.name for r in rules.rules if isinstance(r.multi, FleetCondition)})
+
+    def _max_keys(self, rule: str) -> int:
+        found = self._by_name.get(rule)
+        return found.multi.max_keys if found is not None and isinstance(found.multi, Correlation) else 1
+
+    def seed_fleet(self, latest: Iterable[Event], only: set[str] | None = None) -> None:
+        """Fill what fleet rules know of each minion's latest events (at start, from the
+        stored fleet state table; after a reload, for the rules that are new)."""
+        rows = list(latest)
+        for rule in self.rules.rules:
+            if isinstance(rule.multi, FleetCondition) and (only is None or rule.name in only):
+                self.members.seed(rule.name, rule.multi, rows)
 
     def candidates(self, tag: str) -> list[Rule]:
         """The enabled rules whose globs match ``tag`` (cached per tag: tags repeat)."""
@@ -120,6 +161,8 @@ class Engine:
                     "a rule may be firing its own trigger"
                 ),
             )
+        if rule.multi is not None:
+            return self._decide_multi(rule, event, now, commit, explain)
         reason: str | Quiet | None
         if explain:
             reason = rule.when.failure(event) if rule.when is not None else None
@@ -163,20 +206,68 @@ class Engine:
             self.fire_counts[rule.name] = self.fire_counts.get(rule.name, 0) + 1
         return Decision(rule, event, reason is None, reason)
 
+    def _decide_multi(self, rule: Rule, event: Event, now: float, commit: bool, explain: bool) -> Decision | None:
+        """A rule over several events (``correlate.py``), then its throttle."""
+        spec = rule.multi
+        if isinstance(spec, FleetCondition):
+            outcome = decide_fleet(
+                rule.name, spec, self.state, self.members, self.minions(), event, now, commit, explain
+            )
+        else:
+            assert spec is not None
+            outcome = decide_correlation(rule.name, spec, self.state, event, now, commit, explain)
+        if outcome is None:
+            return None
+        if not outcome.fired:
+            return Decision(rule, outcome.event, False, outcome.reason)
+        reason = self._limits(rule, outcome.event, now, commit)
+        if reason is None and commit:
+            self.fire_counts[rule.name] = self.fire_counts.get(rule.name, 0) + 1
+        return Decision(rule, outcome.event, reason is None, reason)
+
     def next_due(self) -> float | None:
-        """When the first running ``for`` hold comes due (None when none is running)."""
-        rules = self.rules.by_name()
+        """When the first running ``for`` hold or absence comes due (None when none is)."""
+        rules = self._by_name
         due = [
             hold.since + rule.hold
             for key, hold in self.state.holds.items.items()
             if not hold.fired and (rule := rules.get(key[0])) is not None and rule.hold is not None
         ]
+        wait = next_wait(self.state)
+        if wait is not None:
+            due.append(wait)
         return min(due, default=None)
 
     def due_holds(self, now: float) -> list[Decision]:
-        """``for`` conditions that have now held long enough (fired by the master's tick)."""
+        """``for`` conditions that have now held long enough and absences whose wait ended
+        (fired by the master's tick); fleet levels whose count aged down re-armed."""
+        fired = self._due_holds(now)
+        for rule, event in due_waits(self.state, self._by_name, now):
+            reason = self._limits(rule, event, now, True)
+            if reason is None:
+                self.fire_counts[rule.name] = self.fire_counts.get(rule.name, 0) + 1
+            fired.append(Decision(rule, event, reason is None, reason, due="absence"))
+        if self.members.latest:
+            fleet_lapses(self.rules.rules, self.state, self.members, self.minions(), now)
+        return fired
+
+    def due_until(self, until: float) -> list[tuple[float, Decision]]:
+        """What came due up to ``until``, each decided at the time it came due (as the tick
+        would have fired it), in order; for a run driven by the events' own times (``rules
+        test``, replay)."""
+        out: list[tuple[float, Decision]] = []
+        while (due := self.next_due()) is not None and due <= until:
+            # (one step past ``due`` if the sum since + hold rounded down)
+            fired = self.due_holds(due) or self.due_holds(math.nextafter(due, math.inf))
+            if not fired:
+                break
+            out += [(due, d) for d in fired]
+        out += [(until, d) for d in self.due_holds(until)]
+        return out
+
+    def _due_holds(self, now: float) -> list[Decision]:
         fired = []
-        rules = self.rules.by_name()
+        rules = self._by_name
         for key, hold in list(self.state.holds.items.items()):
             rule = rules.get(key[0])
             if rule is None or hold.fired or rule.hold is None or now - hold.since < rule.hold:
@@ -186,7 +277,7 @@ class Engine:
             reason = self._limits(rule, hold.event, now, True)
             if reason is None:
                 self.fire_counts[rule.name] = self.fire_counts.get(rule.name, 0) + 1
-            fired.append(Decision(rule, hold.event, reason is None, reason))
+            fired.append(Decision(rule, hold.event, reason is None, reason, due="for"))
         return fired
 
     def _limits(self, rule: Rule, event: Event, now: float, commit: bool) -> str | None:

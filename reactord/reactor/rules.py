@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from reactord.protocol.tags import validate_pattern
 from reactord.protocol.yamlfile import LineDict, load_with_lines
 from reactord.reactor.actionspec import ActionSpec, KindParser, parse_action
 from reactord.reactor.conditions import Condition, Counter, ValueTest, compile_condition, compile_value_test
+from reactord.reactor.multievent import KINDS as MULTI_KINDS
+from reactord.reactor.multievent import Correlation, FleetCondition, parse_multi
 from reactord.reactor.paths import validate_path
 from reactord.reactor.templates import Template, compile_template
 
@@ -40,8 +42,16 @@ RULE_KEYS = (
     "for",
     "throttle",
     "threshold",
+    "correlate",
+    "sequence",
+    "absence",
+    "fleet",
     "do",
 )
+#: Tags a fleet rule also looks at: a minion's presence changing changes what it counts.
+PRESENCE_TAGS = "reactor/presence/*/*"
+#: Keys that say what one event must be; a rule over several events says it per pattern.
+_SINGLE = ("on", "when", "changed", "from", "to", "for", "threshold")
 MAX_RULE_FILE = 4 << 20
 
 
@@ -84,6 +94,8 @@ class Rule:
     hold: float | None = None  # `for:` — the condition must hold this long
     throttle: Throttle | None = None
     threshold: Threshold | None = None
+    #: ``correlate``/``sequence``/``absence`` (a Correlation) or ``fleet`` (a FleetCondition).
+    multi: Correlation | FleetCondition | None = None
     description: str = ""
     enabled: bool = True
     file: str = ""
@@ -150,15 +162,18 @@ def _rule(
     def fail(key: str, message: str, mapping: Any = spec, sub: str | None = None) -> RuleError:
         return where.error(mapping, sub or key, f"{dotted}.{key}", message)
 
-    on = spec.get("on")
-    patterns = [on] if isinstance(on, str) else on
-    if not isinstance(patterns, list) or not patterns:
-        raise fail("on", "expected a tag glob or a list of them")
-    for pattern in patterns:
-        try:
-            validate_pattern(pattern)
-        except TagError as exc:
-            raise fail("on", str(exc)) from None
+    multi, patterns = _multi(spec, fail, counter)
+    if multi is None:
+        on = spec.get("on")
+        given = [on] if isinstance(on, str) else on
+        if not isinstance(given, list) or not given:
+            raise fail("on", "expected a tag glob or a list of them")
+        patterns = given
+        for pattern in patterns:
+            try:
+                validate_pattern(pattern)
+            except TagError as exc:
+                raise fail("on", str(exc)) from None
 
     def guarded(key: str, build: Any) -> Any:
         if key not in spec:
@@ -198,12 +213,34 @@ def _rule(
         hold=hold,
         throttle=throttle,
         threshold=threshold,
+        multi=multi,
         description=description,
         enabled=enabled,
         file=where.path,
         line=spec.line,
         spec=dict(spec),
     )
+
+
+def _multi(spec: LineDict, fail: Any, counter: Counter) -> tuple[Correlation | FleetCondition | None, list[str]]:
+    """A rule over several events (one of MULTI_KINDS), and the tag globs it is a candidate
+    for; (None, []) for a rule over one event."""
+    named = [k for k in MULTI_KINDS if k in spec]
+    if not named:
+        return None, []
+    if len(named) > 1:
+        raise fail(named[1], f"a rule is one of {', '.join(MULTI_KINDS)}, not {named[0]} and {named[1]}")
+    kind = named[0]
+    for key in _SINGLE:
+        if key in spec:
+            raise fail(key, f"not with {kind}: each pattern in {kind} says what its events must be")
+    try:
+        multi = parse_multi(kind, spec[kind], counter, None)
+    except (ValueError, TypeError) as exc:
+        raise fail(kind, str(exc)) from None
+    if isinstance(multi, FleetCondition):
+        return multi, [*multi.on, PRESENCE_TAGS]
+    return multi, list(multi.globs)
 
 
 def _positive_duration(value: Any) -> float:
@@ -316,8 +353,10 @@ def load_rule_set(
             rules.append(rule)
         files.append(str(path))
     if nodegroups is not None:
-        for rule in rules:
+        for index, rule in enumerate(rules):
             _check_targets(rule, nodegroups)
+            if isinstance(rule.multi, FleetCondition):
+                rules[index] = _fleet_target(rule, nodegroups)
     return RuleSet(tuple(rules), tuple(files), counter)
 
 
@@ -330,3 +369,15 @@ def _check_targets(rule: Rule, nodegroups: Mapping[str, str]) -> None:
                 raise RuleError(
                     rule.file, spec.line, f"{rule.name}.do[{spec.index}].{key}", str(exc)
                 ) from None
+
+
+def _fleet_target(rule: Rule, nodegroups: Mapping[str, str]) -> Rule:
+    """A fleet rule's target compiled against master.yaml's nodegroups (at parse time any
+    nodegroup name was taken, and matched nothing)."""
+    assert isinstance(rule.multi, FleetCondition)
+    target = rule.multi.target
+    try:
+        compiled = compile_target(target.text, target.target_type, nodegroups)
+    except TargetError as exc:
+        raise RuleError(rule.file, rule.line, f"{rule.name}.fleet.target", str(exc)) from None
+    return replace(rule, multi=replace(rule.multi, target=compiled))

@@ -1,7 +1,11 @@
-"""Rule state: throttles, threshold windows and ``for`` holds, bounded in memory and persisted.
+"""Rule state: throttles, threshold windows, ``for`` holds, the partial matches of
+correlations and sequences, the waits of absences and the level of fleet conditions, bounded
+in memory and persisted.
 
 Each kind keeps at most ``limit`` keys (the least recently used go first); the holds, which
-keep the event that started them, are also bounded by bytes. Changes are marked dirty and
+keep the event that started them, are also bounded by bytes. Correlations, sequences and
+absences keep each rule's keys apart, at most its ``max_keys`` (the least recently used of
+that rule go first, counted per rule), and all of them together within a byte budget. Changes are marked dirty and
 taken as plain rows (``take_changes``) that are written in the transaction of the event that
 made them (``RuleStore.writes``), so after any stop or crash the rule state and the event log
 agree. Storage sees only plain values: this module turns them into state and back.
@@ -80,6 +84,118 @@ class Bounded(Generic[V]):
         for key in dirty:
             yield key, self.items.get(key)
 
+    def has_dirty(self) -> bool:
+        return bool(self.dirty)
+
+    def clear_dirty(self) -> None:
+        self.dirty.clear()
+
+    def clean(self, key: K) -> None:
+        self.dirty.discard(key)
+
+    def drop_rules(self, keep: set[str]) -> None:
+        for key in [k for k in self.items if k[0] not in keep]:
+            self.pop(key)
+
+
+class PerRule(Generic[V]):
+    """One ``Bounded`` per rule, each at most that rule's ``limit(rule)`` keys; all of them
+    together at most ``max_bytes`` (past it, the rule being written gives up its least
+    recently used keys). ``evicted`` counts per rule: ``rules list`` shows it."""
+
+    def __init__(self, limit: Callable[[str], int], max_bytes: int, weigh: Callable[[V], int]) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.weigh = weigh
+        self.tables: dict[str, Bounded[V]] = {}
+        self.evicted: dict[str, int] = {}
+        self.bytes = 0
+
+    def _table(self, rule: str) -> Bounded[V]:
+        table = self.tables.get(rule)
+        if table is None:
+            table = self.tables[rule] = Bounded(self.limit(rule), weigh=self.weigh)
+        return table
+
+    def _change(self, rule: str, change: Callable[[Bounded[V]], Any]) -> Any:
+        """Run ``change`` on ``rule``'s table, keeping the byte and eviction counts."""
+        table = self._table(rule)
+        bytes_before, evicted_before = table.bytes, table.evicted
+        result = change(table)
+        self.bytes += table.bytes - bytes_before
+        if table.evicted != evicted_before:
+            self.evicted[rule] = self.evicted.get(rule, 0) + table.evicted - evicted_before
+        return result
+
+    def get(self, key: K) -> V | None:
+        table = self.tables.get(key[0])
+        return None if table is None else table.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        def put(table: Bounded[V]) -> None:
+            table.put(key, value)
+            while len(table) > 1 and self.bytes + table.bytes - before > self.max_bytes:
+                table.pop(next(iter(table.items)))
+                table.evicted += 1
+
+        before = self._table(key[0]).bytes
+        self._change(key[0], put)
+
+    def pop(self, key: K) -> None:
+        if key[0] in self.tables:
+            self._change(key[0], lambda table: table.pop(key))
+
+    def forget(self, key: K) -> bool:
+        return key[0] in self.tables and bool(self._change(key[0], lambda table: table.forget(key)))
+
+    def keys_of(self, rule: str) -> int:
+        table = self.tables.get(rule)
+        return 0 if table is None else len(table)
+
+    def all_items(self) -> Iterator[tuple[K, V]]:
+        for table in list(self.tables.values()):
+            yield from list(table.items.items())
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.tables.values())
+
+    def take_dirty(self) -> Iterator[tuple[K, V | None]]:
+        for table in self.tables.values():
+            yield from table.take_dirty()
+
+    def has_dirty(self) -> bool:
+        return any(t.dirty for t in self.tables.values())
+
+    def clear_dirty(self) -> None:
+        for table in self.tables.values():
+            table.dirty.clear()
+
+    def clean(self, key: K) -> None:
+        table = self.tables.get(key[0])
+        if table is not None:
+            table.dirty.discard(key)
+
+    def drop_rules(self, keep: set[str]) -> None:
+        for rule in [r for r in self.tables if r not in keep]:
+            self._change(rule, _empty)
+
+    def set_limits(self) -> None:
+        """Take each rule's limit again (after a reload); a lower one drops the oldest keys."""
+
+        def trim(table: Bounded[V]) -> None:
+            while len(table) > table.limit:
+                table.pop(next(iter(table.items)))
+                table.evicted += 1
+
+        for rule, table in self.tables.items():
+            table.limit = self.limit(rule)
+            self._change(rule, trim)
+
+
+def _empty(table: Bounded[Any]) -> None:
+    for key in list(table.items):
+        table.pop(key)
+
 
 @dataclass(slots=True)
 class Hold:
@@ -94,25 +210,63 @@ def _hold_weight(hold: Hold) -> int:
     return 600 + 4 * len(hold.event.packed_data())
 
 
+#: A correlation's or a sequence's partial match: pattern name -> (when matched, the event),
+#: in the order they matched.
+Partial = dict[str, tuple[float, Event]]
+
+
+@dataclass(slots=True)
+class Wait:
+    """An absence waiting since ``event`` (its first pattern) until ``deadline``."""
+
+    deadline: float
+    event: Event
+
+
+def _partial_weight(partial: Partial) -> int:
+    return 200 + sum(400 + 4 * len(event.packed_data()) for _, event in partial.values())
+
+
+def _wait_weight(wait: Wait) -> int:
+    return 600 + 4 * len(wait.event.packed_data())
+
+
 class RuleState:
-    def __init__(self, limit: int = 100_000, hold_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        limit: int = 100_000,
+        hold_bytes: int = 64 << 20,
+        max_keys: Callable[[str], int] = lambda rule: 10_000,
+        match_bytes: int = 256 << 20,
+    ) -> None:
         self.throttles: Bounded[float] = Bounded(limit)
         self.windows: Bounded[deque[float]] = Bounded(limit)
         self.holds: Bounded[Hold] = Bounded(limit, max_bytes=hold_bytes, weigh=_hold_weight)
-        self._kinds: dict[str, Bounded[Any]] = {
+        self.partials: PerRule[Partial] = PerRule(max_keys, match_bytes, _partial_weight)
+        self.waits: PerRule[Wait] = PerRule(max_keys, match_bytes, _wait_weight)
+        self.levels: Bounded[bool] = Bounded(limit)
+        self._kinds: dict[str, Bounded[Any] | PerRule[Any]] = {
             "throttle": self.throttles,
             "window": self.windows,
             "hold": self.holds,
+            "partial": self.partials,
+            "wait": self.waits,
+            "level": self.levels,
         }
 
-    def kinds(self) -> dict[str, Bounded[Any]]:
+    def kinds(self) -> dict[str, Bounded[Any] | PerRule[Any]]:
         return self._kinds
 
     def forget_rules(self, keep: set[str]) -> None:
         """Drop the state of rules that are no longer loaded."""
         for table in self.kinds().values():
-            for key in [k for k in table.items if k[0] not in keep]:
-                table.pop(key)
+            table.drop_rules(keep)
+
+    def keys_of(self, rule: str) -> dict[str, int]:
+        """How many keys ``rule`` keeps (correlations, sequences, absences), and how many its
+        limit dropped since the master started."""
+        keys = self.partials.keys_of(rule) + self.waits.keys_of(rule)
+        return {"keys": keys, "dropped": self.partials.evicted.get(rule, 0) + self.waits.evicted.get(rule, 0)}
 
     def size(self) -> dict[str, int]:
         return {name: len(table) for name, table in self.kinds().items()}
@@ -122,14 +276,14 @@ class RuleState:
         for kind, rule, key, value in rows:
             _put(self, kind, (rule, key), value)
         for table in self.kinds().values():
-            table.dirty.clear()
+            table.clear_dirty()
 
     def take_changes(self) -> tuple[list[Change], Changed]:
         """What changed since the last call, as plain rows, and which keys (for ``restore``)."""
         changes: list[Change] = []
         changed: Changed = []
         for kind, table in self.kinds().items():
-            if not table.dirty:
+            if not table.has_dirty():
                 continue
             for (rule, key), value in table.take_dirty():
                 changed.append((kind, (rule, key)))
@@ -144,7 +298,7 @@ class RuleState:
             tables[kind].forget(key)
             if value is not None:
                 _put(self, kind, key, value)
-            tables[kind].dirty.discard(key)
+            tables[kind].clean(key)
 
 
 def _put(state: RuleState, kind: str, key: K, value: Any) -> None:
@@ -154,27 +308,37 @@ def _put(state: RuleState, kind: str, key: K, value: Any) -> None:
         state.windows.put(key, deque(value))
     elif kind == "hold":
         state.holds.put(key, Hold(value["since"], Event(**value["event"]), value["fired"]))
+    elif kind == "partial":
+        state.partials.put(key, {name: (at, Event(**event)) for name, (at, event) in value.items()})
+    elif kind == "wait":
+        state.waits.put(key, Wait(value["deadline"], Event(**value["event"])))
+    elif kind == "level":
+        state.levels.put(key, bool(value))
 
 
 def _plain(kind: str, value: Any) -> Any:
     if kind == "window":
         return list(value)
     if kind == "hold":
-        e = value.event
-        return {
-            "since": value.since,
-            "fired": value.fired,
-            "event": {
-                "id": e.id,
-                "tag": e.tag,
-                "source": e.source,
-                "time": e.time,
-                "data": e.data,
-                "seq": e.seq,
-                "epoch": e.epoch,
-                "causation": e.causation,
-                "depth": e.depth,
-                "received": e.received,
-            },
-        }
+        return {"since": value.since, "fired": value.fired, "event": plain_event(value.event)}
+    if kind == "partial":
+        return {name: [at, plain_event(event)] for name, (at, event) in value.items()}
+    if kind == "wait":
+        return {"deadline": value.deadline, "event": plain_event(value.event)}
     return value
+
+
+def plain_event(e: Event) -> dict[str, Any]:
+    """An event as rule state keeps it (``Event(**plain)`` makes it again)."""
+    return {
+        "id": e.id,
+        "tag": e.tag,
+        "source": e.source,
+        "time": e.time,
+        "data": e.data,
+        "seq": e.seq,
+        "epoch": e.epoch,
+        "causation": e.causation,
+        "depth": e.depth,
+        "received": e.received,
+    }

@@ -81,7 +81,7 @@ def compile_template(text: str, escape: Callable[[str], str] | None = None) -> T
             raise ValueError(f"unbalanced braces in template {text!r}")
         return text
     if len(matches) == 1 and matches[0].span() == (0, len(text)):
-        return Template(text, validate_path(matches[0].group(1).strip()), (), escape)
+        return Template(text, validate_path(matches[0].group(1).strip(), matched=True), (), escape)
     pieces: list[str | tuple[str, ...]] = []
     last = 0
     for match in matches:
@@ -90,7 +90,7 @@ def compile_template(text: str, escape: Callable[[str], str] | None = None) -> T
             raise ValueError(f"unbalanced braces in template {text!r}")
         if literal:
             pieces.append(literal)
-        pieces.append(validate_path(match.group(1).strip()))
+        pieces.append(validate_path(match.group(1).strip(), matched=True))
         last = match.end()
     tail = text[last:]
     if "{{" in tail or "}}" in tail:

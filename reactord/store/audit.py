@@ -16,8 +16,8 @@ _ACTION_COLUMNS = (
 )
 #: One row of the action outbox, written with the event that decided it (see ``action_row``).
 ADD_ACTION = (
-    "INSERT INTO actions (id, event_id, rule, idx, kind, label, status, created, replay, key)"
-    " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+    "INSERT INTO actions (id, event_id, rule, idx, kind, label, status, created, replay, key, context)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
 )
 #: Actions that a stopped master left unfinished: resumed at the next start.
 UNFINISHED = ("pending", "running", "failed")
@@ -72,8 +72,9 @@ def action_row(
     now: float,
     replay: str | None,
     key: str,
+    context: str | None = None,
 ) -> tuple[Any, ...]:
-    return (action_id, event_id, rule, idx, kind, label, now, replay, key)
+    return (action_id, event_id, rule, idx, kind, label, now, replay, key, context)
 
 
 class AuditLog:
@@ -217,11 +218,11 @@ class AuditLog:
         self.try_flush()
         marks = ",".join("?" * len(UNFINISHED))
         rows = self.db.conn.execute(
-            f"SELECT id, event_id, rule, idx, kind, label, status, replay FROM actions"
+            f"SELECT id, event_id, rule, idx, kind, label, status, replay, context FROM actions"
             f" WHERE status IN ({marks}) ORDER BY created, id",
             UNFINISHED,
         ).fetchall()
-        names = ("id", "event_id", "rule", "idx", "kind", "label", "status", "replay")
+        names = ("id", "event_id", "rule", "idx", "kind", "label", "status", "replay", "context")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def update_action(self, action_id: str, **fields: Any) -> None:

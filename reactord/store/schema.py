@@ -241,3 +241,12 @@ MIGRATIONS.append(
     ) WITHOUT ROWID
     """
 )
+
+MIGRATIONS.append(
+    # 11: what a rule over several events matched, by name, for its actions' ``events.NAME``
+    # (JSON: name -> event id, or the whole event when it was made by the rule: a fleet's
+    # summary); read again when the master resumes the action after a stop
+    """
+    ALTER TABLE actions ADD COLUMN context TEXT
+    """
+)

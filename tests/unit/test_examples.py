@@ -18,6 +18,11 @@ EXPECTED = {
     "deploy-gate-on-load": [[], [], [], ["freeze-deploys-on-load"], [], ["release-deploys"]],
     "flapping-node": [[], [], [], ["node-flapping"]],
     "config-changed": [["reload-nginx-on-config-change", "unexpected-config-change"], []],
+    # rules over several events: the step fired on, and (absence) the deadline's own step
+    "disk-and-service": [[], [], ["disk-full-and-nginx-down"], []],
+    "deploy-never-finished": [[], [], [], ["deploy-never-finished"]],
+    "bad-config-rollout": [[], [], [], [], ["roll-back-bad-config"]],
+    "web-tier-overload": [[], [], [], [], ["web-tier-overloaded"], [], [], [], [], [], ["web-tier-overloaded"]],
 }
 
 
@@ -31,6 +36,10 @@ def test_example_rule_set(name: str) -> None:
     steps = json.loads(result.output)["steps"]
     assert [[d["rule"] for d in s["decisions"] if d["fired"]] for s in steps] == EXPECTED[name]
     assert all("error" not in a for s in steps for a in s["actions"])
+    expected = folder / "expected.txt"
+    if expected.exists():  # the text the folder's README shows, word for word
+        text = CliRunner().invoke(cli, ["rules", "test", str(folder), "--event", str(folder / "events.json")])
+        assert text.output == expected.read_text()
 
 
 def test_every_example_folder_is_covered() -> None:

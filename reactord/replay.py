@@ -96,7 +96,14 @@ class Replayer:
         rows = []
         for decision in decisions:
             rows.append(
-                (decision.event.id, decision.rule.name, decision.fired, decision.reason, self.clock(), replay_id)
+                (
+                    decision.event.id,
+                    decision.rule.name,
+                    decision.fired,
+                    decision.reason,
+                    self.clock(),
+                    replay_id,
+                )
             )
             if decision.fired and not dry_run:
                 self.announce(decision.rule, decision.event)

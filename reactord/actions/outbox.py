@@ -4,8 +4,8 @@ decided it, each with an idempotency key that stays the same across retries and 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from reactord.protocol.events import Event

@@ -82,8 +82,10 @@ def decide_correlation(
         if step is None:
             wanted = spec.patterns[len(partial)].name
             return Outcome(
-                False, event, f"sequence: {', '.join(p.name for p in hits)} out of order; waiting for {wanted}"
-                f" (key {key!r})"
+                False,
+                event,
+                f"sequence: {', '.join(p.name for p in hits)} out of order; waiting for {wanted}"
+                f" (key {key!r})",
             )
         partial = dict(partial) if step else {}
         partial[spec.patterns[step].name] = (now, event)
@@ -101,11 +103,12 @@ def decide_correlation(
     first = min(at for at, _ in partial.values())
     have = ", ".join(partial)
     need = "" if spec.kind == "sequence" else f" ({spec.need} of {len(spec.patterns)} needed)"
+    awaited = " or ".join(missing[:1] if spec.kind == "sequence" else missing)
     return Outcome(
         False,
         event,
-        f"{spec.kind}: has {have}; waiting for {' or '.join(missing[:1] if spec.kind == 'sequence' else missing)}"
-        f"{need} until {_until(first + spec.within, now)} (key {key!r})",
+        f"{spec.kind}: has {have}; waiting for {awaited}{need} until {_until(first + spec.within, now)}"
+        f" (key {key!r})",
     )
 
 
@@ -143,13 +146,21 @@ def _absence(
 ) -> Outcome:
     first, second = spec.patterns
     wait = state.waits.get((rule, key))
+    if second in hits and wait is not None and now > wait.deadline:
+        # the deadline passed before the tick fired it (a master that was down): it fires
+        return Outcome(
+            False,
+            event,
+            f"absence: {second.name} came after the deadline {_clock(wait.deadline)} (key {key!r})",
+        )
     if second in hits and wait is not None:
         if commit:
             state.waits.pop((rule, key))
         return Outcome(
             False,
             event,
-            f"absence: {second.name} came in time for the {first.name} at {_clock(wait.event.time)} (key {key!r})",
+            f"absence: {second.name} came in time for the {first.name} at {_clock(wait.event.time)}"
+            f" (key {key!r})",
         )
     if first not in hits:
         return Outcome(False, event, f"absence: no {first.name} waits for this {second.name} (key {key!r})")
@@ -215,7 +226,9 @@ class FleetMembers:
         holds = spec.when is None or spec.when.holds(event)
         self.latest.setdefault(rule, {}).setdefault(event.source, {})[event.tag] = (now, holds)
 
-    def count(self, rule: str, spec: FleetCondition, minions: Mapping[str, tuple[Grains, str]], now: float) -> tuple[list[str], int]:
+    def count(
+        self, rule: str, spec: FleetCondition, minions: Mapping[str, tuple[Grains, str]], now: float
+    ) -> tuple[list[str], int]:
         """The selected minions that match, and how many are selected."""
         selected = [m for m in minions if spec.target.matches(m, minions[m][0])]
         table = self.latest.get(rule, {})
@@ -256,7 +269,9 @@ def decide_fleet(
     matching, total = members.count(rule, spec, minions, now)
     value = 100.0 * len(matching) / total if spec.percent and total else float(len(matching))
     high = bool(state.levels.get((rule, "")))
-    shown = f"{len(matching)} of {total} selected minions match" + (f" ({value:.1f}%)" if spec.percent else "")
+    shown = f"{len(matching)} of {total} selected minions match" + (
+        f" ({value:.1f}%)" if spec.percent else ""
+    )
     level = f"{spec.level:g}{spec.unit()}"
     if not high and value >= spec.level:
         if commit:
@@ -278,16 +293,24 @@ def decide_fleet(
     if high and value <= spec.clear:
         if commit:
             state.levels.pop((rule, ""))
-        return Outcome(False, event, f"fleet: {shown}: at or below clear {spec.clear:g}{spec.unit()}; re-armed")
+        return Outcome(
+            False, event, f"fleet: {shown}: at or below clear {spec.clear:g}{spec.unit()}; re-armed"
+        )
     if high:
         return Outcome(
-            False, event, f"fleet: {shown}; fired at {level}, fires again after falling to {spec.clear:g}{spec.unit()}"
+            False,
+            event,
+            f"fleet: {shown}; fired at {level}, fires again after falling to {spec.clear:g}{spec.unit()}",
         )
     return Outcome(False, event, f"fleet: {shown}; fires at {level}")
 
 
 def fleet_lapses(
-    rules: Iterable[Any], state: RuleState, members: FleetMembers, minions: Mapping[str, tuple[Grains, str]], now: float
+    rules: Iterable[Any],
+    state: RuleState,
+    members: FleetMembers,
+    minions: Mapping[str, tuple[Grains, str]],
+    now: float,
 ) -> None:
     """FleetCondition rules whose count fell to their clear level as latest events aged past
     ``max_age`` (no event says so): re-armed, by the tick."""

@@ -27,8 +27,8 @@ from reactord.reactor.correlate import (
     fleet_lapses,
     next_wait,
 )
-from reactord.reactor.multievent import Correlation, FleetCondition
 from reactord.reactor.index import TagIndex
+from reactord.reactor.multievent import Correlation, FleetCondition
 from reactord.reactor.paths import MISSING, resolve
 from reactord.reactor.rules import Rule, RuleSet
 from reactord.reactor.rulestate import Hold, RuleState
@@ -206,7 +206,9 @@ class Engine:
             self.fire_counts[rule.name] = self.fire_counts.get(rule.name, 0) + 1
         return Decision(rule, event, reason is None, reason)
 
-    def _decide_multi(self, rule: Rule, event: Event, now: float, commit: bool, explain: bool) -> Decision | None:
+    def _decide_multi(
+        self, rule: Rule, event: Event, now: float, commit: bool, explain: bool
+    ) -> Decision | None:
         """A rule over several events (``correlate.py``), then its throttle."""
         spec = rule.multi
         if isinstance(spec, FleetCondition):

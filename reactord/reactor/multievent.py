@@ -130,7 +130,9 @@ def _correlation(kind: str, value: Spec, counter: Counter) -> Correlation:
     if not isinstance(raw, dict) or len(raw) < 2:
         raise ValueError("events: expected two or more named patterns, {name: {on: GLOB, when: ...}}")
     if kind == "absence" and len(raw) != 2:
-        raise ValueError("events: an absence names two patterns: the one that starts the wait, then the one awaited")
+        raise ValueError(
+            "events: an absence names two patterns: the one that starts the wait, then the one awaited"
+        )
     patterns = tuple(_pattern(name, spec, counter) for name, spec in raw.items())
     if "within" not in value:
         raise ValueError("within: a window is required (state is kept per key only that long)")

@@ -222,7 +222,9 @@ def _rule(
     )
 
 
-def _multi(spec: LineDict, fail: Any, counter: Counter) -> tuple[Correlation | FleetCondition | None, list[str]]:
+def _multi(
+    spec: LineDict, fail: Any, counter: Counter
+) -> tuple[Correlation | FleetCondition | None, list[str]]:
     """A rule over several events (one of MULTI_KINDS), and the tag globs it is a candidate
     for; (None, []) for a rule over one event."""
     named = [k for k in MULTI_KINDS if k in spec]

@@ -5,10 +5,11 @@ in memory and persisted.
 Each kind keeps at most ``limit`` keys (the least recently used go first); the holds, which
 keep the event that started them, are also bounded by bytes. Correlations, sequences and
 absences keep each rule's keys apart, at most its ``max_keys`` (the least recently used of
-that rule go first, counted per rule), and all of them together within a byte budget. Changes are marked dirty and
-taken as plain rows (``take_changes``) that are written in the transaction of the event that
-made them (``RuleStore.writes``), so after any stop or crash the rule state and the event log
-agree. Storage sees only plain values: this module turns them into state and back.
+that rule go first, counted per rule), and all of them together within a byte budget.
+Changes are marked dirty and taken as plain rows (``take_changes``) that are written in the
+transaction of the event that made them (``RuleStore.writes``), so after any stop or crash
+the rule state and the event log agree. Storage sees only plain values: this module turns
+them into state and back.
 """
 
 from __future__ import annotations

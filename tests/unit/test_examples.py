@@ -22,7 +22,7 @@ EXPECTED = {
     "disk-and-service": [[], [], ["disk-full-and-nginx-down"], []],
     "deploy-never-finished": [[], [], [], ["deploy-never-finished"]],
     "bad-config-rollout": [[], [], [], [], ["roll-back-bad-config"]],
-    "web-tier-overload": [[], [], [], [], ["web-tier-overloaded"], [], [], [], [], [], ["web-tier-overloaded"]],
+    "web-tier-overload": [[]] * 4 + [["web-tier-overloaded"]] + [[]] * 5 + [["web-tier-overloaded"]],
 }
 
 

@@ -107,8 +107,8 @@ def decide_correlation(
     return Outcome(
         False,
         event,
-        f"{spec.kind}: has {have}; waiting for {awaited}{need} until {_until(first + spec.within, now)}"
-        f" (key {key!r})",
+        f"{spec.kind}: matched {', '.join(p.name for p in hits)}; has {have}; waiting for {awaited}{need}"
+        f" until {_until(first + spec.within, now)} (key {key!r})",
     )
 
 

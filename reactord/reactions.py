@@ -100,7 +100,7 @@ class Reactor:
         #: write, so that every master, applying the stream in batches of its own, decides alike.
         self.event_time = False
         self.rule_files = RuleFiles(config.rules, config.path.parent, config.nodegroups, kinds)
-        state = RuleState(limits.state_limit, limits.hold_bytes)
+        state = RuleState(limits.state_limit, limits.hold_bytes, match_bytes=limits.match_bytes)
         state.load_rows(rule_store.rows())
         self.engine = Engine(RuleSet((), ()), state, max_depth=limits.max_depth, minions=minions)
         #: Every minion's latest events (the fleet state table), which fleet rules start from.

@@ -55,6 +55,11 @@ class ReactorConfig:
     hold_bytes: int = cf.option(
         64 << 20, cf.as_size(1 << 20, 1 << 40), "bytes of events kept by `for:` holds"
     )
+    match_bytes: int = cf.option(
+        256 << 20,
+        cf.as_size(1 << 20, 1 << 40),
+        "bytes of events kept by correlations, sequences and absences, all rules together",
+    )
     watch_rules: bool = cf.option(True, cf.as_bool, "reload when a rule file changes on disk")
 
 

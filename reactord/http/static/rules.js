@@ -4,6 +4,16 @@ import { api, badge, byId, every, h, say, start, table } from "/ui/static/app.js
 
 const POLL_MS = 5000;
 
+// A correlation's, sequence's or absence's keys held against its limit, and those dropped.
+function keys(r) {
+  if (!r.state) return r.kind ? h("span", { class: "hint", text: r.kind }) : "—";
+  const held = `${r.state.keys} / ${r.state.max_keys}`;
+  return [
+    h("div", { text: r.state.dropped ? `${held} (${r.state.dropped} dropped)` : held }),
+    h("div", { class: "hint", text: r.describe }),
+  ];
+}
+
 function show(rules) {
   byId("rules").replaceChildren(
     table(
@@ -13,6 +23,7 @@ function show(rules) {
         ["On", (r) => r.on.map((glob) => h("div", { class: "tag", text: glob }))],
         ["Enabled", (r) => badge(r.enabled ? "enabled" : "disabled", r.enabled ? "ok" : "skipped")],
         ["Fired", (r) => String(r.fired)],
+        ["Keys", (r) => keys(r)],
         ["Actions", (r) => h("ul", { class: "plain" }, r.actions.map((a) => h("li", { text: a })))],
       ],
       rules,

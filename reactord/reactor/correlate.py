@@ -9,6 +9,7 @@ matches and absences per rule and key (bounded per rule), fleet levels per rule.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -27,6 +28,12 @@ Minions = Callable[[], Mapping[str, tuple[Grains, str]]]
 PRESENCE_GLOB = "reactor/presence/*/*"
 #: How many minion ids a fleet firing names (``events.fleet.data.minions``).
 MAX_NAMED = 1000
+#: The longest key kept as it is (longer ones are kept as their digest).
+MAX_KEY = 256
+#: What a fleet rule remembers: the latest events of this many sources, of this many tags each
+#: (the least recently seen go first).
+MAX_SOURCES = 100_000
+MAX_TAGS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +58,15 @@ def render_key(template: Template | str, event: Event) -> str:
     """The key an event belongs to; ``TemplateError`` when it cannot be rendered (the event is
     then not matched: it would mix with other keys)."""
     value = render_value(template, event)
-    return value if isinstance(value, str) else str(value)
+    return bounded_key(value if isinstance(value, str) else str(value))
+
+
+def bounded_key(key: str) -> str:
+    """A rendered key as rule state keeps it: event data can make it any length, so one past
+    ``MAX_KEY`` characters is kept as its digest (distinct keys stay distinct)."""
+    if len(key) <= MAX_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def with_matched(event: Event, matched: Mapping[str, Event]) -> Event:
@@ -224,7 +239,15 @@ class FleetMembers:
 
     def see(self, rule: str, spec: FleetCondition, event: Event, now: float) -> None:
         holds = spec.when is None or spec.when.holds(event)
-        self.latest.setdefault(rule, {}).setdefault(event.source, {})[event.tag] = (now, holds)
+        sources = self.latest.setdefault(rule, {})
+        tags = sources.pop(event.source, None) or {}
+        tags.pop(event.tag, None)
+        tags[event.tag] = (now, holds)  # the most recent last: the oldest go first
+        if len(tags) > MAX_TAGS:
+            del tags[next(iter(tags))]
+        sources[event.source] = tags
+        if len(sources) > MAX_SOURCES:
+            del sources[next(iter(sources))]
 
     def count(
         self, rule: str, spec: FleetCondition, minions: Mapping[str, tuple[Grains, str]], now: float

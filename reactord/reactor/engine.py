@@ -21,6 +21,7 @@ from reactord.reactor.conditions import Counter, show_value
 from reactord.reactor.correlate import (
     FleetMembers,
     Minions,
+    bounded_key,
     decide_correlation,
     decide_fleet,
     due_waits,
@@ -321,7 +322,7 @@ def _key(template: Template | str, event: Event) -> str:
         value = render_value(template, event)
     except TemplateError:
         return "<missing>"
-    return value if isinstance(value, str) else str(value)
+    return bounded_key(value if isinstance(value, str) else str(value))
 
 
 class Quiet(enum.Enum):

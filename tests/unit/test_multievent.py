@@ -275,3 +275,12 @@ def test_rule_files_with_unbounded_or_unrenderable_parts_are_refused(
 ) -> None:
     with pytest.raises(RuleError, match=message.replace("(", r"\(")):
         rules({"name": "r", **spec, "do": LOG})
+
+
+def test_keys_from_event_data_are_bounded_in_length_and_stay_distinct() -> None:
+    engine = Engine(rules(correlate(key="{{ data.k }}")))
+    for k in ("a" * 10_000, "a" * 10_000 + "b"):
+        decide(engine, ev("app/a", 0, k=k))
+    kept = [key for (_, key), _ in engine.state.partials.all_items()]
+    assert len(kept) == 2 and all(k.startswith("sha256:") and len(k) == 71 for k in kept)
+    assert decide(engine, ev("app/b", 1, k="a" * 10_000)).fired

@@ -134,7 +134,7 @@ class Master:
             rule_store=SqliteRuleStore(self.db),
             audit=audit,
             latest=self.state_table.previous,
-            minions=lambda: {r.id: (r.grains, r.presence) for r in self.registry.all()},
+            minions=self.registry.records,
             fleet_latest=self.state_table.current,
             services=ActionServices(
                 max_depth=config.reactor.max_depth,

@@ -13,7 +13,8 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import lru_cache
+from typing import Any, Protocol
 
 from reactord.base.targeting import Grains
 from reactord.protocol.events import Event
@@ -23,8 +24,22 @@ from reactord.reactor.multievent import Correlation, FleetCondition, Pattern
 from reactord.reactor.rulestate import Partial, RuleState, Wait
 from reactord.reactor.templates import Template, TemplateError, render_value
 
-#: The minions a fleet rule looks over: id -> (grains, presence).
-Minions = Callable[[], Mapping[str, tuple[Grains, str]]]
+
+class Minion(Protocol):
+    """What a fleet rule reads of a minion (the registry's ``MinionRecord``)."""
+
+    @property
+    def grains(self) -> Grains: ...
+
+    @property
+    def presence(self) -> str: ...
+
+
+#: The minions a fleet rule looks over, by id (the registry's records, not a copy).
+Minions = Callable[[], Mapping[str, Minion]]
+#: How long a fleet rule's selection of minions is used before it is made again (it is made
+#: again at once when a minion's presence changes or the number of minions does).
+SELECTION_TTL = 10.0
 PRESENCE_GLOB = "reactor/presence/*/*"
 #: How many minion ids a fleet firing names (``events.fleet.data.minions``).
 MAX_NAMED = 1000
@@ -79,7 +94,8 @@ def with_matched(event: Event, matched: Mapping[str, Event]) -> Event:
 def decide_correlation(
     rule: str, spec: Correlation, state: RuleState, event: Event, now: float, commit: bool, explain: bool
 ) -> Outcome | None:
-    hits = [p for p in spec.patterns if p.matches(event)]
+    tag = event.tag  # Pattern.matches, with the tag's part remembered (below)
+    hits = [p for p in spec.patterns if _tag_ok(p.on, tag) and (p.when is None or p.when.holds(event))]
     if not hits:
         if not explain:
             return None
@@ -125,6 +141,13 @@ def decide_correlation(
         f"{spec.kind}: matched {', '.join(p.name for p in hits)}; has {have}; waiting for {awaited}{need}"
         f" until {_until(first + spec.within, now)} (key {key!r})",
     )
+
+
+@lru_cache(maxsize=65536)
+def _tag_ok(globs: tuple[str, ...], tag: str) -> bool:
+    """``Pattern.tag_ok``, remembered: every event the tag index offers a correlation is tried
+    on each of its patterns (a glob match each), and tags repeat (one per minion and beacon)."""
+    return any(tag_matches(glob, tag) for glob in globs)
 
 
 def _fresh(partial: Partial | None, spec: Correlation, now: float) -> Partial:
@@ -225,6 +248,7 @@ class FleetMembers:
 
     def __init__(self) -> None:
         self.latest: dict[str, dict[str, dict[str, tuple[float, bool]]]] = {}
+        self._selected: dict[str, tuple[float, int, list[str]]] = {}
 
     def seed(self, rule: str, spec: FleetCondition, events: Iterable[Event]) -> None:
         table = self.latest[rule] = {}
@@ -236,6 +260,7 @@ class FleetMembers:
     def keep(self, rules: set[str]) -> None:
         for rule in [r for r in self.latest if r not in rules]:
             del self.latest[rule]
+        self._selected.clear()
 
     def see(self, rule: str, spec: FleetCondition, event: Event, now: float) -> None:
         holds = spec.when is None or spec.when.holds(event)
@@ -249,15 +274,29 @@ class FleetMembers:
         if len(sources) > MAX_SOURCES:
             del sources[next(iter(sources))]
 
+    def selected(self, rule: str, spec: FleetCondition, minions: Mapping[str, Minion]) -> list[str]:
+        """The minions ``spec.target`` selects, remembered (target matching is the costly part)."""
+        cached = self._selected.get(rule)
+        clock = time.monotonic()
+        if cached is not None and cached[0] > clock and cached[1] == len(minions):
+            return cached[2]
+        chosen = [m for m, record in minions.items() if spec.target.matches(m, record.grains)]
+        self._selected[rule] = (clock + SELECTION_TTL, len(minions), chosen)
+        return chosen
+
+    def presence_changed(self) -> None:
+        self._selected.clear()
+
     def count(
-        self, rule: str, spec: FleetCondition, minions: Mapping[str, tuple[Grains, str]], now: float
+        self, rule: str, spec: FleetCondition, minions: Mapping[str, Minion], now: float
     ) -> tuple[list[str], int]:
         """The selected minions that match, and how many are selected."""
-        selected = [m for m in minions if spec.target.matches(m, minions[m][0])]
+        selected = self.selected(rule, spec, minions)
         table = self.latest.get(rule, {})
         matching = []
         for minion in selected:
-            if spec.presence != "any" and minions[minion][1] != spec.presence:
+            record = minions.get(minion)
+            if record is None or (spec.presence != "any" and record.presence != spec.presence):
                 continue
             if spec.on:
                 tags = table.get(minion, {})
@@ -273,13 +312,15 @@ def decide_fleet(
     spec: FleetCondition,
     state: RuleState,
     members: FleetMembers,
-    minions: Mapping[str, tuple[Grains, str]],
+    minions: Mapping[str, Minion],
     event: Event,
     now: float,
     commit: bool,
     explain: bool,
 ) -> Outcome | None:
     presence = tag_matches(PRESENCE_GLOB, event.tag) and event.source == "master"
+    if presence and commit:
+        members.presence_changed()
     if not presence and not spec.tag_ok(event.tag):
         return Outcome(False, event, f"fleet: tag is not {' or '.join(spec.on)}") if explain else None
     if commit and not presence:
@@ -332,7 +373,7 @@ def fleet_lapses(
     rules: Iterable[Any],
     state: RuleState,
     members: FleetMembers,
-    minions: Mapping[str, tuple[Grains, str]],
+    minions: Mapping[str, Minion],
     now: float,
 ) -> None:
     """FleetCondition rules whose count fell to their clear level as latest events aged past

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from reactord.protocol.errors import ReactordError, TagError
@@ -130,16 +131,16 @@ class OfflineFleet:
     from their first event, with the presence ``reactor/presence/<id>/<state>`` gives them."""
 
     def __init__(self) -> None:
-        self.minions: dict[str, tuple[dict[str, Any], str]] = {}
+        self.minions: dict[str, SimpleNamespace] = {}
 
     def see(self, event: Event) -> None:
         parts = event.tag.split("/")
         if event.source == "master" and len(parts) == 4 and parts[:2] == ["reactor", "presence"]:
-            self.minions[parts[2]] = ({}, parts[3])
+            self.minions[parts[2]] = SimpleNamespace(grains={}, presence=parts[3])
         elif is_valid_minion_id(event.source) and event.source not in ("master", "cli", "reactor"):
-            self.minions.setdefault(event.source, ({}, "up"))
+            self.minions.setdefault(event.source, SimpleNamespace(grains={}, presence="up"))
 
-    def __call__(self) -> dict[str, tuple[dict[str, Any], str]]:
+    def __call__(self) -> dict[str, SimpleNamespace]:
         return self.minions
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from reactord.base import jsonable
@@ -65,6 +67,10 @@ class MinionRegistry:
 
     def all(self) -> list[MinionRecord]:
         return [self._records[k] for k in sorted(self._records)]
+
+    def records(self) -> Mapping[str, MinionRecord]:
+        """Every record by id, read-only and not a copy (fleet rules read it per event)."""
+        return MappingProxyType(self._records)
 
     def ids(self) -> list[str]:
         return sorted(self._records)

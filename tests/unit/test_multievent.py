@@ -4,6 +4,7 @@ sequence, absence and fleet; their bounds, their persistence and their refusals.
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -137,13 +138,17 @@ def test_absence_waits_survive_a_restart_and_fire_late_rather_than_never() -> No
     assert due.fired and due.event.id == "web01-job/x/start-0"
 
 
+def up(presence: str = "up") -> SimpleNamespace:
+    return SimpleNamespace(grains={}, presence=presence)
+
+
 def fleet_rules(**spec: Any) -> RuleSet:
     body = {"target": "web*", "on": "app/load", "when": {"data.n": {"gt": 4}}, "max_age": "2m", "percent": 50}
     return rules({"name": "f", "fleet": {**body, **spec}, "do": [{"log": "{{ events.fleet.data.minions }}"}]})
 
 
 def test_a_fleet_condition_fires_on_crossing_and_again_only_after_its_clear_level() -> None:
-    fleet = {f"web0{i}": ({}, "up") for i in range(1, 7)} | {"db01": ({}, "up")}
+    fleet = {f"web0{i}": up() for i in range(1, 7)} | {"db01": up()}
     engine = Engine(fleet_rules(clear=20), minions=lambda: fleet)
     fires, reasons = [], []
     for t, (minion, load) in enumerate(
@@ -174,14 +179,14 @@ def test_a_fleet_condition_fires_on_crossing_and_again_only_after_its_clear_leve
 
 
 def test_a_fleet_condition_counts_presence_and_ages_latest_events_out() -> None:
-    fleet = {f"web0{i}": ({}, "up") for i in range(1, 5)}
+    fleet = {f"web0{i}": up() for i in range(1, 5)}
     engine = Engine(fleet_rules(), minions=lambda: fleet)
     decide(engine, ev("app/load", 0, "web01", n=9))
     assert decide(engine, ev("app/load", 1, "web02", n=9)).fired  # 2 of 4
-    fleet["web02"] = ({}, "down")
+    fleet["web02"] = up("down")
     down = decide(engine, ev("reactor/presence/web02/down", 2, "master"))
     assert "re-armed" in str(down.reason) and "1 of 4" in str(down.reason)
-    fleet["web02"] = ({}, "up")
+    fleet["web02"] = up()
     assert decide(engine, ev("reactor/presence/web02/up", 3, "master")).fired
     engine.due_holds(200)  # the tick: both loads are older than 2m now
     assert not engine.state.levels.get(("f", ""))

@@ -78,7 +78,7 @@ def _multi(parts: RuleParts, rule: Any) -> dict[str, Any]:
     if isinstance(spec, Correlation):
         state = {**parts.catalog.state.keys_of(rule.name), "max_keys": spec.max_keys}
         return {"kind": spec.kind, "describe": spec.describe(), "state": state}
-    return {"kind": "fleet"}
+    return {"kind": "fleet", "describe": spec.describe()}
 
 
 async def rules_reload(parts: RuleParts, args: Args) -> Any:

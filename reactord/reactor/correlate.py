@@ -107,9 +107,17 @@ def decide_correlation(
         return Outcome(False, event, f"{spec.kind}: key not rendered, not matched: {exc}")
     if spec.kind == "absence":
         return _absence(rule, spec, state, event, now, commit, key, hits)
-    partial = _fresh(state.partials.get((rule, key)), spec, now)
+    kept = state.partials.get((rule, key))
+    partial = _fresh(kept, spec, now)
     if spec.kind == "sequence":
         step = _sequence_step(spec, partial, hits)
+        if step is None and kept and not partial:
+            return Outcome(
+                False,
+                event,
+                f"sequence: {', '.join(p.name for p in hits)} after the window ran out; waiting for"
+                f" {spec.patterns[0].name} (key {key!r})",
+            )
         if step is None:
             wanted = spec.patterns[len(partial)].name
             return Outcome(
@@ -232,10 +240,33 @@ def due_waits(state: RuleState, rules: Mapping[str, Any], now: float) -> list[tu
     for _, key, wait in sorted(due, key=lambda d: (d[0], d[2].event.id)):
         state.waits.pop(key)
         rule = rules.get(key[0])
-        if rule is None or not isinstance(rule.multi, Correlation) or rule.multi.kind != "absence":
+        if rule is None or not rule.enabled or not isinstance(rule.multi, Correlation):
+            continue  # (a rule disabled or changed by a reload: its wait ends, it never fires)
+        if rule.multi.kind != "absence":
             continue
         out.append((rule, with_matched(wait.event, {rule.multi.patterns[0].name: wait.event})))
     return out
+
+
+def sweep_partials(rules: Iterable[Any], state: RuleState, now: float) -> None:
+    """Drop the partial matches whose window has passed (by the tick): they could no longer
+    complete, and would otherwise stay counted until touched or pushed out by the limit."""
+    for rule in rules:
+        spec = rule.multi
+        if isinstance(spec, Correlation) and spec.kind != "absence":
+            state.partials.sweep(rule.name, _expiry(spec, now))
+
+
+def _expiry(spec: Correlation, now: float) -> Callable[[Partial], bool]:
+    """Whether a partial match's window has passed: a sequence's first step, a correlation's
+    latest match (``_fresh`` drops the older ones as it goes) older than the window."""
+    first = spec.kind == "sequence"
+
+    def expired(partial: Partial) -> bool:
+        times = [at for at, _ in partial.values()]
+        return now - (min(times) if first else max(times)) > spec.within
+
+    return expired
 
 
 # -- fleet ---------------------------------------------------------------------------------------
@@ -251,11 +282,9 @@ class FleetMembers:
         self._selected: dict[str, tuple[float, int, list[str]]] = {}
 
     def seed(self, rule: str, spec: FleetCondition, events: Iterable[Event]) -> None:
-        table = self.latest[rule] = {}
-        for event in events:
-            if spec.tag_ok(event.tag):
-                holds = spec.when is None or spec.when.holds(event)
-                table.setdefault(event.source, {})[event.tag] = (event.received or event.time, holds)
+        self.latest[rule] = {}
+        for event in sorted((e for e in events if spec.tag_ok(e.tag)), key=lambda e: e.received or e.time):
+            self.see(rule, spec, event, event.received or event.time)
 
     def keep(self, rules: set[str]) -> None:
         for rule in [r for r in self.latest if r not in rules]:
@@ -357,16 +386,21 @@ def decide_fleet(
     if high and value <= spec.clear:
         if commit:
             state.levels.pop((rule, ""))
-        return Outcome(
-            False, event, f"fleet: {shown}: at or below clear {spec.clear:g}{spec.unit()}; re-armed"
-        )
+        return Outcome(False, event, f"fleet: {shown}: fell {_clear(spec)}; re-armed")
     if high:
         return Outcome(
             False,
             event,
-            f"fleet: {shown}; fired at {level}, fires again after falling to {spec.clear:g}{spec.unit()}",
+            f"fleet: {shown}; fired at {level}, fires again after falling {_clear(spec)}",
         )
     return Outcome(False, event, f"fleet: {shown}; fires at {level}")
+
+
+def _clear(spec: FleetCondition) -> str:
+    """The clear level in words: "to 20%", or "below 50%" when none was given."""
+    if spec.clear_given:
+        return f"to {spec.clear:g}{spec.unit()}"
+    return f"below {spec.level:g}{spec.unit()}"
 
 
 def fleet_lapses(

@@ -27,6 +27,7 @@ from reactord.reactor.correlate import (
     due_waits,
     fleet_lapses,
     next_wait,
+    sweep_partials,
 )
 from reactord.reactor.index import TagIndex
 from reactord.reactor.multievent import Correlation, FleetCondition
@@ -80,7 +81,12 @@ class Engine:
         return self.rules.counter
 
     def swap(self, rules: RuleSet) -> None:
-        """Use a new rule set (state of rules that remain is kept)."""
+        """Use a new rule set (state of rules that remain is kept; a rule over several events
+        whose definition changed starts again: its keys and patterns may mean something else)."""
+        for rule in rules.rules:
+            old = self._by_name.get(rule.name)
+            if old is not None and old.multi is not None and _multi_spec(old) != _multi_spec(rule):
+                self.state.forget_rule(rule.name)
         self.rules = rules
         self.index = _index(rules)
         self._candidates = {}
@@ -252,6 +258,7 @@ class Engine:
             fired.append(Decision(rule, event, reason is None, reason, due="absence"))
         if self.members.latest:
             fleet_lapses(self.rules.rules, self.state, self.members, self.minions(), now)
+        sweep_partials(self.rules.rules, self.state, now)
         return fired
 
     def due_until(self, until: float) -> list[tuple[float, Decision]]:
@@ -274,6 +281,9 @@ class Engine:
         for key, hold in list(self.state.holds.items.items()):
             rule = rules.get(key[0])
             if rule is None or hold.fired or rule.hold is None or now - hold.since < rule.hold:
+                continue
+            if not rule.enabled:  # disabled by a reload: its hold ends, it never fires
+                self.state.holds.pop(key)
                 continue
             hold.fired = True
             self.state.holds.put(key, hold)
@@ -311,6 +321,14 @@ class Engine:
             if commit:
                 self.state.throttles.put(key, now)
         return None
+
+
+def _multi_spec(rule: Rule) -> object:
+    """A rule over several events as its file wrote it (its compiled parts compare by identity)."""
+    return next(
+        (rule.spec.get(kind) for kind in ("correlate", "sequence", "absence", "fleet") if kind in rule.spec),
+        None,
+    )
 
 
 def _index(rules: RuleSet) -> TagIndex[Rule]:

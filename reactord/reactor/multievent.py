@@ -101,6 +101,13 @@ class FleetCondition:
     level: float
     clear: float
     percent: bool
+    clear_given: bool = False
+
+    def describe(self) -> str:
+        level = f"{self.level:g}{self.unit()}"
+        tags = f" with a latest {' or '.join(self.on)} at most {self.max_age:g}s old" if self.on else ""
+        when = " where when holds" if self.when is not None else ""
+        return f"fleet: {level} of {self.target.text} {self.presence}{tags}{when}"
 
     def tag_ok(self, tag: str) -> bool:
         return any(tag_matches(glob, tag) for glob in self.on)
@@ -242,7 +249,7 @@ def _fleet(value: Spec, counter: Counter, nodegroups: Mapping[str, str] | None) 
             raise ValueError(f"clear: must be below the level it re-arms ({level:g})")
     else:
         clear = level - (1e-9 if percent else 1)
-    return FleetCondition(target, on, when, max_age, presence, level, clear, percent)
+    return FleetCondition(target, on, when, max_age, presence, level, clear, percent, "clear" in value)
 
 
 def _level(value: Any, where: str, percent: bool, zero: bool = False) -> float:

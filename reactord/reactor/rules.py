@@ -27,7 +27,7 @@ from reactord.reactor.conditions import Condition, Counter, ValueTest, compile_c
 from reactord.reactor.multievent import KINDS as MULTI_KINDS
 from reactord.reactor.multievent import Correlation, FleetCondition, parse_multi
 from reactord.reactor.paths import validate_path
-from reactord.reactor.templates import Template, compile_template
+from reactord.reactor.templates import Template, compile_template, paths_in
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 RULE_KEYS = (
@@ -204,6 +204,7 @@ def _rule(
         except ValueError as exc:
             line = action.line if isinstance(action, LineDict) else spec.line_of("do")
             raise RuleError(where.path, line, f"{dotted}.do[{index}]", str(exc)) from None
+    _check_matched(parsed, multi, where.path, dotted)
     return Rule(
         name=name,
         on=tuple(patterns),
@@ -220,6 +221,30 @@ def _rule(
         line=spec.line,
         spec=dict(spec),
     )
+
+
+def _check_matched(
+    actions: list[ActionSpec], multi: Correlation | FleetCondition | None, path: str, dotted: str
+) -> None:
+    """``events.NAME`` in an action names one of the rule's patterns (``fleet`` for a fleet
+    rule); a rule over one event has none."""
+    if multi is None:
+        names: tuple[str, ...] = ()
+    elif isinstance(multi, FleetCondition):
+        names = ("fleet",)
+    else:
+        names = tuple(p.name for p in multi.patterns)
+    for action in actions:
+        for found in paths_in((action.params, action.lock, action.title)):
+            if found[0] != "events" or found[1] in names:
+                continue
+            where = f"{dotted}.do[{action.index}]"
+            written = "{{ " + ".".join(found) + " }}"
+            if not names:
+                message = f"{written}: events.NAME is for rules over several events"
+            else:
+                message = f"{written}: no pattern {found[1]!r} (named: {', '.join(names)})"
+            raise RuleError(path, action.line, where, message)
 
 
 def _multi(

@@ -99,14 +99,23 @@ class Bounded(Generic[V]):
             self.pop(key)
 
 
-class PerRule(Generic[V]):
-    """One ``Bounded`` per rule, each at most that rule's ``limit(rule)`` keys; all of them
-    together at most ``max_bytes`` (past it, the rule being written gives up its least
-    recently used keys). ``evicted`` counts per rule: ``rules list`` shows it."""
+@dataclass(slots=True)
+class ByteBudget:
+    """Bytes several ``PerRule`` maps share: ``used`` of at most ``limit``."""
 
-    def __init__(self, limit: Callable[[str], int], max_bytes: int, weigh: Callable[[V], int]) -> None:
+    limit: int
+    used: int = 0
+
+
+class PerRule(Generic[V]):
+    """One ``Bounded`` per rule, each at most that rule's ``limit(rule)`` keys; all of them,
+    and the other maps sharing ``budget``, together at most its bytes (past it, the rule being
+    written gives up its least recently used keys). ``evicted`` counts per rule: ``rules
+    list`` shows it."""
+
+    def __init__(self, limit: Callable[[str], int], budget: ByteBudget, weigh: Callable[[V], int]) -> None:
         self.limit = limit
-        self.max_bytes = max_bytes
+        self.budget = budget
         self.weigh = weigh
         self.tables: dict[str, Bounded[V]] = {}
         self.evicted: dict[str, int] = {}
@@ -124,6 +133,7 @@ class PerRule(Generic[V]):
         bytes_before, evicted_before = table.bytes, table.evicted
         result = change(table)
         self.bytes += table.bytes - bytes_before
+        self.budget.used += table.bytes - bytes_before
         if table.evicted != evicted_before:
             self.evicted[rule] = self.evicted.get(rule, 0) + table.evicted - evicted_before
         return result
@@ -135,7 +145,7 @@ class PerRule(Generic[V]):
     def put(self, key: K, value: V) -> None:
         def put(table: Bounded[V]) -> None:
             table.put(key, value)
-            while len(table) > 1 and self.bytes + table.bytes - before > self.max_bytes:
+            while len(table) > 1 and self.budget.used + table.bytes - before > self.budget.limit:
                 table.pop(next(iter(table.items)))
                 table.evicted += 1
 
@@ -180,6 +190,25 @@ class PerRule(Generic[V]):
         for rule in [r for r in self.tables if r not in keep]:
             self._change(rule, _empty)
 
+    def sweep(self, rule: str, expired: Callable[[V], bool]) -> int:
+        """Drop ``rule``'s least recently used keys while ``expired`` says they are (a window
+        that has passed); stops at the first that is not. How many were dropped."""
+        table = self.tables.get(rule)
+        if table is None:
+            return 0
+
+        def sweep(table: Bounded[V]) -> int:
+            dropped = 0
+            while table.items:
+                key, value = next(iter(table.items.items()))
+                if not expired(value):
+                    break
+                table.pop(key)
+                dropped += 1
+            return dropped
+
+        return int(self._change(rule, sweep))
+
     def set_limits(self) -> None:
         """Take each rule's limit again (after a reload); a lower one drops the oldest keys."""
 
@@ -191,6 +220,12 @@ class PerRule(Generic[V]):
         for rule, table in self.tables.items():
             table.limit = self.limit(rule)
             self._change(rule, trim)
+
+
+def _rules_in(table: Bounded[Any] | PerRule[Any]) -> set[str]:
+    if isinstance(table, PerRule):
+        return set(table.tables)
+    return {key[0] for key in table.items}
 
 
 def _empty(table: Bounded[Any]) -> None:
@@ -237,14 +272,17 @@ class RuleState:
         self,
         limit: int = 100_000,
         hold_bytes: int = 64 << 20,
-        max_keys: Callable[[str], int] = lambda rule: 10_000,
+        max_keys: Callable[[str], int] = lambda rule: 1_000_000,
         match_bytes: int = 256 << 20,
     ) -> None:
         self.throttles: Bounded[float] = Bounded(limit)
         self.windows: Bounded[deque[float]] = Bounded(limit)
         self.holds: Bounded[Hold] = Bounded(limit, max_bytes=hold_bytes, weigh=_hold_weight)
-        self.partials: PerRule[Partial] = PerRule(max_keys, match_bytes, _partial_weight)
-        self.waits: PerRule[Wait] = PerRule(max_keys, match_bytes, _wait_weight)
+        # (until the rules are known, as the stored rows are loaded, no rule's keys are cut
+        # short: the engine sets each rule's own max_keys then, ``PerRule.set_limits``)
+        budget = ByteBudget(match_bytes)
+        self.partials: PerRule[Partial] = PerRule(max_keys, budget, _partial_weight)
+        self.waits: PerRule[Wait] = PerRule(max_keys, budget, _wait_weight)
         self.levels: Bounded[bool] = Bounded(limit)
         self._kinds: dict[str, Bounded[Any] | PerRule[Any]] = {
             "throttle": self.throttles,
@@ -260,6 +298,12 @@ class RuleState:
 
     def forget_rules(self, keep: set[str]) -> None:
         """Drop the state of rules that are no longer loaded."""
+        for table in self.kinds().values():
+            table.drop_rules(keep)
+
+    def forget_rule(self, rule: str) -> None:
+        """Drop all of one rule's state (its definition changed)."""
+        keep = {name for table in self.kinds().values() for name in _rules_in(table)} - {rule}
         for table in self.kinds().values():
             table.drop_rules(keep)
 

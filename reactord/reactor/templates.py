@@ -8,9 +8,10 @@ type; inside a longer string, the value is written as text (JSON for maps and li
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,3 +121,21 @@ def render_value(value: Any, event: Event) -> Any:
     if isinstance(value, dict):
         return {k: render_value(v, event) for k, v in value.items()}
     return value
+
+
+def paths_in(value: Any) -> Iterator[tuple[str, ...]]:
+    """Every path the templates inside ``value`` name (walking lists, maps and dataclasses,
+    such as an action's parameters), for checks at load."""
+    if isinstance(value, Template):
+        if value.whole is not None:
+            yield value.whole
+        yield from (piece for piece in value.pieces if isinstance(piece, tuple))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from paths_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from paths_in(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for part in dataclasses.fields(value):
+            yield from paths_in(getattr(value, part.name))

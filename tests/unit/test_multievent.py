@@ -91,7 +91,7 @@ def test_sequence_in_order_within_the_window_restarts_and_ignores_out_of_order()
     # too slow: the window counts from the first step
     decide(engine, ev("app/a", 100))
     decide(engine, ev("app/b", 120))
-    assert "out of order" in str(decide(engine, ev("app/c", 161)).reason)
+    assert "window ran out" in str(decide(engine, ev("app/c", 161)).reason)
     # a new start replaces an old one
     decide(engine, ev("app/a", 200))
     decide(engine, ev("app/a", 250))
@@ -289,3 +289,45 @@ def test_keys_from_event_data_are_bounded_in_length_and_stay_distinct() -> None:
     kept = [key for (_, key), _ in engine.state.partials.all_items()]
     assert len(kept) == 2 and all(k.startswith("sha256:") and len(k) == 71 for k in kept)
     assert decide(engine, ev("app/b", 1, k="a" * 10_000)).fired
+
+
+def test_the_tick_drops_partial_matches_whose_window_passed() -> None:
+    engine = Engine(rules(correlate()))
+    for n in range(5):
+        decide(engine, ev("app/a", n, f"h{n}"))
+    decide(engine, ev("app/a", 50, "late"))
+    engine.due_holds(62.5)  # h0..h2 are past the 60 s window; h3, h4 and late are not
+    assert sorted(key for (_, key), _ in engine.state.partials.all_items()) == ["h3", "h4", "late"]
+    rows, _ = engine.state.take_changes()
+    assert sorted(key for kind, _, key, value in rows if kind == "partial" and value is None) == [
+        "h0",
+        "h1",
+        "h2",
+    ]
+
+
+def test_stored_keys_past_the_default_survive_a_restart_and_a_changed_rule_starts_again() -> None:
+    many = rules(correlate(max_keys=20_000))
+    engine = Engine(many)
+    for n in range(15_000):
+        decide(engine, ev("app/a", 0, f"h{n}"))
+    rows, _ = engine.state.take_changes()
+    state = RuleState()
+    state.load_rows(rows)
+    again = Engine(RuleSet((), ()), state)
+    again.swap(many)  # as the master starts: state first, then the rules
+    assert again.state.keys_of("c") == {"keys": 15_000, "dropped": 0}
+    again.swap(rules(correlate(max_keys=20_000, within="2m")))  # the definition changed
+    assert again.state.keys_of("c")["keys"] == 0
+
+
+def test_a_rule_disabled_by_a_reload_never_fires_its_waits() -> None:
+    engine = Engine(absence_rules())
+    decide(engine, ev("job/x/start", 0, job="j1"))
+    spec = {
+        "events": {"a": {"on": "job/*/start"}, "b": {"on": "job/*/end"}},
+        "within": "10m",
+        "key": "{{ data.job }}",
+    }
+    engine.swap(rules({"name": "w", "enabled": False, "absence": spec, "do": [{"log": "x"}]}))
+    assert engine.due_holds(601) == [] and engine.next_due() is None

@@ -6,7 +6,7 @@ const POLL_MS = 5000;
 
 // A correlation's, sequence's or absence's keys held against its limit, and those dropped.
 function keys(r) {
-  if (!r.state) return r.kind ? h("span", { class: "hint", text: r.kind }) : "—";
+  if (!r.state) return r.describe ? h("span", { class: "hint", text: r.describe }) : "—";
   const held = `${r.state.keys} / ${r.state.max_keys}`;
   return [
     h("div", { text: r.state.dropped ? `${held} (${r.state.dropped} dropped)` : held }),

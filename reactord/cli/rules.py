@@ -199,7 +199,7 @@ def list_rules(config_path: str | None, as_json: bool) -> None:
                 r["name"],
                 ", ".join(r["on"]),
                 r["fired"],
-                _keys(r.get("state")),
+                _keys(r.get("state")) if r.get("kind") != "fleet" else "fleet",
                 "; ".join(r["actions"]),
                 f"{r['file']}:{r['line']}",
             ]

@@ -248,13 +248,13 @@ def due_waits(state: RuleState, rules: Mapping[str, Any], now: float) -> list[tu
     return out
 
 
-def sweep_partials(rules: Iterable[Any], state: RuleState, now: float) -> None:
+def sweep_partials(rules: Iterable[Any], state: RuleState, now: float, *, full: bool = False) -> None:
     """Drop the partial matches whose window has passed (by the tick): they could no longer
     complete, and would otherwise stay counted until touched or pushed out by the limit."""
     for rule in rules:
         spec = rule.multi
         if isinstance(spec, Correlation) and spec.kind != "absence":
-            state.partials.sweep(rule.name, _expiry(spec, now))
+            state.partials.sweep(rule.name, _expiry(spec, now), full=full)
 
 
 def _expiry(spec: Correlation, now: float) -> Callable[[Partial], bool]:

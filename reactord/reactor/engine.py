@@ -9,6 +9,8 @@ first step that fails is the reason recorded for the decision.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import logging
 import math
 from collections import deque
@@ -37,6 +39,9 @@ from reactord.reactor.rulestate import Hold, RuleState
 from reactord.reactor.templates import Template, TemplateError, render_value
 
 log = logging.getLogger("reactord.reactor")
+#: How often the tick looks at every partial match for windows that passed (in between, it
+#: looks at each rule's least recently used ones only).
+FULL_SWEEP = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,7 @@ class Engine:
         #: The fleet fleet rules count over (none: they see no minion).
         self.minions: Minions = minions or dict
         self.members = FleetMembers()
+        self._swept = 0.0  # when the tick last looked at every partial match
         self._by_name = rules.by_name()
         self.state.partials.limit = self.state.waits.limit = self._max_keys
 
@@ -84,9 +90,13 @@ class Engine:
         """Use a new rule set (state of rules that remain is kept; a rule over several events
         whose definition changed starts again: its keys and patterns may mean something else)."""
         for rule in rules.rules:
-            old = self._by_name.get(rule.name)
-            if old is not None and old.multi is not None and _multi_spec(old) != _multi_spec(rule):
+            if rule.multi is None:
+                continue
+            digest = _multi_digest(rule)
+            if self.state.specs.get((rule.name, "")) not in (None, digest):
                 self.state.forget_rule(rule.name)
+            if self.state.specs.get((rule.name, "")) != digest:
+                self.state.specs.put((rule.name, ""), digest)
         self.rules = rules
         self.index = _index(rules)
         self._candidates = {}
@@ -258,7 +268,10 @@ class Engine:
             fired.append(Decision(rule, event, reason is None, reason, due="absence"))
         if self.members.latest:
             fleet_lapses(self.rules.rules, self.state, self.members, self.minions(), now)
-        sweep_partials(self.rules.rules, self.state, now)
+        full = now - self._swept >= FULL_SWEEP or now < self._swept
+        if full:
+            self._swept = now
+        sweep_partials(self.rules.rules, self.state, now, full=full)
         return fired
 
     def due_until(self, until: float) -> list[tuple[float, Decision]]:
@@ -323,12 +336,16 @@ class Engine:
         return None
 
 
-def _multi_spec(rule: Rule) -> object:
-    """A rule over several events as its file wrote it (its compiled parts compare by identity)."""
-    return next(
-        (rule.spec.get(kind) for kind in ("correlate", "sequence", "absence", "fleet") if kind in rule.spec),
-        None,
-    )
+def _multi_digest(rule: Rule) -> str:
+    """A rule over several events as its file wrote it, as a digest: its state is kept while
+    this stays the same, across reloads and restarts (its compiled parts compare by identity)."""
+    written = {
+        kind: rule.spec.get(kind)
+        for kind in ("correlate", "sequence", "absence", "fleet")
+        if kind in rule.spec
+    }
+    text = json.dumps(written, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _index(rules: RuleSet) -> TagIndex[Rule]:

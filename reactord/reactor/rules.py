@@ -204,7 +204,8 @@ def _rule(
         except ValueError as exc:
             line = action.line if isinstance(action, LineDict) else spec.line_of("do")
             raise RuleError(where.path, line, f"{dotted}.do[{index}]", str(exc)) from None
-    _check_matched(parsed, multi, where.path, dotted)
+    keys = [limit.key for limit in (throttle, threshold) if limit is not None]
+    _check_matched(parsed, multi, where.path, dotted, keys, spec.line)
     return Rule(
         name=name,
         on=tuple(patterns),
@@ -224,27 +225,35 @@ def _rule(
 
 
 def _check_matched(
-    actions: list[ActionSpec], multi: Correlation | FleetCondition | None, path: str, dotted: str
+    actions: list[ActionSpec],
+    multi: Correlation | FleetCondition | None,
+    path: str,
+    dotted: str,
+    keys: list[Template | str],
+    line: int,
 ) -> None:
-    """``events.NAME`` in an action names one of the rule's patterns (``fleet`` for a fleet
-    rule); a rule over one event has none."""
+    """``events.NAME`` in an action or a throttle's or threshold's key names one of the rule's
+    patterns (``fleet`` for a fleet rule); a rule over one event has none."""
     if multi is None:
         names: tuple[str, ...] = ()
     elif isinstance(multi, FleetCondition):
         names = ("fleet",)
     else:
         names = tuple(p.name for p in multi.patterns)
-    for action in actions:
-        for found in paths_in((action.params, action.lock, action.title)):
+    places: list[tuple[str, int, object]] = [
+        (f"{dotted}.do[{a.index}]", a.line, (a.params, a.lock, a.title)) for a in actions
+    ]
+    places.append((f"{dotted}.throttle/threshold key", line, keys))
+    for where, at, value in places:
+        for found in paths_in(value):
             if found[0] != "events" or found[1] in names:
                 continue
-            where = f"{dotted}.do[{action.index}]"
             written = "{{ " + ".".join(found) + " }}"
             if not names:
                 message = f"{written}: events.NAME is for rules over several events"
             else:
                 message = f"{written}: no pattern {found[1]!r} (named: {', '.join(names)})"
-            raise RuleError(path, action.line, where, message)
+            raise RuleError(path, at, where, message)
 
 
 def _multi(

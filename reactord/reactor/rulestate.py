@@ -89,7 +89,9 @@ class Bounded(Generic[V]):
         return bool(self.dirty)
 
     def clear_dirty(self) -> None:
-        self.dirty.clear()
+        """Nothing to write, but the deletion of keys no longer held (dropped by a limit as
+        they were loaded: their rows must go too)."""
+        self.dirty = {key for key in self.dirty if key not in self.items}
 
     def clean(self, key: K) -> None:
         self.dirty.discard(key)
@@ -179,7 +181,7 @@ class PerRule(Generic[V]):
 
     def clear_dirty(self) -> None:
         for table in self.tables.values():
-            table.dirty.clear()
+            table.clear_dirty()
 
     def clean(self, key: K) -> None:
         table = self.tables.get(key[0])
@@ -190,14 +192,19 @@ class PerRule(Generic[V]):
         for rule in [r for r in self.tables if r not in keep]:
             self._change(rule, _empty)
 
-    def sweep(self, rule: str, expired: Callable[[V], bool]) -> int:
-        """Drop ``rule``'s least recently used keys while ``expired`` says they are (a window
-        that has passed); stops at the first that is not. How many were dropped."""
+    def sweep(self, rule: str, expired: Callable[[V], bool], *, full: bool = False) -> int:
+        """Drop ``rule``'s keys that ``expired`` says are (a window that has passed): the least
+        recently used ones until the first that is not, or (``full``) every one. How many."""
         table = self.tables.get(rule)
         if table is None:
             return 0
 
         def sweep(table: Bounded[V]) -> int:
+            if full:
+                gone = [key for key, value in table.items.items() if expired(value)]
+                for key in gone:
+                    table.pop(key)
+                return len(gone)
             dropped = 0
             while table.items:
                 key, value = next(iter(table.items.items()))
@@ -284,6 +291,8 @@ class RuleState:
         self.partials: PerRule[Partial] = PerRule(max_keys, budget, _partial_weight)
         self.waits: PerRule[Wait] = PerRule(max_keys, budget, _wait_weight)
         self.levels: Bounded[bool] = Bounded(limit)
+        #: The definition each rule over several events had when its state was made (a digest).
+        self.specs: Bounded[str] = Bounded(limit)
         self._kinds: dict[str, Bounded[Any] | PerRule[Any]] = {
             "throttle": self.throttles,
             "window": self.windows,
@@ -291,6 +300,7 @@ class RuleState:
             "partial": self.partials,
             "wait": self.waits,
             "level": self.levels,
+            "spec": self.specs,
         }
 
     def kinds(self) -> dict[str, Bounded[Any] | PerRule[Any]]:
@@ -317,7 +327,8 @@ class RuleState:
         return {name: len(table) for name, table in self.kinds().items()}
 
     def load_rows(self, rows: Iterable[Change]) -> None:
-        """Fill the state from stored rows (at start); nothing is left dirty."""
+        """Fill the state from stored rows (at start); nothing is left to write but the
+        deletion of rows a limit dropped as they were loaded."""
         for kind, rule, key, value in rows:
             _put(self, kind, (rule, key), value)
         for table in self.kinds().values():
@@ -359,6 +370,8 @@ def _put(state: RuleState, kind: str, key: K, value: Any) -> None:
         state.waits.put(key, Wait(value["deadline"], Event(**value["event"])))
     elif kind == "level":
         state.levels.put(key, bool(value))
+    elif kind == "spec":
+        state.specs.put(key, str(value))
 
 
 def _plain(kind: str, value: Any) -> Any:

@@ -308,17 +308,38 @@ def test_the_tick_drops_partial_matches_whose_window_passed() -> None:
 
 def test_stored_keys_past_the_default_survive_a_restart_and_a_changed_rule_starts_again() -> None:
     many = rules(correlate(max_keys=20_000))
-    engine = Engine(many)
+    engine = Engine(RuleSet((), ()))
+    engine.swap(many)
     for n in range(15_000):
         decide(engine, ev("app/a", 0, f"h{n}"))
-    rows, _ = engine.state.take_changes()
-    state = RuleState()
-    state.load_rows(rows)
-    again = Engine(RuleSet((), ()), state)
-    again.swap(many)  # as the master starts: state first, then the rules
+    stored, _ = engine.state.take_changes()
+
+    def restarted(with_rules: RuleSet) -> Engine:
+        state = RuleState()
+        state.load_rows(stored)
+        again = Engine(RuleSet((), ()), state)
+        again.swap(with_rules)  # as the master starts: state first, then the rules
+        return again
+
+    again = restarted(many)
     assert again.state.keys_of("c") == {"keys": 15_000, "dropped": 0}
-    again.swap(rules(correlate(max_keys=20_000, within="2m")))  # the definition changed
-    assert again.state.keys_of("c")["keys"] == 0
+    again.swap(many)  # a reload that changes nothing keeps it
+    assert again.state.keys_of("c")["keys"] == 15_000
+    assert restarted(rules(correlate(max_keys=20_000, within="2m"))).state.keys_of("c")["keys"] == 0
+    reloaded = restarted(many)
+    reloaded.swap(rules(correlate(max_keys=20_000, within="2m")))
+    assert reloaded.state.keys_of("c")["keys"] == 0
+
+
+def test_keys_a_limit_drops_as_the_stored_state_loads_are_deleted_from_storage() -> None:
+    engine = Engine(rules(correlate(max_keys=100)))
+    for n in range(100):
+        decide(engine, ev("app/a", 0, f"h{n}"))
+    stored, _ = engine.state.take_changes()
+    state = RuleState(max_keys=lambda rule: 40)  # a lower limit as they load
+    state.load_rows(stored)
+    rows, _ = state.take_changes()
+    assert len([r for r in rows if r[0] == "partial" and r[3] is None]) == 60 and len(rows) == 60
 
 
 def test_a_rule_disabled_by_a_reload_never_fires_its_waits() -> None:

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import correlation, scenarios
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: What ``--only`` selects: (b) brings (b2), (f) the cluster scenarios (f) and (g).
+GROUPS = ("a", "b", "c", "d", "e", "idle", "f")
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -29,7 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per throughput scenario (median reported)")
     parser.add_argument("--quick", action="store_true", help="smaller loads, one run (a smoke test)")
     parser.add_argument("--no-cluster", action="store_true", help="leave out the cluster scenarios (f, g)")
+    parser.add_argument(
+        "--only",
+        type=lambda text: set(text.split(",")),
+        default=None,
+        help=f"run only these scenarios, e.g. 'b' for (b) and (b2) (of: {', '.join(GROUPS)})",
+    )
     args = parser.parse_args(argv)
+    only = args.only or set(GROUPS)
+    if only - set(GROUPS):
+        parser.error(f"--only: unknown {', '.join(sorted(only - set(GROUPS)))} (known: {', '.join(GROUPS)})")
     runs = 1 if args.quick else args.runs
     events = 100_000 if args.quick else 300_000
     rows: list[dict[str, Any]] = []
@@ -44,50 +55,51 @@ def main(argv: list[str] | None = None) -> int:
             _print_row(row)
             return row
 
-        go(
-            "a",
-            "accepted_per_s",
-            lambda d: scenarios.ingest(d, "(a) ingest, no rules", minions=100, events=events),
-        )
-        rules_1000 = scenarios.realistic_rules(1000)
-        go(
-            "b",
-            "accepted_per_s",
-            lambda d: scenarios.ingest(
-                d, "(b) ingest, 1,000 rules, 1% firing", minions=100, events=events, rules=rules_1000
-            ),
-        )
-        # (c) interleaved (10, 100, 1,000, 10,000, then again): drift on a shared machine hits all alike
-        by_count: dict[int, list[dict[str, Any]]] = {count: [] for count in (10, 100, 1000, 10_000)}
-        rule_sets = {count: scenarios.realistic_rules(count) for count in by_count}
-        for n in range(runs):
-            for count, results in by_count.items():
-                results.append(
-                    scenarios.ingest(
-                        root / f"c{count}-{n}",
-                        f"(c) {count} rules",
-                        minions=100,
-                        events=events,
-                        rules=rule_sets[count],
+        if "a" in only:
+            go(
+                "a",
+                "accepted_per_s",
+                lambda d: scenarios.ingest(d, "(a) ingest, no rules", minions=100, events=events),
+            )
+        if "b" in only:
+            for row in _rules_plain_and_correlated(root, runs, events):
+                rows.append(row)
+                _print_row(row)
+        if "c" in only:
+            # (c) interleaved (10, 100, 1,000, 10,000, then again): drift on a shared machine hits all alike
+            by_count: dict[int, list[dict[str, Any]]] = {count: [] for count in (10, 100, 1000, 10_000)}
+            rule_sets = {count: scenarios.realistic_rules(count) for count in by_count}
+            for n in range(runs):
+                for count, results in by_count.items():
+                    results.append(
+                        scenarios.ingest(
+                            root / f"c{count}-{n}",
+                            f"(c) {count} rules",
+                            minions=100,
+                            events=events,
+                            rules=rule_sets[count],
+                        )
                     )
-                )
-        rates = {}
-        for count, results in by_count.items():
-            row = _median(results, "accepted_per_s")
-            rows.append(row)
-            _print_row(row)
-            rates[count] = row["accepted_per_s"]
-        rows.append(
-            {"scenario": "(c) 10,000 rules vs 10 rules", "ratio": round(rates[10_000] / rates[10], 3)}
-        )
-        _print_row(rows[-1])
-        rows.append(scenarios.many_minions(root / "d", minions=200 if args.quick else 1000))
-        _print_row(rows[-1])
-        rows.append(scenarios.latency(root / "e", rate=1000, seconds=5 if args.quick else 20))
-        _print_row(rows[-1])
-        rows.append(scenarios.idle_minion(root / "idle", seconds=10 if args.quick else 30))
-        _print_row(rows[-1])
-        if not args.no_cluster:
+            rates = {}
+            for count, results in by_count.items():
+                row = _median(results, "accepted_per_s")
+                rows.append(row)
+                _print_row(row)
+                rates[count] = row["accepted_per_s"]
+            rows.append(
+                {"scenario": "(c) 10,000 rules vs 10 rules", "ratio": round(rates[10_000] / rates[10], 3)}
+            )
+            _print_row(rows[-1])
+        if "d" in only:
+            rows.append(scenarios.many_minions(root / "d", minions=200 if args.quick else 1000))
+            _print_row(rows[-1])
+        if "e" in only:
+            rows.append(scenarios.latency(root / "e", rate=1000, seconds=5 if args.quick else 20))
+            _print_row(rows[-1])
+        if "idle" in only:
+            rows.append(scenarios.idle_minion(root / "idle", seconds=10 if args.quick else 30))
+            _print_row(rows[-1])
+        if not args.no_cluster and "f" in only:
             from bench import cluster  # needs the cluster extra and nats-server (make bench)
 
             for count in (1, 2, 3):
@@ -110,6 +122,32 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=2))
     print(f"\nwritten to {out} ({report['seconds']}s)")
     return 0
+
+
+def _rules_plain_and_correlated(root: Path, runs: int, events: int) -> list[dict[str, Any]]:
+    """(b) and (b2) interleaved, like (c), so that drift on a shared machine hits both alike;
+    their medians, and (b2)'s rate over (b)'s."""
+    plain, correlated = scenarios.realistic_rules(1000), correlation.correlation_rules(1000)
+    b_runs: list[dict[str, Any]] = []
+    b2_runs: list[dict[str, Any]] = []
+    for n in range(runs):
+        b_runs.append(
+            scenarios.ingest(
+                root / f"b-{n}", "(b) ingest, 1,000 rules, 1% firing", minions=100, events=events, rules=plain
+            )
+        )
+        b2_runs.append(
+            correlation.ingest(
+                root / f"b2-{n}",
+                "(b2) ingest, 1,000 correlation rules, 10,000 live keys",
+                minions=100,
+                events=events,
+                rules=correlated,
+            )
+        )
+    b, b2 = _median(b_runs, "accepted_per_s"), _median(b2_runs, "accepted_per_s")
+    ratio = round(b2["accepted_per_s"] / b["accepted_per_s"], 3)
+    return [b, b2, {"scenario": "(b2) correlation rules vs (b)", "ratio": ratio}]
 
 
 def _cpus() -> int:

@@ -19,21 +19,32 @@ def ids(count: int) -> list[str]:
     return [f"sim{i:04d}" for i in range(count)]
 
 
+#: The beacons the realistic rules listen to (the bench's load events are none of them).
+BEACONS = (
+    "disk/root",
+    "service/nginx",
+    "service/sshd",
+    "http/site",
+    "tcp_port/db",
+    "process/cron",
+    "file",
+    "journal/syslog",
+    "memory",
+    "heartbeat",
+)
+
+
+def rule_glob(n: int, beacon: str, app_suffix: str = "") -> str:
+    """Realistic rule ``n``'s tag glob on ``beacon``: a third with a literal minion id (``webNN``,
+    which no simulated minion is), one in seven ``minion/*/app/N/**`` instead."""
+    if n % 7 == 0:
+        return f"minion/*/app/{n}{app_suffix}/**"
+    return f"minion/*/beacon/{beacon}" if n % 3 else f"minion/web{n % 50:02d}/beacon/{beacon}"
+
+
 def realistic_rules(count: int, firing_share: float = 0.01) -> str:
     """``count`` rules spread over tags and conditions like a real rule set; about ``firing_share`` of
     the bench's load events fire one of them, with a cheap action (a debug log line)."""
-    beacons = [
-        "disk/root",
-        "service/nginx",
-        "service/sshd",
-        "http/site",
-        "tcp_port/db",
-        "process/cron",
-        "file",
-        "journal/syslog",
-        "memory",
-        "heartbeat",
-    ]
     lines = ["rules:"]
     modulus = max(1, round(1 / firing_share))
     lines += [
@@ -43,13 +54,9 @@ def realistic_rules(count: int, firing_share: float = 0.01) -> str:
         "    do: [{log: 'load on {{ source }}', level: debug}]",
     ]
     for n in range(count - 1):
-        beacon = beacons[n % len(beacons)]
-        pattern = f"minion/*/beacon/{beacon}" if n % 3 else f"minion/web{n % 50:02d}/beacon/{beacon}"
-        if n % 7 == 0:
-            pattern = f"minion/*/app/{n}/**"
         lines += [
             f"  - name: rule-{n}",
-            f'    on: "{pattern}"',
+            f'    on: "{rule_glob(n, BEACONS[n % len(BEACONS)])}"',
             f"    when: {{data.value: {{gt: {n % 100}}}, source: {{glob: 'web*'}}}}",
             "    do: [{log: 'x', level: debug}]",
         ]
@@ -119,12 +126,26 @@ def _payload(seq: int, mod: int) -> bytes:
     return _PAYLOADS[key]
 
 
-def _ingest_row(name: str, mp: Any, fleet: Fleet, seconds: float, cpu: float) -> dict[str, Any]:
+def ingest_counts(mp: Any, fleet: Fleet) -> tuple[int, int, int, int]:
+    """Events sent, logged, logged once (distinct source and seq), and actions recorded."""
     sent = sum(s.next_seq - 1 for s in fleet.minions)
     logged, unique = mp.query(
         "SELECT COUNT(*), COUNT(DISTINCT source || ':' || seq) FROM events WHERE tag LIKE 'minion/%'"
     )[0]
     fired = mp.query("SELECT COUNT(*) FROM actions")[0][0]
+    return sent, logged, unique, fired
+
+
+def _ingest_row(
+    name: str,
+    mp: Any,
+    fleet: Fleet,
+    seconds: float,
+    cpu: float,
+    before: tuple[int, int, int, int] = (0, 0, 0, 0),
+) -> dict[str, Any]:
+    """The row of an ingest run; ``before``: ``ingest_counts`` when the measured part began."""
+    sent, logged, unique, fired = (n - b for n, b in zip(ingest_counts(mp, fleet), before, strict=True))
     return {
         "scenario": name,
         "minions": len(fleet.minions),

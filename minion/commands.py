@@ -6,6 +6,10 @@ whatever is replayed or re-sent. A claim that cannot be written (a full disk) re
 command with an error return instead of running it unrecorded. A return is stored before it
 is sent (in memory when the disk is full) and re-sent with every heartbeat until the master
 acknowledges it.
+
+Commands that arrive together (in one turn of the event loop: a burst) are claimed in one
+transaction, and returns of jobs that end together are stored in one: a sync to disk per
+turn, not per job, and still before anything runs or is sent.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class Commands:
         # The loop keeps only a weak reference to a task: the jobs and sends started here are
         # kept until they end, so none is collected mid-way and each failure is logged.
         self.tasks: set[asyncio.Task[None]] = set()
+        self._to_claim: list[m.CommandBody] = []  # checked, claimed at the end of this turn
+        self._to_store: list[tuple[str, bytes, asyncio.Future[None]]] = []  # returns to store, then send
 
     def on_command(self, command: m.Command, signing_key: bytes) -> None:
         """Check a command from the master and start it, or log why it is refused."""
@@ -66,16 +72,27 @@ class Commands:
         if body.expires < now:
             log.error("refused command %s: expired", body.jid, extra={"jid": body.jid})
             return
+        if not self._to_claim:
+            asyncio.get_running_loop().call_soon(self._claim_and_start)
+        self._to_claim.append(body)
+
+    def _claim_and_start(self) -> None:
+        """Claim the commands of this turn in one transaction; start those claimed."""
+        bodies, self._to_claim = self._to_claim, []
         try:
-            claimed = self.state.claim(body.jid, body.fun, body.expires, now)
+            claimed = self.state.claim_many([(b.jid, b.fun, b.expires) for b in bodies], self.clock())
         except StorageFull:
-            self._refuse_unclaimed(body)
+            for body in bodies:
+                self._refuse_unclaimed(body)
             return
-        if not claimed:
-            log.warning("refused command %s: already run (replay)", body.jid, extra={"jid": body.jid})
-            return
-        log.info("running %s (job %s)", body.fun, body.jid, extra={"jid": body.jid})
-        self._start(self.guard(self._run(body)), f"job {body.jid}")
+        seen: set[str] = set()
+        for body, ok in zip(bodies, claimed, strict=True):
+            if not ok or body.jid in seen:  # (the same command twice in one turn: claimed once)
+                log.warning("refused command %s: already run (replay)", body.jid, extra={"jid": body.jid})
+                continue
+            seen.add(body.jid)
+            log.info("running %s (job %s)", body.fun, body.jid, extra={"jid": body.jid})
+            self._start(self.guard(self._run(body)), f"job {body.jid}")
 
     def _refuse_unclaimed(self, body: m.CommandBody) -> None:
         """A job runs only once its claim is on disk (a jid runs at most once): refuse it, and say why."""
@@ -117,15 +134,34 @@ class Commands:
         await self._send_return(body.jid, ret.to_wire())
 
     async def _send_return(self, jid: str, wire: bytes) -> None:
-        """Send a return now; it is re-sent (from disk, or from memory on a full disk) until acknowledged."""
-        if not self.state.store_return(jid, wire):
-            log.warning(
-                "job %s: return kept in memory only (cannot write %s: disk full); sent anyway",
-                jid,
-                self.state.path,
-                extra={"jid": jid},
-            )
+        """Store a return (with the others of this turn), then send it; it is re-sent (from
+        disk, or from memory on a full disk) until acknowledged."""
+        stored = asyncio.get_running_loop().create_future()
+        if not self._to_store:
+            asyncio.get_running_loop().call_soon(self._store_returns)
+        self._to_store.append((jid, wire, stored))
+        await stored
         await self.send(wire)
+
+    def _store_returns(self) -> None:
+        waiting, self._to_store = self._to_store, []
+        try:
+            kept = self.state.store_returns([(jid, wire) for jid, wire, _ in waiting])
+        except BaseException as exc:  # (a damaged file): each waiting job fails with it
+            for _, _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (jid, _, future), ok in zip(waiting, kept, strict=True):
+            if not ok:
+                log.warning(
+                    "job %s: return kept in memory only (cannot write %s: disk full); sent anyway",
+                    jid,
+                    self.state.path,
+                    extra={"jid": jid},
+                )
+            if not future.done():
+                future.set_result(None)
 
     async def resend_returns(self) -> None:
         """Store what a full disk kept in memory, forget expired claims, re-send unacknowledged returns."""

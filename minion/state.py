@@ -4,15 +4,23 @@ A jid is claimed before it runs and the claim is kept until the command's expiry
 same signed command arriving again (a replay, or a re-send after a restart) never runs
 twice. A return is written here before it is sent and re-sent until the master acknowledges it.
 
+Claims and returns that come together (a burst of commands, jobs ending in the same turn
+of the loop) are written in one transaction each (``claim_many``, ``store_returns``): one
+sync to disk for the lot. Acknowledgements are kept in memory and written together by
+``flush`` (every heartbeat, or once ``ACKS_KEPT`` wait): one lost in a crash only means the
+return is sent once more, and the master, which has it, acknowledges it again.
+
 On a full disk: a claim that cannot be written raises ``StorageFull`` and the command must
 not run (without a durable claim it could run twice); a return that cannot be stored is
 kept in memory, sent anyway and re-sent until acknowledged; an acknowledgement that cannot
-be recorded is kept in memory. ``flush`` writes what was kept once space returns. A damaged
+be recorded stays in memory. ``flush`` writes what was kept once space returns. A damaged
 file raises ``StorageDamaged`` (at open, checked whole, or later).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from reactord.protocol.errors import StorageFull
@@ -30,6 +38,13 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 
+#: Acknowledgements kept in memory before they are written without waiting for a heartbeat.
+ACKS_KEPT = 256
+_CLAIM = "INSERT OR IGNORE INTO jobs (jid, fun, expires, received) VALUES (?, ?, ?, ?)"
+_STORE = "UPDATE jobs SET ret=? WHERE jid=?"
+_ACK = "UPDATE jobs SET acked=1, ret=NULL WHERE jid=?"
+
+
 class MinionState:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -43,52 +58,76 @@ class MinionState:
         self._returns: dict[str, bytes] = {}  # returns a full disk kept from being stored
         self._acked: set[str] = set()  # acknowledgements a full disk kept from being recorded
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction (one sync to disk); storage faults raised as ``StorageError``."""
+        with storage_faults(self.path):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
     def claim(self, jid: str, fun: str, expires: float, now: float) -> bool:
         """Record that ``jid`` runs now; False if it was already claimed (never run it twice).
 
         Raises ``StorageFull`` when the claim cannot be written: the job must not run.
         """
-        with storage_faults(self.path):
-            cur = self.conn.execute(
-                "INSERT OR IGNORE INTO jobs (jid, fun, expires, received) VALUES (?, ?, ?, ?)",
-                (jid, fun, expires, now),
-            )
-        if cur.rowcount != 1:
-            return False
-        self._returns.pop(jid, None)  # a refusal kept from an earlier try that could not claim it
-        return True
+        return self.claim_many([(jid, fun, expires)], now)[0]
+
+    def claim_many(self, jobs: Sequence[tuple[str, str, float]], now: float) -> list[bool]:
+        """``claim`` for several (jid, fun, expires) at once, in one transaction: whether each
+        was claimed. Raises ``StorageFull`` when they cannot be written: none may run."""
+        with self._transaction():
+            claimed = [
+                self.conn.execute(_CLAIM, (jid, fun, expires, now)).rowcount == 1
+                for jid, fun, expires in jobs
+            ]
+        for (jid, _, _), ok in zip(jobs, claimed, strict=True):
+            if ok:
+                self._returns.pop(jid, None)  # a refusal kept from an earlier try that could not claim it
+        return claimed
 
     def store_return(self, jid: str, wire: bytes) -> bool:
         """Keep a return until it is acknowledged; False when only in memory (disk full)."""
+        return self.store_returns([(jid, wire)])[0]
+
+    def store_returns(self, returns: Sequence[tuple[str, bytes]]) -> list[bool]:
+        """``store_return`` for several (jid, wire) at once, in one transaction."""
         try:
-            with storage_faults(self.path):
-                stored = self.conn.execute("UPDATE jobs SET ret=? WHERE jid=?", (wire, jid)).rowcount == 1
+            with self._transaction():
+                stored = [self.conn.execute(_STORE, (wire, jid)).rowcount == 1 for jid, wire in returns]
         except StorageFull:
-            stored = False
-        if not stored:
-            self._returns[jid] = wire
+            stored = [False] * len(returns)
+        for (jid, wire), ok in zip(returns, stored, strict=True):
+            if not ok:
+                self._returns[jid] = wire
         return stored
 
     def ack(self, jid: str) -> None:
+        """The master has the return: it is not sent again (written with the next ``flush``)."""
         self._returns.pop(jid, None)
-        try:
-            with storage_faults(self.path):
-                self.conn.execute("UPDATE jobs SET acked=1, ret=NULL WHERE jid=?", (jid,))
-        except StorageFull:
-            self._acked.add(jid)
+        self._acked.add(jid)
+        if len(self._acked) >= ACKS_KEPT:
+            self.flush()
 
     def flush(self) -> None:
-        """Store the returns and acknowledgements kept in memory, as far as the disk allows."""
+        """Write the acknowledgements kept in memory, and the returns a full disk kept there,
+        as far as the disk allows."""
         try:
             for jid, wire in list(self._returns.items()):
                 with storage_faults(self.path):
-                    stored = self.conn.execute("UPDATE jobs SET ret=? WHERE jid=?", (wire, jid)).rowcount
+                    stored = self.conn.execute(_STORE, (wire, jid)).rowcount
                 if stored:  # a return without a claim (a refused command) stays in memory
                     del self._returns[jid]
-            for jid in list(self._acked):
-                with storage_faults(self.path):
-                    self.conn.execute("UPDATE jobs SET acked=1, ret=NULL WHERE jid=?", (jid,))
-                self._acked.discard(jid)
+            if self._acked:
+                acked = list(self._acked)
+                with self._transaction():
+                    self.conn.executemany(_ACK, [(jid,) for jid in acked])
+                self._acked.difference_update(acked)
         except StorageFull:
             return
 
@@ -107,6 +146,7 @@ class MinionState:
 
     def prune(self, now: float) -> int:
         """Forget claims whose command expired (it can no longer be accepted anyway); 0 on a full disk."""
+        self.flush()  # (only acknowledged claims go)
         try:
             with storage_faults(self.path):
                 cur = self.conn.execute("DELETE FROM jobs WHERE expires < ? AND acked=1", (now,))
@@ -115,4 +155,7 @@ class MinionState:
         return cur.rowcount
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.flush()
+        finally:
+            self.conn.close()

@@ -33,14 +33,24 @@ from reactord.protocol import messages as m
 from reactord.protocol.errors import ReactordError
 from reactord.protocol.ids import new_id
 from reactord.protocol.keys import Signer
+from reactord.store.database import Writes
 from reactord.store.jobstore import JobRecord, JobStore, return_public
 
 log = logging.getLogger("reactord.jobs")
 
 
 class Emit(Protocol):
+    """The master's ``emit``; with ``writes``, those rows go in the event's own transaction
+    and a full disk raises ``StorageFull`` (nothing is written) instead of holding the event."""
+
     def __call__(
-        self, tag: str, data: dict[str, Any], *, causation: str | None = None, depth: int = 0
+        self,
+        tag: str,
+        data: dict[str, Any],
+        *,
+        causation: str | None = None,
+        depth: int = 0,
+        writes: Callable[[list[Any]], Writes] | None = None,
     ) -> Any: ...
 
 
@@ -218,8 +228,7 @@ class JobRunner:
             action,
             None if batch is None else batch.public(),
         )
-        self.store.add(job)
-        self.stats.incr("jobs.started")
+        # the job's row and its event in one transaction, before any command is sent
         self.emit(
             f"reactor/job/{job.jid}/new",
             {
@@ -236,7 +245,9 @@ class JobRunner:
             },
             causation=causation,
             depth=depth,
+            writes=lambda events: self.store.add_writes(job),
         )
+        self.stats.incr("jobs.started")
         return job
 
     def launch(self, job: JobRecord, progress: Progress | None = None) -> asyncio.Task[JobResult]:
@@ -367,12 +378,14 @@ class JobRunner:
         if job is None or minion_id not in job.minions:
             log.warning("dropped a return from %s for a job it was not sent: %s", minion_id, ret.jid)
             return False
-        if self.store.add_return(ret, self.clock()):
-            self.emit(
+        if not self.store.has_return(ret.jid, minion_id):  # (a minion sends it again until acked)
+            received = self.clock()
+            self.emit(  # the return's row and its event in one transaction
                 f"reactor/job/{ret.jid}/ret/{minion_id}",
                 {"jid": ret.jid, "id": minion_id, "fun": job.fun, **return_public(ret)},
                 causation=job.causation,
                 depth=job.depth,
+                writes=lambda events: self.store.return_writes(ret, received),
             )
             self._wake(ret.jid)
         future = self._waiting.get(ret.jid, {}).get(minion_id)

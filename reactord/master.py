@@ -46,7 +46,7 @@ from reactord.protocol.keys import CurveKeys, Signer, ensure_private_dir
 from reactord.protocol.metricsserver import Snapshot, registry_of
 from reactord.reactions import Reactor
 from reactord.store.audit import AuditLog
-from reactord.store.database import Checkpointer, Database
+from reactord.store.database import Checkpointer, Database, Writes
 from reactord.store.deliveries import Deliveries
 from reactord.store.eventlog import EventLog
 from reactord.store.jobstore import JobStore
@@ -306,9 +306,21 @@ class Master:
         self.stats.incr("drop.unexpected")
         return None
 
-    def emit(self, tag: str, data: dict[str, Any], *, causation: str | None = None, depth: int = 0) -> Event:
+    def emit(
+        self,
+        tag: str,
+        data: dict[str, Any],
+        *,
+        causation: str | None = None,
+        depth: int = 0,
+        writes: Callable[[list[Event]], Writes] | None = None,
+    ) -> Event:
         """A master-internal event (key, presence, job): logged, republished, matched; on a full
-        disk it waits in memory (bounded) and is written when space returns."""
+        disk it waits in memory (bounded) and is written when space returns. With ``writes``
+        (a job's row, a return's), those rows go in its transaction, and a full disk raises
+        ``StorageFull`` instead: the event exists only with them."""
+        if writes is not None:
+            return self.pipeline.emit_many([(tag, data)], causation=causation, depth=depth, writes=writes)[0]
         return self.pipeline.emit(tag, data, causation=causation, depth=depth, hold=True)
 
     def resolve_target(self, target: str, target_type: str) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from reactord.base import jsonable
 from reactord.protocol.messages import Return
-from reactord.store.database import Database
+from reactord.store.database import Database, Writes
 
 _JOB_COLUMNS = (
     "jid, fun, args, kwargs, target, target_type, minions, created, timeout, origin, causation, depth,"
@@ -70,26 +70,31 @@ class JobStore:
 
     def add(self, job: JobRecord) -> None:
         with self.db.writing() as conn:
-            conn.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.jid,
-                    job.fun,
-                    jsonable.dumps(job.args),
-                    jsonable.dumps(job.kwargs),
-                    job.target,
-                    job.target_type,
-                    jsonable.dumps(job.minions),
-                    job.created,
-                    job.timeout,
-                    job.origin,
-                    job.causation,
-                    job.depth,
-                    job.action,
-                    None if job.batch is None else jsonable.dumps(job.batch),
-                    None if job.summary is None else jsonable.dumps(job.summary),
-                ),
-            )
+            for sql, rows in self.add_writes(job):
+                conn.executemany(sql, rows)
+
+    def add_writes(self, job: JobRecord) -> Writes:
+        """The job's row as writes for the transaction of its ``reactor/job/<jid>/new`` event."""
+        row = (
+            job.jid,
+            job.fun,
+            jsonable.dumps(job.args),
+            jsonable.dumps(job.kwargs),
+            job.target,
+            job.target_type,
+            jsonable.dumps(job.minions),
+            job.created,
+            job.timeout,
+            job.origin,
+            job.causation,
+            job.depth,
+            job.action,
+            None if job.batch is None else jsonable.dumps(job.batch),
+            None if job.summary is None else jsonable.dumps(job.summary),
+        )
+        return [
+            (f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [row])
+        ]
 
     def finish(self, jid: str, summary: dict[str, Any]) -> None:
         """Record how a job ended (its summary); the job is then finished."""
@@ -127,22 +132,37 @@ class JobStore:
     def add_return(self, ret: Return, received: float) -> bool:
         """Store a return once; False when this (jid, id) was already stored."""
         with self.db.writing() as conn:
-            cur = conn.execute(
+            ((sql, rows),) = self.return_writes(ret, received)
+            cur = conn.execute(sql, rows[0])
+        return cur.rowcount == 1
+
+    def has_return(self, jid: str, minion_id: str) -> bool:
+        return (
+            self.db.conn.execute("SELECT 1 FROM returns WHERE jid=? AND id=?", (jid, minion_id)).fetchone()
+            is not None
+        )
+
+    def return_writes(self, ret: Return, received: float) -> Writes:
+        """A return's row (stored once) as writes for the transaction of its
+        ``reactor/job/<jid>/ret/<id>`` event."""
+        row = (
+            ret.jid,
+            ret.id,
+            int(ret.success),
+            ret.retcode,
+            jsonable.dumps(ret.ret),
+            ret.error,
+            ret.started,
+            ret.finished,
+            received,
+        )
+        return [
+            (
                 "INSERT OR IGNORE INTO returns (jid, id, success, retcode, ret, error, started,"
                 " finished, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    ret.jid,
-                    ret.id,
-                    int(ret.success),
-                    ret.retcode,
-                    jsonable.dumps(ret.ret),
-                    ret.error,
-                    ret.started,
-                    ret.finished,
-                    received,
-                ),
+                [row],
             )
-        return cur.rowcount == 1
+        ]
 
     def returns(self, jid: str) -> dict[str, Return]:
         rows = self.db.conn.execute(

@@ -4,21 +4,30 @@ events travel in batches, acknowledgements are cumulative, rules are found throu
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.asyncio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from minion.commands import Commands
 from minion.delivery import Delivery
+from minion.executor import Executor
+from minion.functions import BUILTINS
 from minion.outbox import Outbox
+from minion.state import MinionState
 from reactord.base.stats import Stats
 from reactord.bus import Bus
+from reactord.jobrunner import JobRunner
 from reactord.pipeline import EventPipeline
 from reactord.protocol import messages as m
+from reactord.protocol.keys import Signer
 from reactord.store.database import Database
 from reactord.store.eventlog import EventLog
+from reactord.store.jobstore import JobStore
 from reactord.store.schema import MIGRATIONS
 from reactord.store.statetable import StateTable
 from tests.support import free_ports
@@ -93,3 +102,110 @@ def test_acks_are_cumulative_one_per_minion_per_commit(tmp_path: Path) -> None:
     assert EventLog(db).count() == 1510
     bus.close()
     ctx.term()
+
+
+# -- commands, returns and their acknowledgements: written together ------------------------------
+
+
+class _CountingState(MinionState):
+    """A real minion state that counts its transactions of claims and of returns."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.claims: list[int] = []
+        self.stores: list[int] = []
+
+    def claim_many(self, jobs: Any, now: float) -> list[bool]:
+        self.claims.append(len(jobs))
+        return super().claim_many(jobs, now)
+
+    def store_returns(self, returns: Any) -> list[bool]:
+        self.stores.append(len(returns))
+        return super().store_returns(returns)
+
+
+def test_a_burst_of_commands_is_claimed_in_one_transaction_and_returns_stored_together(
+    tmp_path: Path,
+) -> None:
+    """50 commands arriving in one turn of the minion's loop: one claim transaction; returns
+    ending in one turn: one store; acknowledgements: written together, not one by one."""
+    signer = Signer(Ed25519PrivateKey.generate())
+    state = _CountingState(tmp_path / "minion.db")
+    sent: list[bytes] = []
+
+    async def send(wire: bytes) -> None:
+        sent.append(wire)
+
+    async def guard(work: Any) -> None:
+        await work
+
+    executor = Executor("web01", BUILTINS, {}, workers=4)
+    commands = Commands("web01", state, executor, send, guard)
+
+    def command(n: int) -> m.Command:
+        body = m.CommandBody(
+            jid=f"j{n:03d}",
+            id="web01",
+            fun="test.ping",
+            args=[],
+            kwargs={},
+            timeout=5.0,
+            expires=time.time() + 60,
+            nonce=os.urandom(16),
+        ).pack()
+        return m.Command(payload=body, sig=signer.sign(body))
+
+    async def burst() -> None:
+        for n in range(50):
+            commands.on_command(command(n), signer.public)
+        commands.on_command(command(7), signer.public)  # the same command twice: runs once
+        await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(*commands.tasks), 10)
+        await asyncio.gather(*(commands._send_return(f"j{n:03d}", b"again") for n in range(20)))
+
+    try:
+        asyncio.run(burst())
+        assert state.claims == [51] and len(sent) == 70
+        assert sum(state.stores) == 70 and state.stores[-1] == 20  # the 20 ending together: one store
+        for n in range(50):
+            state.ack(f"j{n:03d}")
+        acked = state.conn.execute("SELECT count(*) FROM jobs WHERE acked=1").fetchone()[0]
+        assert acked == 0 and state.unacked() == []  # in memory: not sent again, not yet written
+        state.flush()
+        assert state.conn.execute("SELECT count(*) FROM jobs WHERE acked=1").fetchone()[0] == 50
+    finally:
+        executor.cancel_all()
+        state.close()
+
+
+def test_a_jobs_row_and_a_returns_row_are_written_with_their_events(tmp_path: Path) -> None:
+    """No transaction of their own: the job's row goes with reactor/job/<jid>/new, the return's
+    with reactor/job/<jid>/ret/<id> (the master's emit takes them as ``writes``)."""
+    store = JobStore(Database(tmp_path / "m.db", MIGRATIONS))
+    own: list[str] = []
+    store.add = lambda job: own.append("add")  # type: ignore[method-assign]
+    store.add_return = lambda ret, received: own.append("add_return") or True  # type: ignore[method-assign]
+    emitted: list[tuple[str, list[str]]] = []
+
+    def emit(tag: str, data: dict[str, Any], *, writes: Any = None, **how: Any) -> None:
+        made = writes([]) if writes is not None else []
+        emitted.append((tag, [sql.split("(")[0].strip() for sql, _ in made]))
+        with store.db.writing() as conn:
+            for sql, rows in made:
+                conn.executemany(sql, rows)
+
+    class Link:
+        def send(self, minion_id: str, message: m.Message) -> bool:
+            return True
+
+    jobs = JobRunner(store, Link(), Signer(Ed25519PrivateKey.generate()), emit, command_ttl=60.0)
+    job = jobs.start(["web01"], "test.ping", [], {}, timeout=5.0, target="web01", target_type="glob")
+    ret = m.Return(jid=job.jid, id="web01", success=True, retcode=0, ret=True, started=1.0, finished=2.0)
+    assert jobs.on_return("web01", ret) and jobs.on_return(
+        "web01", ret
+    )  # the second: acked, not stored again
+    assert own == []
+    assert emitted == [
+        (f"reactor/job/{job.jid}/new", ["INSERT INTO jobs"]),
+        (f"reactor/job/{job.jid}/ret/web01", ["INSERT OR IGNORE INTO returns"]),
+    ]

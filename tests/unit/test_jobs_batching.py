@@ -67,13 +67,22 @@ class ScriptedLink:
 
 
 def dispatcher(tmp_path: Path, link: ScriptedLink) -> tuple[JobRunner, JobStore]:
-    store = JobStore(Database(tmp_path / "m.db", MIGRATIONS))
+    db = Database(tmp_path / "m.db", MIGRATIONS)
+    store = JobStore(db)
     emitted: list[str] = []
+
+    def emit(tag: str, data: dict[str, Any], *, writes: Any = None, **how: Any) -> None:
+        emitted.append(tag)
+        if writes is not None:  # the job's and the returns' rows, in the event's transaction
+            with db.writing() as conn:
+                for sql, rows in writes([]):
+                    conn.executemany(sql, rows)
+
     jobs = JobRunner(
         store,
         link,  # type: ignore[arg-type]
         Signer(Ed25519PrivateKey.generate()),
-        lambda tag, data, **kw: emitted.append(tag),
+        emit,
         command_ttl=60.0,
     )
     link.dispatcher = jobs

@@ -56,7 +56,9 @@ def _commands(
 
 
 async def _settle(commands: Commands) -> None:
-    """Wait (at most 10s) for the tasks the commands started."""
+    """Wait (at most 10s) for the tasks the commands started (claimed at the end of the turn
+    they came in: one yield)."""
+    await asyncio.sleep(0)
     await asyncio.wait_for(asyncio.gather(*commands.tasks, return_exceptions=True), 10)
 
 
@@ -105,6 +107,7 @@ def test_a_job_task_that_fails_is_logged_and_not_kept(
 
     async def receive() -> None:
         commands.on_command(_command("job-1", T0 + 60), SIGNER.public)
+        await asyncio.sleep(0)  # claimed and started at the end of the turn it came in
         assert len(commands.tasks) == 1  # kept: the loop holds only a weak reference
         await _settle(commands)
 

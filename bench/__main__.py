@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import correlation, scenarios
+from bench import correlation, realpath, scenarios
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: What ``--only`` selects: (b) brings (b2), (f) the cluster scenarios (f) and (g).
-GROUPS = ("a", "b", "c", "d", "e", "idle", "f")
+#: What ``--only`` selects: (b) brings (b2), (i) the cluster scenarios (i) and (j).
+GROUPS = ("a", "b", "c", "d", "e", "idle", "f", "g", "h", "i")
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="runs per throughput scenario (median reported)")
     parser.add_argument("--quick", action="store_true", help="smaller loads, one run (a smoke test)")
-    parser.add_argument("--no-cluster", action="store_true", help="leave out the cluster scenarios (f, g)")
+    parser.add_argument("--no-cluster", action="store_true", help="leave out the cluster scenarios (i, j)")
     parser.add_argument(
         "--only",
         type=lambda text: set(text.split(",")),
@@ -99,16 +99,29 @@ def main(argv: list[str] | None = None) -> int:
         if "idle" in only:
             rows.append(scenarios.idle_minion(root / "idle", seconds=10 if args.quick else 30))
             _print_row(rows[-1])
-        if not args.no_cluster and "f" in only:
+        if "f" in only:
+            for row in _real_ingest(root, runs, per_minion=10_000 if args.quick else 50_000):
+                rows.append(row)
+                _print_row(row)
+        if "g" in only:
+            go(
+                "g",
+                "reactions_per_s",
+                lambda d: realpath.burst(d, minions=2, events=500 if args.quick else 2000),
+            )
+        if "h" in only:
+            rows.append(realpath.one_at_a_time(root / "h", count=50 if args.quick else 200))
+            _print_row(rows[-1])
+        if not args.no_cluster and "i" in only:
             from bench import cluster  # needs the cluster extra and nats-server (make bench)
 
             for count in (1, 2, 3):
                 go(
-                    f"f{count}",
+                    f"i{count}",
                     "acked_per_s",
                     lambda d, count=count: cluster.ingest(d, count=count, events=events),
                 )
-            rows.append(cluster.failover(root / "g"))
+            rows.append(cluster.failover(root / "j"))
             _print_row(rows[-1])
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -148,6 +161,20 @@ def _rules_plain_and_correlated(root: Path, runs: int, events: int) -> list[dict
     b, b2 = _median(b_runs, "accepted_per_s"), _median(b2_runs, "accepted_per_s")
     ratio = round(b2["accepted_per_s"] / b["accepted_per_s"], 3)
     return [b, b2, {"scenario": "(b2) correlation rules vs (b)", "ratio": ratio}]
+
+
+def _real_ingest(root: Path, runs: int, per_minion: int) -> list[dict[str, Any]]:
+    """(f) with 2 and 4 real minions, interleaved like (c); the same events in all (4 minions
+    send half of ``per_minion`` each)."""
+    rules = scenarios.realistic_rules(1000)
+    by_count: dict[int, list[dict[str, Any]]] = {2: [], 4: []}
+    for n in range(runs):
+        for count, results in by_count.items():
+            share = per_minion * 2 // count
+            results.append(
+                realpath.ingest(root / f"f{count}-{n}", minions=count, per_minion=share, rules=rules)
+            )
+    return [_median(results, "accepted_per_s") for results in by_count.values()]
 
 
 def _cpus() -> int:

@@ -116,7 +116,7 @@ def ingest(root: Path, *, count: int, minions: int = 30, events: int = 60_000) -
         finally:
             fleet.close()
     return {
-        "scenario": f"(f) cluster ingest, {count} master{'s' if count > 1 else ''}",
+        "scenario": f"(i) cluster ingest, {count} master{'s' if count > 1 else ''}",
         "minions": minions,
         "events": sent,
         "acked_per_s": round(sent / seconds),
@@ -144,7 +144,7 @@ def failover(root: Path, *, lease_ttl: str = "10s") -> dict[str, Any]:
 
         _wait(taken, 120, "the partitions to move")
         seconds = time.monotonic() - killed
-    return {"scenario": f"(g) cluster failover, lease_ttl {lease_ttl}", "seconds": round(seconds, 2)}
+    return {"scenario": f"(j) cluster failover, lease_ttl {lease_ttl}", "seconds": round(seconds, 2)}
 
 
 if __name__ == "__main__":

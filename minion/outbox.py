@@ -16,12 +16,10 @@ is harmless: the master dedupes by (epoch, seq). A full-disk episode is logged o
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from typing import Any
 from minion.errors import MinionError, OutboxUnavailable
 from reactord.protocol.errors import StorageFull
 from reactord.protocol.events import check_data
-from reactord.protocol.sqlitefile import connect, storage_faults
+from reactord.protocol.sqlitefile import connect, storage_faults, write_transaction
 from reactord.protocol.tags import localize
 
 log = logging.getLogger("minion.outbox")
@@ -105,7 +103,7 @@ class Outbox:
         defaults = {"epoch": os.urandom(8).hex(), "next_seq": "1", "dropped": "0"}
         missing = {key: value for key, value in defaults.items() if key not in meta}
         if missing:  # a new outbox (or one whose creation was cut short)
-            with self._writing():
+            with write_transaction(self.conn, self.path):
                 self.conn.executemany("INSERT INTO meta VALUES (?, ?)", list(missing.items()))
             meta.update(missing)
         self.epoch = str(meta["epoch"])
@@ -117,21 +115,6 @@ class Outbox:
         self.low = int(first) if first is not None else self.next_seq
         # The first seq still stored: rows in [_held, low) are acknowledged, left to delete.
         self._held = self.low
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """One write transaction: committed whole, or rolled back and its fault raised."""
-        with storage_faults(self.path):
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self.conn.execute("COMMIT")
-            except BaseException:
-                # On a full disk SQLite may have rolled the transaction back itself already.
-                if self.conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self.conn.execute("ROLLBACK")
-                raise
 
     @property
     def depth(self) -> int:
@@ -169,7 +152,7 @@ class Outbox:
         self.purge()  # acknowledged rows a full disk left behind go first: their space is reused
         low = self.low + overflow
         try:
-            with self._writing():
+            with write_transaction(self.conn, self.path):
                 self.conn.executemany("INSERT INTO outbox VALUES (?, ?, ?, ?, ?)", rows)
                 if overflow:
                     self.conn.execute("DELETE FROM outbox WHERE seq < ?", (low,))

@@ -19,12 +19,11 @@ file raises ``StorageDamaged`` (at open, checked whole, or later).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from reactord.protocol.errors import StorageFull
-from reactord.protocol.sqlitefile import connect, storage_faults
+from reactord.protocol.sqlitefile import connect, storage_faults, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -56,20 +55,7 @@ class MinionState:
             self.conn.close()
             raise
         self._returns: dict[str, bytes] = {}  # returns a full disk kept from being stored
-        self._acked: set[str] = set()  # acknowledgements a full disk kept from being recorded
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One transaction (one sync to disk); storage faults raised as ``StorageError``."""
-        with storage_faults(self.path):
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
+        self._acked: set[str] = set()  # acknowledgements not written yet (``flush`` writes them)
 
     def claim(self, jid: str, fun: str, expires: float, now: float) -> bool:
         """Record that ``jid`` runs now; False if it was already claimed (never run it twice).
@@ -81,7 +67,7 @@ class MinionState:
     def claim_many(self, jobs: Sequence[tuple[str, str, float]], now: float) -> list[bool]:
         """``claim`` for several (jid, fun, expires) at once, in one transaction: whether each
         was claimed. Raises ``StorageFull`` when they cannot be written: none may run."""
-        with self._transaction():
+        with write_transaction(self.conn, self.path):
             claimed = [
                 self.conn.execute(_CLAIM, (jid, fun, expires, now)).rowcount == 1
                 for jid, fun, expires in jobs
@@ -98,7 +84,7 @@ class MinionState:
     def store_returns(self, returns: Sequence[tuple[str, bytes]]) -> list[bool]:
         """``store_return`` for several (jid, wire) at once, in one transaction."""
         try:
-            with self._transaction():
+            with write_transaction(self.conn, self.path):
                 stored = [self.conn.execute(_STORE, (wire, jid)).rowcount == 1 for jid, wire in returns]
         except StorageFull:
             stored = [False] * len(returns)
@@ -125,7 +111,7 @@ class MinionState:
                     del self._returns[jid]
             if self._acked:
                 acked = list(self._acked)
-                with self._transaction():
+                with write_transaction(self.conn, self.path):
                     self.conn.executemany(_ACK, [(jid,) for jid in acked])
                 self._acked.difference_update(acked)
         except StorageFull:

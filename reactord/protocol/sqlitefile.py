@@ -16,6 +16,7 @@ refuses) and is left to the caller.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -75,6 +76,24 @@ def storage_faults(path: Path | str) -> Iterator[None]:
         if error is None:
             raise
         raise error from exc
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, path: Path | str) -> Iterator[None]:
+    """One write transaction on an autocommit connection (``connect``'s): committed whole
+    (one sync to disk with ``synchronous=FULL``), or rolled back and its fault raised as a
+    ``StorageError``."""
+    with storage_faults(path):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            # On a full disk SQLite may have rolled the transaction back itself already.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
 
 
 def connect(path: Path, *, synchronous: str = "NORMAL", check: bool = True) -> sqlite3.Connection:

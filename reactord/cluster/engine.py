@@ -69,6 +69,11 @@ MSG_ID = "Nats-Msg-Id"
 #: and a stream created meanwhile, by another master, with another configuration.
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 _STREAM_NAME_IN_USE = 10058
+#: ... no suitable peers to place a replicated stream on (fewer servers than replicas, or, with
+#: "offline" in its description, a peer not heard from yet while the cluster forms), and
+#: JetStream temporarily unavailable (a meta leader being elected).
+_NO_PEERS = 10005
+_UNAVAILABLE = 10008
 
 _ENGINE_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 
@@ -141,8 +146,13 @@ def _engine_call(what: str) -> Iterator[None]:
 
 def transient(exc: ClusterError) -> bool:
     """Whether a failure may pass by itself: the engine timed out or had no one to answer (a
-    JetStream leader election after a node restarted), not a refusal."""
-    return isinstance(exc.__cause__, (nats.errors.TimeoutError, nats.errors.NoRespondersError, TimeoutError))
+    JetStream leader election after a node restarted), or refused because its cluster is still
+    forming (a peer not in the meta group yet), not a refusal that waiting cannot change."""
+    cause = exc.__cause__
+    if isinstance(cause, nats.js.errors.APIError):
+        offline = cause.err_code == _NO_PEERS and "offline" in (cause.description or "")
+        return offline or cause.err_code == _UNAVAILABLE
+    return isinstance(cause, (nats.errors.TimeoutError, nats.errors.NoRespondersError, TimeoutError))
 
 
 def require_version(version: str) -> None:
@@ -267,11 +277,21 @@ class Engine:
     async def ensure_streams(self, layout: Layout) -> None:
         """Create the event stream and the lease bucket, or check the ones there were made for
         ``layout`` (see the module docstring); one ClusterError line if not."""
-        await self._ensure_events(layout)
-        await self._ensure_leases(layout)
-        await self._ensure_actions(layout)
-        for name in (KEYS_BUCKET, PRESENCE_BUCKET, STATE_BUCKET):
-            await self._ensure_bucket(name, layout)
+        try:
+            await self._ensure_events(layout)
+            await self._ensure_leases(layout)
+            await self._ensure_actions(layout)
+            for name in (KEYS_BUCKET, PRESENCE_BUCKET, STATE_BUCKET):
+                await self._ensure_bucket(name, layout)
+        except ClusterError as exc:
+            cause = exc.__cause__
+            if transient(exc) or not (
+                isinstance(cause, nats.js.errors.APIError) and cause.err_code == _NO_PEERS
+            ):
+                raise
+            raise ClusterError(
+                f"{exc} (replicas: {layout.replicas} needs as many JetStream servers in the engine's cluster)"
+            ) from cause
 
     async def _ensure_actions(self, layout: Layout) -> None:
         """The action intents: kept a day, deduplicated by action id over the dedupe window."""

@@ -130,6 +130,19 @@ class NatsServer:
         peers = {route["remote_name"] for route in self.monitor("routez")["routes"]}
         return peers >= {s.name for s in servers if s is not self and s.alive()}
 
+    def meta_ready(self, servers: list[NatsServer]) -> bool:
+        """This node leads JetStream's meta group with every other running node of ``servers``
+        a current member, or follows a leader that is one of them: until then a replicated
+        stream may be refused with "no suitable peers for placement" though /healthz is 200."""
+        meta = self.monitor("jsz").get("meta_cluster") or {}
+        leader = meta.get("leader")
+        if not leader:
+            return False
+        if leader != self.name:
+            return any(s.name == leader for s in servers if s.alive())
+        current = {r["name"] for r in meta.get("replicas") or [] if r.get("current") and not r.get("offline")}
+        return current >= {s.name for s in servers if s is not self and s.alive()}
+
     def monitor(self, endpoint: str) -> dict[str, Any]:
         """A JSON monitoring endpoint (``varz``, ``jsz``, ...)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/{endpoint}", timeout=5) as resp:
@@ -179,10 +192,15 @@ def cluster(binary: Path, root: Path, size: int = 3) -> list[NatsServer]:
 
 
 def start_all(servers: list[NatsServer], timeout: float = 30) -> None:
-    """Start the nodes and wait until each is healthy and routed to all the others."""
+    """Start the nodes and wait until each is healthy, routed to all the others, and the meta
+    group's leader counts all of them current (see ``meta_ready``)."""
     for server in servers:
         server.spawn()
-    wait_until(lambda: all(s.healthy() and s.routed(servers) for s in servers), timeout, "the nats cluster")
+    wait_until(
+        lambda: all(s.healthy() and s.routed(servers) and s.meta_ready(servers) for s in servers),
+        timeout,
+        "the nats cluster",
+    )
 
 
 def stop_all(servers: list[NatsServer]) -> list[str]:

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import nats
+import nats.errors
+import nats.js.errors
 import pytest
 
 from reactord.base.errors import ClusterError
-from reactord.cluster.engine import Layout, connect
+from reactord.cluster.engine import Layout, connect, transient
 from reactord.cluster.subjects import event_subject
 from tests.cluster import natsserver
 from tests.cluster.natsserver import NatsServer
@@ -216,3 +218,31 @@ def test_a_lost_engine_is_a_cluster_error_not_a_hang(nats_binary: Path, tmp_path
         run(scenario)
     finally:
         server.stop()
+
+
+def test_only_refusals_that_time_lifts_are_waited_out() -> None:
+    """The master's start waits out a cluster still forming (a peer not heard from yet: "no
+    suitable peers for placement, peer offline"; a meta leader being elected) and a silent
+    engine, and gives up at once on the rest: too few servers for the replicas asked, a
+    stream made by someone else. The descriptions are the engine's own."""
+
+    def refused(code: int, err_code: int, description: str) -> ClusterError:
+        try:
+            raise ClusterError("cannot create the bucket rd_presence") from nats.js.errors.APIError(
+                code=code, err_code=err_code, description=description
+            )
+        except ClusterError as exc:
+            return exc
+
+    def timed_out() -> ClusterError:
+        try:
+            raise ClusterError("cannot read the stream RDEV") from nats.errors.TimeoutError()
+        except ClusterError as exc:
+            return exc
+
+    assert transient(refused(400, 10005, "no suitable peers for placement, peer offline"))
+    assert transient(refused(503, 10008, "JetStream system temporarily unavailable"))
+    assert transient(timed_out())
+    assert not transient(refused(400, 10005, "no suitable peers for placement"))
+    assert not transient(refused(400, 10058, "stream name already in use with a different configuration"))
+    assert not transient(refused(400, 10074, "replicas > 1 not supported in non-clustered mode"))

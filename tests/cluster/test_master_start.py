@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,16 @@ def test_cluster_status_on_a_single_master_says_it_is_not_in_a_cluster(tmp_path:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "this master is not in a cluster" in result.stderr
     assert not setup.close()
+
+
+def test_more_replicas_than_engine_servers_exits_2_at_once_and_says_why(
+    nats_cluster: list[NatsServer], tmp_path: Path
+) -> None:
+    """Five copies asked of a three-node engine: a refusal no wait lifts (unlike a peer not
+    heard from yet while a cluster forms, which the master waits out), so one line, at once."""
+    setup = Setup.create(tmp_path / "setup")
+    setup.edit_master(cluster={"servers": [s.url for s in nats_cluster], "replicas": 5})
+    started = time.monotonic()
+    line = _one_line(_start(setup))
+    assert time.monotonic() - started < 20, line  # not the 30 s a transient refusal is waited
+    assert "no suitable peers for placement" in line and "replicas: 5" in line, line

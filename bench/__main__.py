@@ -110,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
                 lambda d: realpath.burst(d, minions=2, events=500 if args.quick else 2000),
             )
         if "h" in only:
-            rows.append(realpath.one_at_a_time(root / "h", count=50 if args.quick else 200))
+            for handover in ("cli", "socket"):
+                rows.append(
+                    realpath.one_at_a_time(
+                        root / f"h-{handover}", count=50 if args.quick else 200, handover=handover
+                    )
+                )
             _print_row(rows[-1])
         if not args.no_cluster and "i" in only:
             from bench import cluster  # needs the cluster extra and nats-server (make bench)

@@ -33,7 +33,9 @@ from typing import Any, TypeVar
 import yaml
 
 from bench.harness import free_port
+from minion.config import load_minion_config
 from reactord.control import ControlClient
+from reactord.protocol.localsock import LocalClient
 
 T = TypeVar("T")
 REACTORD = [sys.executable, "-m", "reactord"]
@@ -302,17 +304,29 @@ def burst(root: Path, *, minions: int = 2, events: int = 2000) -> dict[str, Any]
     }
 
 
-def one_at_a_time(root: Path, *, count: int = 200, poll: float = 0.005) -> dict[str, Any]:
+def one_at_a_time(
+    root: Path, *, count: int = 200, poll: float = 0.005, handover: str = "cli"
+) -> dict[str, Any]:
     """(h): one event handed over, its return stored on the master, then the next; from the
     event's ``time`` (the minion's clock when it took it) to its return's (the master's when
     it stored it: ``returns.received``, and the logged ``reactor/job/<jid>/ret/<id>`` event).
+    ``handover``: ``cli``, a ``reactord event send`` process per event (two Python start-ups:
+    the reactions are about 0.3 s apart, the disk and the CPUs idle in between), or
+    ``socket``, the same request on the minion's local socket from this process (what the
+    CLI sends, without the start-ups: the next event goes as soon as a return is stored).
     ``poll``: how often the returns are counted (it sets only when the next event goes)."""
     ids = minion_ids(1)
     with real_setup(root, ids, ECHO_RULE) as setup:
         setup.accept_all()
+        local = LocalClient(
+            load_minion_config(str(setup.minion_yaml(ids[0]))).local_socket, 30, daemon="minion"
+        )
         with closing(sqlite3.connect(f"file:{setup.db}?mode=ro", uri=True, timeout=30)) as conn:
             for n in range(1, count + 1):
-                setup.send(ids[0], ECHO_TAG, 1, {"n": n})
+                if handover == "cli":
+                    setup.send(ids[0], ECHO_TAG, 1, {"n": n})
+                else:
+                    local.call("event.send", tag=ECHO_TAG, data={"n": n}, count=1)
                 wait_for(
                     lambda n=n: conn.execute("SELECT COUNT(*) FROM returns").fetchone()[0] >= n,
                     30,
@@ -335,7 +349,7 @@ def one_at_a_time(root: Path, *, count: int = 200, poll: float = 0.005) -> dict[
     total = ms([r[5] - r[0] for r in rows])
     logged = ms([r[6] - r[0] for r in rows])
     return {
-        "scenario": f"(h) one reaction at a time, {count} in a row, 1 real minion",
+        "scenario": f"(h) one reaction at a time, {count} in a row, 1 real minion, handed over by {handover}",
         "reactions": len(rows),
         "event_to_return_p50_ms": total[0],
         "event_to_return_p99_ms": total[1],

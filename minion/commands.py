@@ -3,13 +3,13 @@
 A command runs only when its signature verifies against the pinned signing key, it names this
 minion, it has not expired, and its jid is claimed on disk first: a jid runs at most once,
 whatever is replayed or re-sent. A claim that cannot be written (a full disk) refuses the
-command with an error return instead of running it unrecorded. A return is stored before it
-is sent (in memory when the disk is full) and re-sent with every heartbeat until the master
-acknowledges it.
+command with an error return instead of running it unrecorded. A return is sent as soon as
+the job ends, stored in the same turn (in memory when the disk is full), and re-sent with
+every heartbeat until the master acknowledges it.
 
 Commands that arrive together (in one turn of the event loop: a burst) are claimed in one
 transaction, and returns of jobs that end together are stored in one: a sync to disk per
-turn, not per job, and still before anything runs or is sent.
+turn, not per job, and still before anything runs.
 """
 
 from __future__ import annotations
@@ -134,14 +134,18 @@ class Commands:
         await self._send_return(body.jid, ret.to_wire())
 
     async def _send_return(self, jid: str, wire: bytes) -> None:
-        """Store a return (with the others of this turn), then send it; it is re-sent (from
-        disk, or from memory on a full disk) until acknowledged."""
+        """Send a return and store it (with the others of this turn, once this one is on its
+        way: the sync to disk no longer delays it); it is re-sent (from disk, or from memory
+        on a full disk) until acknowledged. A crash between the send and the sync can lose
+        only a return the master may already have; without one the master ends the job at
+        its timeout, as for a crash while the job runs (an acknowledgement that comes first
+        is harmless: the return is then stored as acknowledged)."""
         stored = asyncio.get_running_loop().create_future()
         if not self._to_store:
             asyncio.get_running_loop().call_soon(self._store_returns)
         self._to_store.append((jid, wire, stored))
-        await stored
         await self.send(wire)
+        await stored  # a damaged state file fails the job's task here (the guard stops the minion)
 
     def _store_returns(self) -> None:
         waiting, self._to_store = self._to_store, []

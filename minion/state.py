@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 #: Acknowledgements kept in memory before they are written without waiting for a heartbeat.
 ACKS_KEPT = 256
 _CLAIM = "INSERT OR IGNORE INTO jobs (jid, fun, expires, received) VALUES (?, ?, ?, ?)"
-_STORE = "UPDATE jobs SET ret=? WHERE jid=?"
+_STORE = "UPDATE jobs SET ret=CASE WHEN acked THEN NULL ELSE ? END WHERE jid=?"  # (acked: sent before stored)
 _ACK = "UPDATE jobs SET acked=1, ret=NULL WHERE jid=?"
 
 

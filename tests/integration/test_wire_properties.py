@@ -178,6 +178,40 @@ def test_a_burst_of_commands_is_claimed_in_one_transaction_and_returns_stored_to
         state.close()
 
 
+def test_a_return_is_sent_before_its_sync_to_disk_and_stored_in_the_same_turn(tmp_path: Path) -> None:
+    """Issue 18's (h): the return does not wait for the minion's sync to disk; it is stored in
+    the turn it was sent in, and an acknowledgement that overtakes the store leaves nothing to
+    re-send."""
+    order: list[str] = []
+
+    class State(MinionState):
+        def store_returns(self, returns: Any) -> list[bool]:
+            order.extend(f"store {jid}" for jid, _ in returns)
+            return super().store_returns(returns)
+
+    state = State(tmp_path / "minion.db")
+
+    async def send(wire: bytes) -> None:
+        order.append(f"send {wire.decode()}")
+        state.ack(wire.decode())  # the master's acknowledgement, before the store
+        state.flush()
+
+    async def guard(work: Any) -> None:
+        await work
+
+    executor = Executor("web01", BUILTINS, {}, workers=1)
+    commands = Commands("web01", state, executor, send, guard)
+    try:
+        assert state.claim("j1", "test.ping", time.time() + 60, time.time())
+        asyncio.run(commands._send_return("j1", b"j1"))
+        assert order == ["send j1", "store j1"]
+        assert state.unacked() == []
+        assert state.conn.execute("SELECT acked, ret FROM jobs WHERE jid='j1'").fetchone() == (1, None)
+    finally:
+        executor.cancel_all()
+        state.close()
+
+
 def test_a_jobs_row_and_a_returns_row_are_written_with_their_events(tmp_path: Path) -> None:
     """No transaction of their own: the job's row goes with reactor/job/<jid>/new, the return's
     with reactor/job/<jid>/ret/<id> (the master's emit takes them as ``writes``)."""

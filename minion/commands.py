@@ -136,10 +136,11 @@ class Commands:
     async def _send_return(self, jid: str, wire: bytes) -> None:
         """Send a return and store it (with the others of this turn, once this one is on its
         way: the sync to disk no longer delays it); it is re-sent (from disk, or from memory
-        on a full disk) until acknowledged. A crash between the send and the sync can lose
-        only a return the master may already have; without one the master ends the job at
-        its timeout, as for a crash while the job runs (an acknowledgement that comes first
-        is harmless: the return is then stored as acknowledged)."""
+        on a full disk) until acknowledged. A crash between the send and the sync loses the
+        return if it had not reached the master yet; the master then ends the job at its
+        timeout, as for a crash while the job runs (the claim keeps the jid from running
+        again). An acknowledgement that comes first is harmless: the return is then stored
+        as acknowledged."""
         stored = asyncio.get_running_loop().create_future()
         if not self._to_store:
             asyncio.get_running_loop().call_soon(self._store_returns)
